@@ -1,0 +1,70 @@
+//! What every binary shares: message format, exit codes, pipe etiquette.
+//!
+//! All messages go to stderr as `PROGRAM: message` (warnings as
+//! `PROGRAM: warning: message`), on one line, so they can be grepped and
+//! never mix with data on stdout. A consumer closing the pipe early
+//! (`oci-merge | head -c 1000`) is not an error to report: the program
+//! stops quietly with the status a SIGPIPE death would give (141), so
+//! `set -o pipefail` still sees that the output was cut short.
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+
+/// Exit status after the reader of stdout went away (128 + SIGPIPE).
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Runs a program's body and turns its outcome into an exit code,
+/// printing an error as one prefixed line.
+pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
+        Err(err) => {
+            eprintln!("{program}: error: {}", one_line(&format!("{err:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a warning line.
+pub fn warn(program: &str, message: &str) {
+    eprintln!("{program}: warning: {}", one_line(message));
+}
+
+/// Prints an informational line.
+pub fn note(program: &str, message: &str) {
+    eprintln!("{program}: {}", one_line(message));
+}
+
+/// Fails when stdout is a terminal: binary data there helps nobody.
+pub fn refuse_terminal_stdout(what: &str) -> anyhow::Result<()> {
+    if io::stdout().is_terminal() {
+        anyhow::bail!(
+            "refusing to write {what} to a terminal; redirect stdout to a file or a pipe"
+        );
+    }
+    Ok(())
+}
+
+/// True if the error (or any cause) is a write to a closed pipe.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn one_line(message: &str) -> String {
+    message.replace(['\n', '\r'], " ")
+}
+
+/// Stdout as an unbuffered `File` (a duplicate of fd 1). `io::Stdout` is
+/// line-buffered, which costs an extra copy and a flush at every newline
+/// byte of binary data; callers wrap this in a large `BufWriter` instead.
+pub fn stdout_file() -> io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    Ok(std::fs::File::from(
+        io::stdout().as_fd().try_clone_to_owned()?,
+    ))
+}

@@ -1,0 +1,274 @@
+//! Compression formats of layer blobs, recognised by their magic bytes.
+//!
+//! Media types and file names are labels that tools get wrong (Docker's
+//! `.tar.gzip`, uncompressed layers labelled `+gzip`), so the bytes decide.
+//! Every format is decoded to its very end: all gzip members (eStargz is a
+//! chain of them), all zstd frames including skippable ones, all xz streams
+//! and all bzip2 streams.
+
+use std::fmt;
+use std::io::{self, BufRead, Read};
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+
+/// Largest zstd window accepted: what `zstd --long=31` produces.
+const ZSTD_WINDOW_LOG_MAX: u32 = 31;
+
+/// A layer blob's compression format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip (RFC 1952), possibly several members.
+    Gzip,
+    /// zstd, possibly several frames.
+    Zstd,
+    /// xz, possibly several streams.
+    Xz,
+    /// bzip2, possibly several streams.
+    Bzip2,
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+            Compression::Bzip2 => "bzip2",
+        })
+    }
+}
+
+impl Compression {
+    /// Recognises a format from the first bytes of a blob (at least six
+    /// bytes, when the blob has them).
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(ZSTD_MAGIC) || is_zstd_skippable(head) {
+            Compression::Zstd
+        } else if head.starts_with(XZ_MAGIC) {
+            Compression::Xz
+        } else if head.starts_with(BZIP2_MAGIC) {
+            Compression::Bzip2
+        } else {
+            Compression::None
+        }
+    }
+
+    /// Wraps `input` in a decoder for this format.
+    pub fn decoder<'a, R: BufRead + 'a>(self, input: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(input),
+            Compression::Gzip => Box::new(GzipMembers::new(input)),
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Box::new(decoder)
+            }
+            Compression::Xz => {
+                let stream = liblzma::stream::Stream::new_stream_decoder(
+                    u64::MAX,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?;
+                Box::new(liblzma::bufread::XzDecoder::new_stream(input, stream))
+            }
+            Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        })
+    }
+}
+
+/// Skippable frames (magic 0x184D2A50..=0x184D2A5F, little endian) may lead a
+/// zstd stream; the decoder passes over them.
+fn is_zstd_skippable(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]
+}
+
+/// Fills `input`'s buffer with at least `want` bytes when the stream has
+/// them, so a magic number split across short reads is still seen.
+pub fn peek<R: BufRead>(input: &mut R, want: usize) -> io::Result<Vec<u8>> {
+    // BufReader only refills an empty buffer, so a short first read (a pipe,
+    // a tiny file) is as much as we can see without consuming; that is fine
+    // for regular files, which fill the buffer in one read.
+    let head = input.fill_buf()?;
+    Ok(head[..head.len().min(want)].to_vec())
+}
+
+/// Decodes every gzip member of a stream. Trailing zero bytes (padding that
+/// some registries and tape-minded tools append) are accepted; any other
+/// trailing data is an error rather than silently ignored.
+struct GzipMembers<R: BufRead> {
+    member: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    fn new(input: R) -> Self {
+        GzipMembers {
+            member: Some(flate2::bufread::GzDecoder::new(input)),
+        }
+    }
+
+    /// Called at the end of a member: starts the next one, or finishes.
+    fn next_member(&mut self) -> io::Result<bool> {
+        let Some(member) = self.member.take() else {
+            return Ok(false);
+        };
+        let mut input = member.into_inner();
+        let head = input.fill_buf()?;
+        if head.is_empty() {
+            return Ok(false);
+        }
+        if head[0] == GZIP_MAGIC[0] {
+            self.member = Some(flate2::bufread::GzDecoder::new(input));
+            return Ok(true);
+        }
+        if head[0] == 0 {
+            expect_zeros_to_end(&mut input)?;
+            return Ok(false);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected data after the end of the gzip stream",
+        ))
+    }
+}
+
+fn expect_zeros_to_end<R: BufRead>(input: &mut R) -> io::Result<()> {
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if chunk.iter().any(|&b| b != 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected data after the zero padding that ends the gzip stream",
+            ));
+        }
+        let n = chunk.len();
+        input.consume(n);
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let Some(member) = &mut self.member else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if !self.next_member()? {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Write};
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn decode(blob: &[u8]) -> io::Result<Vec<u8>> {
+        let c = Compression::sniff(blob);
+        let mut out = Vec::new();
+        c.decoder(BufReader::new(blob))?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn sniffs_magic_numbers() {
+        assert_eq!(Compression::sniff(&gzip(b"x")), Compression::Gzip);
+        assert_eq!(
+            Compression::sniff(&zstd::encode_all(&b"x"[..], 1).unwrap()),
+            Compression::Zstd
+        );
+        assert_eq!(
+            Compression::sniff(&[0x5e, 0x2a, 0x4d, 0x18, 0, 0]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::sniff(XZ_MAGIC), Compression::Xz);
+        assert_eq!(Compression::sniff(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(Compression::sniff(b"usr/\0\0\0"), Compression::None);
+        assert_eq!(Compression::sniff(b""), Compression::None);
+    }
+
+    #[test]
+    fn reads_every_gzip_member_and_zero_padding() {
+        let mut blob = gzip(b"hello ");
+        blob.extend(gzip(b"world"));
+        blob.extend([0u8; 700]);
+        assert_eq!(decode(&blob).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn rejects_garbage_after_gzip() {
+        let mut blob = gzip(b"hello");
+        blob.extend(b"garbage");
+        assert!(decode(&blob).is_err());
+        let mut blob = gzip(b"hello");
+        blob.extend([0, 0, 1]);
+        assert!(decode(&blob).is_err());
+    }
+
+    #[test]
+    fn truncated_gzip_is_an_error() {
+        let blob = gzip(&vec![7u8; 100_000]);
+        for cut in [blob.len() - 1, blob.len() - 8, blob.len() / 2, 12] {
+            assert!(decode(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn reads_all_zstd_frames_and_skippable_frames() {
+        let mut blob = vec![0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
+        blob.extend(zstd::encode_all(&b"hello "[..], 3).unwrap());
+        blob.extend([0x5f, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]);
+        blob.extend(zstd::encode_all(&b"world"[..], 3).unwrap());
+        assert_eq!(decode(&blob).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn truncated_zstd_is_an_error() {
+        let blob = zstd::encode_all(&vec![7u8; 100_000][..], 3).unwrap();
+        assert!(decode(&blob[..blob.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn reads_concatenated_xz_and_bzip2() {
+        let xz = |d: &[u8]| {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        };
+        let bz = |d: &[u8]| {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(decode(&[xz(b"ab"), xz(b"cd")].concat()).unwrap(), b"abcd");
+        assert_eq!(decode(&[bz(b"ab"), bz(b"cd")].concat()).unwrap(), b"abcd");
+        let x = xz(&vec![1u8; 50_000]);
+        assert!(decode(&x[..x.len() - 5]).is_err());
+        let b = bz(&vec![1u8; 50_000]);
+        assert!(decode(&b[..b.len() - 5]).is_err());
+    }
+}

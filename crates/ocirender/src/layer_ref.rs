@@ -1,0 +1,192 @@
+//! Layer references: the one-per-line contract between `oci-layers` and
+//! `oci-merge`.
+//!
+//! A line is either a plain path to a blob file, or a path followed by
+//! tab-separated `key=value` fields:
+//!
+//! ```text
+//! /img/blobs/sha256/4f1c…9a
+//! /img.tar<TAB>offset=1536<TAB>size=29150720<TAB>digest=sha256:4f1c…9a
+//! ```
+//!
+//! * `offset=N` and `size=N` (always together): the layer is the byte range
+//!   `[N, N+size)` of the file, e.g. a layer stored inside a `docker save`
+//!   or `oci-archive` tar. Reading a range avoids copying the archive.
+//! * `digest=ALG:HEX`: the digest the layer's bytes must have. Without it, a
+//!   path shaped like a layout blob (`.../sha256/<hex>`) declares its own.
+//!
+//! Paths are bytes and may hold anything but a newline or a tab; those two
+//! cannot be represented and are refused when a line is written.
+
+use crate::digest::Digest;
+use anyhow::{bail, Context, Result};
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Where a layer's bytes are and what they must hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// The file holding the layer.
+    pub path: PathBuf,
+    /// A byte range of that file (offset, length); `None` for the whole file.
+    pub range: Option<(u64, u64)>,
+    /// The digest the bytes must have, when known.
+    pub digest: Option<Digest>,
+}
+
+impl LayerRef {
+    /// A reference to a whole file whose digest, if any, comes from its name.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let digest = Digest::from_blob_path(&path);
+        LayerRef {
+            path,
+            range: None,
+            digest,
+        }
+    }
+
+    /// Parses one input line (without its newline).
+    pub fn parse_line(line: &[u8]) -> Result<Self> {
+        let mut fields = line.split(|&b| b == b'\t');
+        let path = fields.next().unwrap_or_default();
+        if path.is_empty() {
+            bail!("empty layer path");
+        }
+        let mut layer = LayerRef::file(PathBuf::from(OsStr::from_bytes(path)));
+        let (mut offset, mut size) = (None, None);
+        for field in fields {
+            let field = std::str::from_utf8(field)
+                .ok()
+                .and_then(|f| f.split_once('='))
+                .with_context(|| {
+                    format!(
+                        "malformed field {:?} (expected key=value)",
+                        String::from_utf8_lossy(field)
+                    )
+                })?;
+            match field {
+                ("offset", v) => offset = Some(parse_number("offset", v)?),
+                ("size", v) => size = Some(parse_number("size", v)?),
+                ("digest", v) => layer.digest = Some(v.parse().context("bad digest field")?),
+                (key, _) => bail!("unknown field {key:?}"),
+            }
+        }
+        layer.range = match (offset, size) {
+            (Some(offset), Some(size)) => {
+                offset.checked_add(size).context("byte range overflows")?;
+                Some((offset, size))
+            }
+            (None, None) => None,
+            _ => bail!("`offset` and `size` must be given together"),
+        };
+        Ok(layer)
+    }
+
+    /// Renders the line `parse_line` reads back. Fails for paths holding a
+    /// newline or a tab, which the format cannot carry.
+    pub fn to_line(&self) -> Result<Vec<u8>> {
+        let bytes = self.path.as_os_str().as_bytes();
+        if bytes.iter().any(|&b| b == b'\n' || b == b'\t') {
+            bail!(
+                "{}: path contains a newline or tab, which a layer list cannot carry",
+                self.path.display()
+            );
+        }
+        let mut fields = String::new();
+        if let Some((offset, size)) = self.range {
+            write!(fields, "\toffset={offset}\tsize={size}").unwrap();
+        }
+        if let Some(digest) = &self.digest {
+            if self.range.is_some() || Digest::from_blob_path(&self.path).as_ref() != Some(digest) {
+                write!(fields, "\tdigest={digest}").unwrap();
+            }
+        }
+        Ok([bytes, fields.as_bytes()].concat())
+    }
+
+    /// A short human name for messages: the path, and the range if any.
+    pub fn describe(&self) -> String {
+        match self.range {
+            Some((offset, size)) => format!("{} (bytes {offset}+{size})", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The file path, for callers that only need to open it.
+    pub fn file_path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn parse_number(key: &str, value: &str) -> Result<u64> {
+    value
+        .parse()
+        .with_context(|| format!("bad {key} {value:?}: not a non-negative integer"))
+}
+
+/// Parses a whole layer list: one reference a line; blank lines are ignored.
+pub fn parse_list(input: &[u8]) -> Result<Vec<LayerRef>> {
+    input
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| {
+            LayerRef::parse_line(line).with_context(|| format!("layer list line {}", i + 1))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn plain_path_takes_digest_from_layout_name() {
+        let l = LayerRef::parse_line(format!("/i/blobs/sha256/{HEX}").as_bytes()).unwrap();
+        assert_eq!(l.digest.unwrap().hex(), HEX);
+        assert_eq!(l.range, None);
+        let l = LayerRef::parse_line(b"relative/layer.tar").unwrap();
+        assert_eq!(l.digest, None);
+        assert_eq!(l.path, PathBuf::from("relative/layer.tar"));
+    }
+
+    #[test]
+    fn range_and_digest_fields_round_trip() {
+        let line = format!("/x/img.tar\toffset=1536\tsize=10\tdigest=sha256:{HEX}");
+        let l = LayerRef::parse_line(line.as_bytes()).unwrap();
+        assert_eq!(l.range, Some((1536, 10)));
+        assert_eq!(l.to_line().unwrap(), line.as_bytes());
+        let plain = LayerRef::file(format!("/i/blobs/sha256/{HEX}"));
+        assert_eq!(
+            plain.to_line().unwrap(),
+            format!("/i/blobs/sha256/{HEX}").as_bytes()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lines() {
+        assert!(LayerRef::parse_line(b"x\toffset=1").is_err());
+        assert!(LayerRef::parse_line(b"x\toffset=-1\tsize=2").is_err());
+        assert!(LayerRef::parse_line(b"x\tcolour=red").is_err());
+        assert!(LayerRef::parse_line(b"x\tdigest=md5:00").is_err());
+        assert!(LayerRef::parse_line(b"x\tnonsense").is_err());
+        assert!(
+            LayerRef::parse_line(format!("x\toffset={}\tsize=2", u64::MAX).as_bytes()).is_err()
+        );
+        assert!(LayerRef::file("a\nb").to_line().is_err());
+        assert!(LayerRef::file("a\tb").to_line().is_err());
+    }
+
+    #[test]
+    fn lists_skip_blank_lines_and_name_bad_lines() {
+        let list = parse_list(b"a\n\nb\n").unwrap();
+        assert_eq!(list.len(), 2);
+        let err = parse_list(b"a\nb\tsize=1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+}

@@ -1,0 +1,28 @@
+//! ocirender: turn OCI and Docker image layers into one flat root
+//! filesystem, streaming, without extracting layers to disk.
+//!
+//! The crate is the shared core of the `oci-*` and `tar2*` binaries:
+//!
+//! * [`merge`]: the overlay merge of layer tars into one tar;
+//! * [`decode`], [`compression`], [`digest`]: reading blobs on background
+//!   threads, sniffing their compression, verifying their digests;
+//! * [`path`], [`whiteout`], [`tree`], [`links`]: the pieces of OCI layer
+//!   semantics the merge is built from;
+//! * [`meta`], [`tar_writer`]: tar entries in and out;
+//! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
+//! * [`cli`]: what every binary shares (messages, exit codes, pipes).
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod compression;
+pub mod decode;
+pub mod digest;
+pub mod layer_ref;
+pub mod links;
+pub mod merge;
+pub mod meta;
+pub mod path;
+pub mod tar_writer;
+pub mod tree;
+pub mod whiteout;

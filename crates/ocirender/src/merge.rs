@@ -1,0 +1,630 @@
+//! The streaming overlay merge: many layer tars in, one tar out.
+//!
+//! Layers are read newest first. The first time a path is seen is then its
+//! final version, so it can be written at once and the output streams while
+//! older layers are still being decoded. What a newer layer did to older
+//! content is recorded in the [`Tree`] as it goes:
+//!
+//! * an entry *claims* its path, so older versions are dropped;
+//! * a `.wh.NAME` whiteout hides NAME and everything below it, an opaque
+//!   marker hides a directory's children, and any non-directory hides the
+//!   subtree an older directory had at its path. These *masks* act on lower
+//!   layers only, so they are staged while their layer is read and committed
+//!   after it;
+//! * parents that an entry needs but whose own entry is older are claimed as
+//!   implicit directories; a lower directory entry gives them metadata, and
+//!   those no layer describes are written at the end as `0755 root:root`;
+//! * hard links wait in groups for the inode they name (see [`crate::links`]).
+
+use crate::decode::{DecodedLayer, Prefetcher};
+use crate::layer_ref::LayerRef;
+use crate::links::{GroupId, Links, Wait};
+use crate::meta::{self, Kind, Member, Meta};
+use crate::path::{self, display};
+use crate::tar_writer::TarWriter;
+use crate::tree::{Claim, NodeId, Tree, Version, NO_LAYER, ROOT};
+use crate::whiteout::{self, Marker};
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+
+/// Tuning of a merge.
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    /// Layers decoded at once (the current one included).
+    pub read_ahead: usize,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions { read_ahead: 3 }
+    }
+}
+
+/// Counts describing a finished merge.
+#[derive(Debug, Clone, Default)]
+pub struct MergeStats {
+    /// Layers merged.
+    pub layers: usize,
+    /// Tar members read from all layers.
+    pub members_read: u64,
+    /// Entries written to the output.
+    pub entries_written: u64,
+    /// Bytes of output, end-of-archive marker included.
+    pub bytes_written: u64,
+    /// Bytes of layer blobs read (compressed, as stored).
+    pub stored_bytes_read: u64,
+    /// Warnings issued.
+    pub warnings: u64,
+    /// Distinct paths seen.
+    pub paths: usize,
+}
+
+/// Merges `layers` (base first) into one tar written to `out`.
+///
+/// Warnings (one line each, without a program prefix) go to `warn`. On
+/// error, `out` holds a prefix of the archive without its end-of-archive
+/// marker.
+pub fn merge<W: Write>(
+    layers: &[LayerRef],
+    out: W,
+    options: &MergeOptions,
+    warn: &mut dyn FnMut(&str),
+) -> Result<(W, MergeStats)> {
+    if layers.is_empty() {
+        bail!("no layers to merge: the layer list is empty");
+    }
+    let mut merger = Merger::new(layers, out, warn);
+    let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.read_ahead);
+    for index in (0..layers.len()).rev() {
+        let stream = prefetch.next_layer().expect("one stream per layer");
+        let label = merger.label(index as u32);
+        merger.merge_layer(index as u32, stream).context(label)?;
+        merger.commit_masks(index as u32);
+    }
+    merger.finish()
+}
+
+/// Mask kinds staged during a layer.
+#[derive(Debug, Clone, Copy)]
+enum Mask {
+    /// Hide the path and everything below it.
+    Whiteout(NodeId),
+    /// Hide everything below the path.
+    Children(NodeId),
+}
+
+/// Whether an entry makes it into the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    Visible,
+    Hidden,
+    /// A conflicting second entry for a path in one layer: ignored entirely.
+    Duplicate,
+}
+
+struct Merger<'a, W: Write> {
+    layers: &'a [LayerRef],
+    tree: Tree,
+    links: Links,
+    out: TarWriter<W>,
+    staged: Vec<Mask>,
+    implicit_dirs: Vec<NodeId>,
+    warn: &'a mut dyn FnMut(&str),
+    stats: MergeStats,
+    reserved_skipped: u64,
+}
+
+impl<'a, W: Write> Merger<'a, W> {
+    fn new(layers: &'a [LayerRef], out: W, warn: &'a mut dyn FnMut(&str)) -> Self {
+        Merger {
+            layers,
+            tree: Tree::new(),
+            links: Links::default(),
+            out: TarWriter::new(out),
+            staged: Vec::new(),
+            implicit_dirs: Vec::new(),
+            warn,
+            stats: MergeStats {
+                layers: layers.len(),
+                ..MergeStats::default()
+            },
+            reserved_skipped: 0,
+        }
+    }
+
+    fn label(&self, layer: u32) -> String {
+        format!(
+            "layer {}/{} ({})",
+            layer + 1,
+            self.layers.len(),
+            self.layers[layer as usize].describe()
+        )
+    }
+
+    fn warn(&mut self, message: String) {
+        self.stats.warnings += 1;
+        (self.warn)(&message);
+    }
+
+    fn warn_in(&mut self, layer: u32, message: String) {
+        let label = self.label(layer);
+        self.warn(format!("{label}: {message}"));
+    }
+
+    fn merge_layer(&mut self, layer: u32, stream: DecodedLayer) -> Result<()> {
+        let mut archive = tar::Archive::new(stream);
+        let mut ordinal = 0u32;
+        let mut entries = archive
+            .entries_with_seek()
+            .context("cannot read tar stream")?;
+        while let Some(entry) = entries.next() {
+            let mut entry =
+                entry.with_context(|| format!("invalid tar stream after {ordinal} members"))?;
+            let member = meta::read_member(&mut entry);
+            let raw = entry.path_bytes().into_owned();
+            let context = || format!("entry {:?}", String::from_utf8_lossy(&raw));
+            if let Member::Entry { path, meta } = member.with_context(context)? {
+                self.apply(layer, ordinal, &path, meta, &mut entry)
+                    .with_context(context)?;
+            }
+            ordinal += 1;
+        }
+        drop(entries);
+        self.stats.members_read += u64::from(ordinal);
+        let summary = archive.into_inner().finish()?;
+        self.stats.stored_bytes_read += summary.stored_bytes;
+        if self.reserved_skipped > 0 {
+            let n = std::mem::take(&mut self.reserved_skipped);
+            self.warn_in(
+                layer,
+                format!("skipped {n} AUFS metadata entries (.wh..wh.*)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies the masks a layer staged, so they act on the layers below.
+    fn commit_masks(&mut self, layer: u32) {
+        for mask in std::mem::take(&mut self.staged) {
+            match mask {
+                Mask::Whiteout(id) => self.tree.node_mut(id).whiteout_layer = layer,
+                Mask::Children(id) => self.tree.node_mut(id).children_masked_layer = layer,
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        layer: u32,
+        ordinal: u32,
+        raw: &[u8],
+        meta: Meta,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let path = path::normalize(raw)?;
+        if path.is_empty() {
+            if !meta.kind.is_dir() {
+                self.warn_in(
+                    layer,
+                    format!("ignored a {:?} entry for the root directory", meta.kind),
+                );
+            }
+            return Ok(());
+        }
+        match whiteout::classify(&path)? {
+            Marker::Whiteout(hidden) => {
+                let id = self.tree.lookup(&hidden);
+                self.staged.push(Mask::Whiteout(id));
+            }
+            Marker::Opaque(dir) => {
+                let id = self.tree.lookup(dir);
+                self.staged.push(Mask::Children(id));
+            }
+            Marker::Reserved => self.reserved_skipped += 1,
+            Marker::None => match meta.kind {
+                Kind::Directory => self.apply_dir(layer, &path, &meta)?,
+                Kind::HardLink => self.apply_hard_link(layer, &path, &meta)?,
+                _ => self.apply_file(layer, ordinal, &path, &meta, data)?,
+            },
+        }
+        Ok(())
+    }
+
+    /// Decides whether the entry at `path` of `layer` is the final version of
+    /// its path, and claims the path (and its missing parents) if so.
+    fn claim(&mut self, layer: u32, path: &[u8], is_dir: bool) -> Result<(NodeId, Visibility)> {
+        let mut parents: Vec<NodeId> = Vec::new();
+        let mut masked = false;
+        let mut under_same_layer_file = false;
+        let mut cur = ROOT;
+        let mut components = path.split(|&b| b == b'/').peekable();
+        while let Some(name) = components.next() {
+            masked |= self.tree.node(cur).children_masked_layer != NO_LAYER;
+            cur = self.tree.child(cur, name);
+            let node = self.tree.node(cur);
+            masked |= node.whiteout_layer != NO_LAYER;
+            if components.peek().is_some() {
+                if node.claim == Claim::NonDir {
+                    masked = true;
+                    under_same_layer_file |= node.claim_layer == layer;
+                }
+                parents.push(cur);
+            }
+        }
+        let node = self.tree.node(cur);
+        if node.version_layer == layer
+            || (node.claim == Claim::ImplicitDir && node.claim_layer == layer && !is_dir)
+            || under_same_layer_file
+        {
+            self.warn_in(
+                layer,
+                format!(
+                    "duplicate or conflicting entry {:?}; keeping the first",
+                    display(path)
+                ),
+            );
+            return Ok((cur, Visibility::Duplicate));
+        }
+        if masked {
+            return Ok((cur, Visibility::Hidden));
+        }
+        let visible = match (node.claim, is_dir) {
+            (Claim::Unclaimed, _) => true,
+            (Claim::ImplicitDir, true) => true,
+            (Claim::ImplicitDir, false) => {
+                let newer = node.claim_layer;
+                let message = format!(
+                    "{:?} is a directory in {} (implied by its contents) and a non-directory here; the directory wins",
+                    display(path),
+                    self.label(newer)
+                );
+                self.warn_in(layer, message);
+                false
+            }
+            (Claim::Dir | Claim::NonDir, _) => false,
+        };
+        if !visible {
+            return Ok((cur, Visibility::Hidden));
+        }
+        let node = self.tree.node_mut(cur);
+        node.claim = if is_dir { Claim::Dir } else { Claim::NonDir };
+        node.claim_layer = layer;
+        for parent in parents {
+            if self.tree.node(parent).claim == Claim::Unclaimed {
+                self.check_no_link_to_dir(parent)?;
+                let node = self.tree.node_mut(parent);
+                node.claim = Claim::ImplicitDir;
+                node.claim_layer = layer;
+                self.implicit_dirs.push(parent);
+            }
+        }
+        Ok((cur, Visibility::Visible))
+    }
+
+    fn set_version(&mut self, id: NodeId, layer: u32, version: Version) {
+        let node = self.tree.node_mut(id);
+        node.version_layer = layer;
+        node.version = version;
+    }
+
+    fn apply_dir(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
+        let (id, visibility) = self.claim(layer, path, true)?;
+        if visibility == Visibility::Duplicate {
+            return Ok(());
+        }
+        self.check_no_link_to_dir(id)?;
+        self.set_version(id, layer, Version::Dir);
+        if visibility == Visibility::Visible {
+            self.out.write_empty(path, meta)?;
+            self.stats.entries_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Links waiting on a path that turns out to be a directory are an error.
+    fn check_no_link_to_dir(&mut self, id: NodeId) -> Result<()> {
+        if !self.links.has_waiting(id) {
+            return Ok(());
+        }
+        let (resolved, dangling) = self.take_resolving(id);
+        self.drop_dangling(id, &dangling);
+        if resolved
+            .iter()
+            .any(|&g| !self.links.group(g).members.is_empty())
+        {
+            bail!(
+                "a hard link names the directory {:?}",
+                display(&self.tree.path(id))
+            );
+        }
+        Ok(())
+    }
+
+    /// Regular files, symlinks, devices and FIFOs.
+    fn apply_file(
+        &mut self,
+        layer: u32,
+        ordinal: u32,
+        path: &[u8],
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let (id, visibility) = self.claim(layer, path, false)?;
+        if visibility == Visibility::Duplicate {
+            return Ok(());
+        }
+        self.staged.push(Mask::Children(id));
+        let (groups, dangling) = self.take_resolving(id);
+        self.drop_dangling(id, &dangling);
+        let home = if visibility == Visibility::Visible {
+            Some(id)
+        } else {
+            groups
+                .iter()
+                .find_map(|&g| self.links.group(g).members.first().copied())
+        };
+        let Some(home) = home else {
+            self.set_version(id, layer, Version::Skipped(ordinal));
+            return Ok(());
+        };
+        let home_path = if home == id {
+            path.to_vec()
+        } else {
+            self.tree.path(home)
+        };
+        self.out.write_entry(&home_path, meta, data)?;
+        self.stats.entries_written += 1;
+        self.set_version(id, layer, Version::Home(home));
+        for g in groups {
+            self.settle_group(g, home, &home_path, meta)?;
+        }
+        Ok(())
+    }
+
+    fn apply_hard_link(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
+        let target = path::normalize(&meta.link_target).context("bad hard link target")?;
+        if target.is_empty() {
+            bail!("hard link to the root directory");
+        }
+        let (id, visibility) = self.claim(layer, path, false)?;
+        if visibility == Visibility::Duplicate {
+            return Ok(());
+        }
+        self.staged.push(Mask::Children(id));
+        let target_id = self.tree.lookup(&target);
+        let shared = self.link_reference(layer, id, target_id)?;
+        // Older links that named this path share whatever this link shares.
+        let (chained, dangling) = self.take_resolving(id);
+        self.drop_dangling(id, &dangling);
+        match shared {
+            Version::Home(home) => {
+                let home_path = self.tree.path(home);
+                for g in chained {
+                    self.settle_group(g, home, &home_path, meta)?;
+                }
+            }
+            Version::Group(into) => {
+                for g in chained {
+                    self.merge_groups(into, g, meta)?;
+                }
+            }
+            _ => {
+                for g in chained {
+                    self.drop_group(g, &target);
+                }
+            }
+        }
+        self.set_version(id, layer, shared);
+        if visibility != Visibility::Visible {
+            return Ok(());
+        }
+        match shared {
+            Version::Home(home) => {
+                let home_path = self.tree.path(home);
+                self.out.write_hard_link(path, &home_path, meta)?;
+                self.stats.entries_written += 1;
+            }
+            Version::Group(g) => self.add_member(g, id, meta)?,
+            _ => self.warn_in(
+                layer,
+                format!(
+                    "hard link {:?} names {:?}, which does not exist; dropped",
+                    display(path),
+                    display(&target)
+                ),
+            ),
+        }
+        Ok(())
+    }
+
+    /// The inode a hard link at `id` in `layer` shares: its target's version
+    /// in this layer if the target came earlier, else a group waiting for
+    /// the target in the layers below.
+    fn link_reference(&mut self, layer: u32, id: NodeId, target: NodeId) -> Result<Version> {
+        if target == id {
+            return Ok(Version::Dangling);
+        }
+        let node = self.tree.node(target);
+        if node.version_layer != layer {
+            return Ok(Version::Group(self.links.await_target(target, layer)));
+        }
+        Ok(match node.version {
+            Version::Skipped(ordinal) => {
+                let g = self.links.await_reread(layer, ordinal);
+                self.set_version(target, layer, Version::Group(g));
+                Version::Group(g)
+            }
+            Version::Dir => bail!(
+                "hard link to the directory {:?}",
+                display(&self.tree.path(target))
+            ),
+            other => other,
+        })
+    }
+
+    /// Removes the groups waiting on `id`, split into those for which this
+    /// layer's entry is the target they name, and those whose view of the
+    /// tree had the target deleted (their links dangle).
+    fn take_resolving(&mut self, id: NodeId) -> (Vec<GroupId>, Vec<GroupId>) {
+        let mut resolved = Vec::new();
+        let mut dangling = Vec::new();
+        for g in self.links.take_waiting(id) {
+            let Wait::Target { view, .. } = self.links.group(g).wait else {
+                continue;
+            };
+            self.links.group_mut(g).wait = Wait::Done;
+            if self.tree.masked_at_or_below(id, view) {
+                dangling.push(g);
+            } else {
+                resolved.push(g);
+            }
+        }
+        (resolved, dangling)
+    }
+
+    fn drop_dangling(&mut self, target: NodeId, groups: &[GroupId]) {
+        if groups.is_empty() {
+            return;
+        }
+        let target = self.tree.path(target);
+        for &g in groups {
+            self.drop_group(g, &target);
+        }
+    }
+
+    /// Drops the links of a group whose target does not exist.
+    fn drop_group(&mut self, g: GroupId, target: &[u8]) {
+        let members = std::mem::take(&mut self.links.group_mut(g).members);
+        self.links.group_mut(g).wait = Wait::Done;
+        for member in members {
+            let path = self.tree.path(member);
+            self.warn(format!(
+                "hard link {:?} names {:?}, which does not exist in the link's layer; dropped",
+                display(&path),
+                display(target)
+            ));
+        }
+    }
+
+    /// The inode of group `g` now lives at `home`: write its members as
+    /// links to it.
+    fn settle_group(
+        &mut self,
+        g: GroupId,
+        home: NodeId,
+        home_path: &[u8],
+        meta: &Meta,
+    ) -> Result<()> {
+        let group = self.links.group_mut(g);
+        group.home = Some(home);
+        group.wait = Wait::Done;
+        let members = std::mem::take(&mut group.members);
+        for member in members.into_iter().filter(|&m| m != home) {
+            let path = self.tree.path(member);
+            self.out.write_hard_link(&path, home_path, meta)?;
+            self.stats.entries_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Group `from` turned out to share group `into`'s inode.
+    fn merge_groups(&mut self, into: GroupId, from: GroupId, meta: &Meta) -> Result<()> {
+        let members = std::mem::take(&mut self.links.group_mut(from).members);
+        self.links.group_mut(from).wait = Wait::Done;
+        for member in members {
+            self.add_member(into, member, meta)?;
+        }
+        Ok(())
+    }
+
+    fn add_member(&mut self, g: GroupId, member: NodeId, meta: &Meta) -> Result<()> {
+        match self.links.group(g).home {
+            Some(home) => {
+                let (path, home_path) = (self.tree.path(member), self.tree.path(home));
+                self.out.write_hard_link(&path, &home_path, meta)?;
+                self.stats.entries_written += 1;
+            }
+            None => self.links.group_mut(g).members.push(member),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(W, MergeStats)> {
+        for g in self.links.take_all_waiting() {
+            let target = match self.links.group(g).wait {
+                Wait::Target { target, .. } => self.tree.path(target),
+                _ => continue,
+            };
+            self.drop_group(g, &target);
+        }
+        self.reread_promotions()?;
+        for id in std::mem::take(&mut self.implicit_dirs) {
+            if self.tree.node(id).claim == Claim::ImplicitDir {
+                let path = self.tree.path(id);
+                self.out.write_empty(&path, &Meta::implicit_dir())?;
+                self.stats.entries_written += 1;
+            }
+        }
+        self.stats.paths = self.tree.len() - 1;
+        let bytes_written = self.out.bytes_written() + 1024;
+        let out = self
+            .out
+            .finish()
+            .context("cannot write the end of the archive")?;
+        self.stats.bytes_written = bytes_written;
+        Ok((out, self.stats))
+    }
+
+    /// Hard links whose target was skipped earlier in the same layer, and
+    /// replaced or deleted by a newer one, need the target's data under the
+    /// first link's name. The layer is read again for them, once.
+    fn reread_promotions(&mut self) -> Result<()> {
+        let wanted = self.links.rereads();
+        let mut i = 0;
+        while i < wanted.len() {
+            let layer = wanted[i].0;
+            let end = wanted[i..]
+                .iter()
+                .position(|w| w.0 != layer)
+                .map_or(wanted.len(), |n| i + n);
+            let label = self.label(layer);
+            self.reread_layer(layer, &wanted[i..end])
+                .with_context(|| format!("{label}: second read"))?;
+            i = end;
+        }
+        Ok(())
+    }
+
+    fn reread_layer(&mut self, layer: u32, wanted: &[(u32, u32, GroupId)]) -> Result<()> {
+        let stream = DecodedLayer::spawn(&self.layers[layer as usize]);
+        let mut archive = tar::Archive::new(stream);
+        let mut entries = archive.entries_with_seek()?;
+        let mut ordinal = 0u32;
+        let mut next = wanted.iter().peekable();
+        while let Some(entry) = entries.next() {
+            let mut entry = entry?;
+            if let Some(&&(_, want, g)) = next.peek() {
+                if want == ordinal {
+                    next.next();
+                    let Member::Entry { meta, .. } = meta::read_member(&mut entry)? else {
+                        bail!("the layer changed between reads");
+                    };
+                    let members = std::mem::take(&mut self.links.group_mut(g).members);
+                    let home = members[0];
+                    let home_path = self.tree.path(home);
+                    self.out.write_entry(&home_path, &meta, &mut entry)?;
+                    self.stats.entries_written += 1;
+                    self.links.group_mut(g).members = members;
+                    self.settle_group(g, home, &home_path, &meta)?;
+                }
+            }
+            ordinal += 1;
+        }
+        drop(entries);
+        if next.peek().is_some() {
+            bail!("the layer changed between reads");
+        }
+        archive.into_inner().finish()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! The metadata of one tar entry, as the merge and the writers need it.
+//!
+//! The `tar` crate parses headers and folds GNU long names and PAX
+//! `path`/`linkpath`/`size`/`uid`/`gid` into the entry. What it leaves is
+//! kept here in a writer-neutral form: numeric ids only (user and group
+//! names would be mapped through the *host's* passwd by mksquashfs and
+//! tar), and the PAX records worth carrying over verbatim, such as
+//! `SCHILY.xattr.*` (file capabilities, SELinux labels) and sub-second
+//! `mtime`.
+
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use tar::EntryType;
+
+/// The file type of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A regular file with data.
+    Regular,
+    /// A hard link to an earlier entry.
+    HardLink,
+    /// A symbolic link.
+    Symlink,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// A directory.
+    Directory,
+    /// A named pipe.
+    Fifo,
+}
+
+impl Kind {
+    /// True for directories, which merge across layers instead of replacing.
+    pub fn is_dir(self) -> bool {
+        self == Kind::Directory
+    }
+}
+
+/// One PAX extended-header record (`key=value`), kept as raw bytes because
+/// xattr values are binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaxRecord {
+    /// The record's key, e.g. `SCHILY.xattr.security.capability`.
+    pub key: Vec<u8>,
+    /// The record's value.
+    pub value: Vec<u8>,
+}
+
+/// Entry metadata independent of its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The file type.
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (`0o7777` mask).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u64,
+    /// Numeric group.
+    pub gid: u64,
+    /// Modification time in whole seconds (a PAX `mtime` record, if kept,
+    /// carries the fraction).
+    pub mtime: u64,
+    /// Data length; zero for everything but regular files.
+    pub size: u64,
+    /// Symlink target, or the hard link's target name; empty otherwise.
+    pub link_target: Vec<u8>,
+    /// Device numbers (major, minor) for device nodes.
+    pub device: (u32, u32),
+    /// PAX records to carry into the output unchanged.
+    pub pax: Vec<PaxRecord>,
+}
+
+impl Meta {
+    /// A directory that no layer describes: `0755 root:root`, time zero.
+    pub fn implicit_dir() -> Meta {
+        Meta {
+            kind: Kind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            link_target: Vec::new(),
+            device: (0, 0),
+            pax: Vec::new(),
+        }
+    }
+
+    /// The xattrs this entry carries, as (name, value) pairs.
+    pub fn xattrs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pax.iter().filter_map(|r| {
+            r.key
+                .strip_prefix(XATTR_PREFIX)
+                .map(|name| (name, r.value.as_slice()))
+        })
+    }
+}
+
+/// Key prefix of xattr records (the form GNU tar, Go and libarchive write).
+pub const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
+
+/// PAX keys the reader folds into the header, or that the writer derives
+/// itself; copying them would duplicate or contradict the header.
+const DERIVED_KEYS: &[&[u8]] = &[
+    b"path",
+    b"linkpath",
+    b"size",
+    b"uid",
+    b"gid",
+    b"uname",
+    b"gname",
+];
+
+/// What reading an archive member produced.
+pub enum Member {
+    /// A file-system entry: its raw (unnormalised) name and metadata.
+    Entry {
+        /// The name as the archive spells it (long-name and PAX aware).
+        path: Vec<u8>,
+        /// Its metadata.
+        meta: Meta,
+    },
+    /// A PAX global header, consumed and never re-emitted.
+    GlobalHeader,
+}
+
+/// Reads the metadata of the member `entry` points at.
+pub fn read_member<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
+    let entry_type = entry.header().entry_type();
+    let kind = match entry_type {
+        EntryType::XGlobalHeader => return Ok(Member::GlobalHeader),
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::Regular,
+        EntryType::Link => Kind::HardLink,
+        EntryType::Symlink => Kind::Symlink,
+        EntryType::Char => Kind::CharDevice,
+        EntryType::Block => Kind::BlockDevice,
+        EntryType::Directory => Kind::Directory,
+        EntryType::Fifo => Kind::Fifo,
+        other => bail!("unsupported entry type {:?}", other.as_byte() as char),
+    };
+    let path = entry.path_bytes().into_owned();
+    let header = entry.header();
+    let mode = header.mode().context("bad mode field")? & 0o7777;
+    let uid = header.uid().context("bad uid field")?;
+    let gid = header.gid().context("bad gid field")?;
+    let mtime = header.mtime().context("bad mtime field")?;
+    let device = match kind {
+        Kind::CharDevice | Kind::BlockDevice => (
+            header
+                .device_major()
+                .context("bad device major")?
+                .unwrap_or(0),
+            header
+                .device_minor()
+                .context("bad device minor")?
+                .unwrap_or(0),
+        ),
+        _ => (0, 0),
+    };
+    let link_target = match kind {
+        Kind::HardLink | Kind::Symlink => entry
+            .link_name_bytes()
+            .map(|l| l.into_owned())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let size = if kind == Kind::Regular {
+        entry.size()
+    } else {
+        0
+    };
+    let pax = carried_pax_records(entry)?;
+    Ok(Member::Entry {
+        path,
+        meta: Meta {
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            size,
+            link_target,
+            device,
+            pax,
+        },
+    })
+}
+
+fn carried_pax_records<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<PaxRecord>> {
+    let mut kept = Vec::new();
+    let Some(records) = entry.pax_extensions().context("bad PAX header")? else {
+        return Ok(kept);
+    };
+    for record in records {
+        let record = record.context("malformed PAX record")?;
+        let key = record.key_bytes();
+        if key.starts_with(b"GNU.sparse.") {
+            bail!("PAX sparse files (GNU.sparse.*) are not supported");
+        }
+        if DERIVED_KEYS.contains(&key) {
+            continue;
+        }
+        kept.push(PaxRecord {
+            key: key.to_vec(),
+            value: record.value_bytes().to_vec(),
+        });
+    }
+    Ok(kept)
+}

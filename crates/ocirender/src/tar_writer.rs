@@ -1,0 +1,323 @@
+//! Writing the merged tar stream.
+//!
+//! Headers are POSIX ustar with PAX extended headers wherever a value does
+//! not fit (long names and link targets, large ids and sizes) and for the
+//! records carried over from the layers. User and group names are left
+//! blank so every consumer uses the numeric ids.
+//!
+//! The writer never writes the end-of-archive marker on its own: only
+//! [`TarWriter::finish`] does, after a fully successful merge. A merge that
+//! fails part-way therefore leaves a visibly truncated archive, which
+//! `tar2dir`, `tar2sqfs` and GNU tar all refuse. This is also why the
+//! `tar` crate's `Builder`, which finishes the archive when dropped, is not
+//! used here.
+
+use crate::meta::{Kind, Meta};
+use std::io::{self, Read, Write};
+use tar::{EntryType, Header};
+
+const BLOCK: usize = 512;
+const NAME_FIELD: usize = 100;
+const MAX_OCTAL_7: u64 = 0o7777777;
+const MAX_OCTAL_11: u64 = 0o77777777777;
+const COPY_BUFFER: usize = 256 << 10;
+
+/// Streams tar entries to `W`.
+pub struct TarWriter<W: Write> {
+    out: W,
+    copy_buffer: Vec<u8>,
+    bytes_written: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    /// A writer emitting to `out` (which should be buffered).
+    pub fn new(out: W) -> Self {
+        TarWriter {
+            out,
+            copy_buffer: vec![0; COPY_BUFFER],
+            bytes_written: 0,
+        }
+    }
+
+    /// Bytes of archive written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Writes an entry at `path` (canonical, non-empty) whose data, for a
+    /// regular file, is the next `meta.size` bytes of `data`.
+    pub fn write_entry(&mut self, path: &[u8], meta: &Meta, data: &mut dyn Read) -> io::Result<()> {
+        self.write_header(path, meta, &meta.link_target, entry_type(meta.kind))?;
+        if meta.kind == Kind::Regular {
+            self.copy_data(data, meta.size)?;
+        }
+        Ok(())
+    }
+
+    /// Writes an entry with no data (anything but a regular file, or a
+    /// regular file of size zero).
+    pub fn write_empty(&mut self, path: &[u8], meta: &Meta) -> io::Result<()> {
+        self.write_entry(path, meta, &mut io::empty())
+    }
+
+    /// Writes a hard link at `path` to the earlier entry `target`.
+    /// The header repeats `meta`'s ownership and times as GNU tar does;
+    /// readers take the inode from the target.
+    pub fn write_hard_link(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
+        let link = Meta {
+            kind: Kind::HardLink,
+            size: 0,
+            device: (0, 0),
+            pax: Vec::new(),
+            ..meta.clone()
+        };
+        self.write_header(path, &link, target, EntryType::Link)
+    }
+
+    /// Writes the end-of-archive marker and flushes; returns the sink.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.write_all(&[0; 2 * BLOCK])?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn write_header(
+        &mut self,
+        path: &[u8],
+        meta: &Meta,
+        link: &[u8],
+        kind: EntryType,
+    ) -> io::Result<()> {
+        let mut name = path.to_vec();
+        if meta.kind == Kind::Directory {
+            name.push(b'/');
+        }
+        let mut pax = Vec::new();
+        let mut header = Header::new_ustar();
+        header.set_entry_type(kind);
+        set_name_field(&mut header.as_old_mut().name, &name, b"path", &mut pax);
+        set_name_field(
+            &mut header.as_old_mut().linkname,
+            link,
+            b"linkpath",
+            &mut pax,
+        );
+        header.set_mode(meta.mode);
+        header.set_uid(fit_or_pax(meta.uid, MAX_OCTAL_7, b"uid", &mut pax));
+        header.set_gid(fit_or_pax(meta.gid, MAX_OCTAL_7, b"gid", &mut pax));
+        header.set_size(fit_or_pax(meta.size, MAX_OCTAL_11, b"size", &mut pax));
+        let has_mtime_record = meta.pax.iter().any(|r| r.key == b"mtime");
+        header.set_mtime(if meta.mtime <= MAX_OCTAL_11 {
+            meta.mtime
+        } else {
+            if !has_mtime_record {
+                push_pax_record(&mut pax, b"mtime", meta.mtime.to_string().as_bytes());
+            }
+            0
+        });
+        if matches!(meta.kind, Kind::CharDevice | Kind::BlockDevice) {
+            header.set_device_major(meta.device.0)?;
+            header.set_device_minor(meta.device.1)?;
+        }
+        for record in &meta.pax {
+            push_pax_record(&mut pax, &record.key, &record.value);
+        }
+        if !pax.is_empty() {
+            self.write_pax_header(&pax)?;
+        }
+        header.set_cksum();
+        self.write_all(header.as_bytes())
+    }
+
+    fn write_pax_header(&mut self, records: &[u8]) -> io::Result<()> {
+        let mut header = Header::new_ustar();
+        header.set_entry_type(EntryType::XHeader);
+        header.as_old_mut().name[..14].copy_from_slice(b"././@PaxHeader");
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(records.len() as u64);
+        header.set_cksum();
+        self.write_all(header.as_bytes())?;
+        self.write_all(records)?;
+        self.pad(records.len() as u64)
+    }
+
+    fn copy_data(&mut self, data: &mut dyn Read, size: u64) -> io::Result<()> {
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.copy_buffer.len() as u64) as usize;
+            let n = match data.read(&mut self.copy_buffer[..want]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("entry data ends after {} of {size} bytes", size - left),
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.out.write_all(&self.copy_buffer[..n])?;
+            self.bytes_written += n as u64;
+            left -= n as u64;
+        }
+        self.pad(size)
+    }
+
+    fn pad(&mut self, len: u64) -> io::Result<()> {
+        let rem = (len % BLOCK as u64) as usize;
+        if rem != 0 {
+            self.write_all(&[0; BLOCK][..BLOCK - rem])?;
+        }
+        Ok(())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.bytes_written += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+fn entry_type(kind: Kind) -> EntryType {
+    match kind {
+        Kind::Regular => EntryType::Regular,
+        Kind::HardLink => EntryType::Link,
+        Kind::Symlink => EntryType::Symlink,
+        Kind::CharDevice => EntryType::Char,
+        Kind::BlockDevice => EntryType::Block,
+        Kind::Directory => EntryType::Directory,
+        Kind::Fifo => EntryType::Fifo,
+    }
+}
+
+/// Stores `value` in a 100-byte name field, or, when it does not fit, a
+/// truncated copy there and the whole value as a PAX record.
+fn set_name_field(field: &mut [u8; NAME_FIELD], value: &[u8], key: &[u8], pax: &mut Vec<u8>) {
+    let n = value.len().min(NAME_FIELD);
+    field[..n].copy_from_slice(&value[..n]);
+    if value.len() > NAME_FIELD {
+        push_pax_record(pax, key, value);
+    }
+}
+
+/// Returns `value` if an octal field holds it, else records it in PAX and
+/// returns 0 for the header field.
+fn fit_or_pax(value: u64, max: u64, key: &[u8], pax: &mut Vec<u8>) -> u64 {
+    if value <= max {
+        value
+    } else {
+        push_pax_record(pax, key, value.to_string().as_bytes());
+        0
+    }
+}
+
+/// Appends one `"<len> <key>=<value>\n"` record, where `<len>` counts the
+/// whole record including its own digits.
+pub fn push_pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = key.len() + value.len() + 3; // space, '=', newline
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::PaxRecord;
+
+    fn file(size: u64) -> Meta {
+        Meta {
+            kind: Kind::Regular,
+            mode: 0o4755,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            size,
+            ..Meta::implicit_dir()
+        }
+    }
+
+    fn read_back(bytes: &[u8]) -> Vec<(Vec<u8>, u64, Vec<u8>)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path_bytes().into_owned();
+                let uid = e.header().uid().unwrap();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (path, uid, data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for (key, value, expect) in [
+            (&b"path"[..], &b"x"[..], &b"8 path=x\n"[..]),
+            (b"k", &[b'v'; 4], b"10 k=vvvv\n"),
+            (
+                b"k",
+                &[b'v'; 93],
+                &[&b"100 k="[..], &[b'v'; 93], b"\n"].concat(),
+            ),
+        ] {
+            let mut out = Vec::new();
+            push_pax_record(&mut out, key, value);
+            assert_eq!(out, expect);
+        }
+    }
+
+    #[test]
+    fn long_names_large_ids_and_records_round_trip() {
+        let long = vec![b'n'; 300];
+        let mut meta = file(3);
+        meta.uid = 1 << 40;
+        meta.pax.push(PaxRecord {
+            key: b"SCHILY.xattr.security.capability".to_vec(),
+            value: vec![1, 0, 0xff, 2],
+        });
+        let mut w = TarWriter::new(Vec::new());
+        w.write_entry(&long, &meta, &mut &b"abc"[..]).unwrap();
+        w.write_empty(b"dir", &Meta::implicit_dir()).unwrap();
+        let bytes = w.finish().unwrap();
+        assert_eq!(bytes.len() % 512, 0);
+        let entries = read_back(&bytes);
+        assert_eq!(entries[0], (long, 1 << 40, b"abc".to_vec()));
+        assert_eq!(entries[1].0, b"dir/");
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut first = archive.entries().unwrap().next().unwrap().unwrap();
+        let xattr = first
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .find(|r| r.key_bytes().starts_with(b"SCHILY"));
+        assert_eq!(xattr.unwrap().value_bytes(), &[1, 0, 0xff, 2]);
+    }
+
+    #[test]
+    fn short_data_is_an_error() {
+        let mut w = TarWriter::new(Vec::new());
+        assert!(w.write_entry(b"f", &file(10), &mut &b"abc"[..]).is_err());
+    }
+
+    #[test]
+    fn no_end_marker_without_finish() {
+        let mut w = TarWriter::new(Vec::new());
+        w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
+        assert_eq!(w.bytes_written(), 512);
+    }
+}

@@ -1,0 +1,259 @@
+//! The set of paths the merge has seen, with what each layer did to them.
+//!
+//! One node per distinct path, stored in a flat vector and found through a
+//! hash table keyed by (parent, name). Names live in one shared byte arena,
+//! so a node costs a few dozen bytes however deep it sits; memory grows with
+//! the number of paths, never with file sizes.
+//!
+//! The tree records facts; the rules that read them live in `merge`.
+
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// Index of a node.
+pub type NodeId = u32;
+/// The root directory's node.
+pub const ROOT: NodeId = 0;
+/// "No layer": a mask or claim that is absent. Compares above every layer.
+pub const NO_LAYER: u32 = u32::MAX;
+
+/// Who owns a path in the merged output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing yet: a lower layer may still provide it.
+    Unclaimed,
+    /// A directory that some newer entry needs as a parent, but whose own
+    /// entry (and metadata) has not been seen yet.
+    ImplicitDir,
+    /// A directory entry has been written.
+    Dir,
+    /// A non-directory owns the path (written, or pending as a hard link).
+    NonDir,
+}
+
+/// What a path holds within the layer being read, for hard links that name
+/// it later in the same layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Written to the output at this node's path.
+    Home(NodeId),
+    /// Shares the inode of a pending hard-link group.
+    Group(u32),
+    /// A file whose data was skipped; it is the layer's member number `.0`.
+    Skipped(u32),
+    /// A directory (a hard link to it is an error).
+    Dir,
+    /// A hard link whose target does not exist.
+    Dangling,
+}
+
+/// Everything known about one path.
+#[derive(Debug, Clone)]
+pub struct Node {
+    parent: NodeId,
+    name_start: u32,
+    name_len: u32,
+    /// Who owns the path in the output.
+    pub claim: Claim,
+    /// The layer that made the claim.
+    pub claim_layer: u32,
+    /// Lowest layer with a `.wh.` whiteout of this path (hides it and all
+    /// below it in layers under that one), or `NO_LAYER`.
+    pub whiteout_layer: u32,
+    /// Lowest layer that hides this path's descendants (an opaque marker, or
+    /// a non-directory at this path), or `NO_LAYER`.
+    pub children_masked_layer: u32,
+    /// The layer `version` describes, or `NO_LAYER`.
+    pub version_layer: u32,
+    /// What the path holds in `version_layer`.
+    pub version: Version,
+}
+
+/// The path tree.
+pub struct Tree {
+    nodes: Vec<Node>,
+    names: Vec<u8>,
+    index: HashTable<NodeId>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tree {
+    /// A tree holding only the root, which is always a directory.
+    pub fn new() -> Self {
+        let mut tree = Tree {
+            nodes: Vec::new(),
+            names: Vec::new(),
+            index: HashTable::new(),
+            hasher: Default::default(),
+        };
+        tree.nodes.push(Node {
+            parent: ROOT,
+            name_start: 0,
+            name_len: 0,
+            claim: Claim::Dir,
+            claim_layer: NO_LAYER,
+            whiteout_layer: NO_LAYER,
+            children_masked_layer: NO_LAYER,
+            version_layer: NO_LAYER,
+            version: Version::Dir,
+        });
+        tree
+    }
+
+    /// Number of nodes, the root included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Always false: the root exists.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The node for a canonical path, created (with its ancestors) if new.
+    pub fn lookup(&mut self, path: &[u8]) -> NodeId {
+        if path.is_empty() {
+            return ROOT;
+        }
+        path.split(|&b| b == b'/')
+            .fold(ROOT, |parent, name| self.child(parent, name))
+    }
+
+    /// The node for `name` inside `parent`, created if new.
+    pub fn child(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
+        let hash = self.hasher.hash_one((parent, name));
+        let (nodes, names) = (&self.nodes, &self.names);
+        let found = self.index.find(hash, |&id| {
+            let node = &nodes[id as usize];
+            node.parent == parent && node_name(names, node) == name
+        });
+        if let Some(&id) = found {
+            return id;
+        }
+        let id = NodeId::try_from(self.nodes.len()).expect("fewer than 2^32 paths");
+        let name_start = u32::try_from(self.names.len()).expect("path names under 4 GiB");
+        self.names.extend_from_slice(name);
+        self.nodes.push(Node {
+            parent,
+            name_start,
+            name_len: name.len() as u32,
+            claim: Claim::Unclaimed,
+            claim_layer: NO_LAYER,
+            whiteout_layer: NO_LAYER,
+            children_masked_layer: NO_LAYER,
+            version_layer: NO_LAYER,
+            version: Version::Dangling,
+        });
+        let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
+        self.index.insert_unique(hash, id, |&id| {
+            let node = &nodes[id as usize];
+            hasher.hash_one((node.parent, node_name(names, node)))
+        });
+        id
+    }
+
+    /// A node's state.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    /// A node's state, for updating.
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.nodes[id as usize]
+    }
+
+    /// A node's parent (the root is its own parent).
+    pub fn parent(&self, id: NodeId) -> NodeId {
+        self.nodes[id as usize].parent
+    }
+
+    /// The canonical path of a node.
+    pub fn path(&self, id: NodeId) -> Vec<u8> {
+        let mut parts = Vec::new();
+        let mut cur = id;
+        while cur != ROOT {
+            let node = &self.nodes[cur as usize];
+            parts.push(node_name(&self.names, node));
+            cur = node.parent;
+        }
+        let mut path = Vec::new();
+        for (i, part) in parts.iter().rev().enumerate() {
+            if i > 0 {
+                path.push(b'/');
+            }
+            path.extend_from_slice(part);
+        }
+        path
+    }
+
+    /// True if a mask from a layer at or below `view` hides `id`: a
+    /// whiteout of it or of an ancestor, or an ancestor whose children are
+    /// hidden. This is how the tree looked to an entry of layer `view`,
+    /// seen from a layer below it.
+    pub fn masked_at_or_below(&self, id: NodeId, view: u32) -> bool {
+        let node = &self.nodes[id as usize];
+        if node.whiteout_layer <= view {
+            return true;
+        }
+        if id == ROOT {
+            return false;
+        }
+        let mut cur = node.parent;
+        loop {
+            let ancestor = &self.nodes[cur as usize];
+            if ancestor.whiteout_layer <= view || ancestor.children_masked_layer <= view {
+                return true;
+            }
+            if cur == ROOT {
+                return false;
+            }
+            cur = ancestor.parent;
+        }
+    }
+}
+
+fn node_name<'a>(names: &'a [u8], node: &Node) -> &'a [u8] {
+    &names[node.name_start as usize..(node.name_start + node.name_len) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_interns_paths() {
+        let mut t = Tree::new();
+        let abc = t.lookup(b"a/b/c");
+        assert_eq!(t.lookup(b"a/b/c"), abc);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.path(abc), b"a/b/c");
+        assert_eq!(t.path(t.parent(abc)), b"a/b");
+        assert_eq!(t.lookup(b""), ROOT);
+        let other = t.lookup(b"b/b/c");
+        assert_ne!(other, abc);
+        assert_eq!(t.path(other), b"b/b/c");
+    }
+
+    #[test]
+    fn masks_apply_by_layer() {
+        let mut t = Tree::new();
+        let a = t.lookup(b"a");
+        let f = t.lookup(b"a/f");
+        t.node_mut(a).children_masked_layer = 3;
+        assert!(t.masked_at_or_below(f, 3));
+        assert!(t.masked_at_or_below(f, 7));
+        assert!(!t.masked_at_or_below(f, 2));
+        assert!(
+            !t.masked_at_or_below(a, 7),
+            "a mask on children spares the directory"
+        );
+        t.node_mut(ROOT).children_masked_layer = 1;
+        assert!(t.masked_at_or_below(a, 1));
+    }
+}
