@@ -266,12 +266,12 @@ mod tests {
     #[test]
     fn pax_record_lengths_count_themselves() {
         for (key, value, expect) in [
-            (&b"path"[..], &b"x"[..], &b"8 path=x\n"[..]),
-            (b"k", &[b'v'; 4], b"10 k=vvvv\n"),
+            (&b"path"[..], &b"x"[..], &b"9 path=x\n"[..]),
+            (b"k", &[b'v'; 5], b"11 k=vvvvv\n"),
             (
                 b"k",
-                &[b'v'; 93],
-                &[&b"100 k="[..], &[b'v'; 93], b"\n"].concat(),
+                &[b'v'; 94],
+                &[&b"101 k="[..], &[b'v'; 94], b"\n"].concat(),
             ),
         ] {
             let mut out = Vec::new();

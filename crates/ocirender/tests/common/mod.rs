@@ -1,0 +1,106 @@
+//! Running the merge on layers built in memory.
+
+#![allow(dead_code)]
+
+use ocirender::layer_ref::LayerRef;
+use ocirender::merge::{merge, MergeOptions};
+use std::collections::BTreeMap;
+use tar::EntryType;
+use testkit::{read_tar, Entry, Layer};
+
+/// The outcome of a merge: output bytes (or the error) and warnings.
+pub struct Outcome {
+    pub result: Result<Vec<u8>, String>,
+    /// What was written, complete or not.
+    pub output: Vec<u8>,
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    pub fn entries(&self) -> Vec<Entry> {
+        match &self.result {
+            Ok(bytes) => read_tar(bytes),
+            Err(e) => panic!("merge failed: {e}"),
+        }
+    }
+
+    /// `path -> description` of the output, asserting each path once.
+    pub fn tree(&self) -> BTreeMap<String, String> {
+        let mut tree = BTreeMap::new();
+        for e in self.entries() {
+            let path = e.path.trim_end_matches('/').to_owned();
+            let what = describe(&e);
+            assert!(
+                tree.insert(path.clone(), what).is_none(),
+                "{path} written twice"
+            );
+        }
+        tree
+    }
+
+    pub fn error(&self) -> String {
+        self.result
+            .as_ref()
+            .err()
+            .cloned()
+            .expect("merge should fail")
+    }
+
+    pub fn warned(&self, needle: &str) -> bool {
+        self.warnings.iter().any(|w| w.contains(needle))
+    }
+}
+
+pub fn describe(e: &Entry) -> String {
+    match e.kind {
+        EntryType::Directory => format!("dir {:o}", e.mode),
+        EntryType::Regular => format!("file {}", String::from_utf8_lossy(&e.data)),
+        EntryType::Symlink => format!("symlink {}", e.link),
+        EntryType::Link => format!("hardlink {}", e.link),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Merges raw blobs (base first).
+pub fn merge_blobs(blobs: &[Vec<u8>]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let refs: Vec<LayerRef> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, blob)| {
+            let path = dir.path().join(format!("layer{i}"));
+            std::fs::write(&path, blob).unwrap();
+            LayerRef::file(path)
+        })
+        .collect();
+    merge_refs(&refs)
+}
+
+pub fn merge_refs(refs: &[LayerRef]) -> Outcome {
+    let mut warnings = Vec::new();
+    let mut warn = |w: &str| warnings.push(w.to_owned());
+    let mut out = Vec::new();
+    let result = merge(refs, &mut out, &MergeOptions::default(), &mut warn);
+    let result = match result {
+        Ok(_) => Ok(out.clone()),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    Outcome {
+        result,
+        output: out,
+        warnings,
+    }
+}
+
+/// Merges layers (base first), uncompressed.
+pub fn merge_layers(layers: &[Layer]) -> Outcome {
+    merge_blobs(&layers.iter().map(Layer::tar).collect::<Vec<_>>())
+}
+
+/// Builds an expected tree from `(path, description)` pairs.
+pub fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(p, d)| (p.to_string(), d.to_string()))
+        .collect()
+}
