@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 /// (`scripts/test` builds them all before running the tests).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -47,7 +50,11 @@ pub fn run_with_stdin(mut command: Command, stdin: &[u8]) -> Output {
 /// workspace binaries first on PATH.
 pub fn sh(dir: &std::path::Path, script: &str) -> Output {
     let bins = bin("oci-merge").parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bins.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     Command::new("bash")
         .args(["-euo", "pipefail", "-c", script])
         .current_dir(dir)

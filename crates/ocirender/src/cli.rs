@@ -55,8 +55,19 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Messages may quote names from hostile archives: control characters
+/// (newlines, terminal escapes) are shown escaped, never sent raw.
 fn one_line(message: &str) -> String {
-    message.replace(['\n', '\r'], " ")
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Stdout as an unbuffered `File` (a duplicate of fd 1). `io::Stdout` is

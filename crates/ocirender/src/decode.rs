@@ -40,6 +40,26 @@ enum Message {
     End(Result<LayerSummary>),
 }
 
+/// A failure to read or decode a layer's stored bytes (as opposed to a
+/// problem with the tar inside them), carried through `io::Error`.
+#[derive(Debug)]
+pub struct DecodeError(String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl DecodeError {
+    /// True if `err` carries a `DecodeError`.
+    pub fn is_in(err: &io::Error) -> bool {
+        err.get_ref().is_some_and(|inner| inner.is::<DecodeError>())
+    }
+}
+
 /// The decoded bytes of one layer, readable as a stream. Errors from the
 /// background thread (I/O, corrupt data, digest mismatch) surface as read
 /// errors carrying the full message.
@@ -121,8 +141,10 @@ impl DecodedLayer {
                 self.summary = Some(summary);
                 Ok(false)
             }
-            Ok(Message::End(Err(err))) => Err(io::Error::other(format!("{err:#}"))),
-            Err(_) => Err(io::Error::other("layer decoder thread died")),
+            Ok(Message::End(Err(err))) => Err(io::Error::other(DecodeError(format!("{err:#}")))),
+            Err(_) => Err(io::Error::other(DecodeError(
+                "layer decoder thread died".into(),
+            ))),
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct Group {
     pub home: Option<NodeId>,
     /// What the group is waiting for.
     pub wait: Wait,
+    /// The group this one was merged into (its links turned out to share
+    /// that group's inode), if any.
+    merged_into: Option<GroupId>,
 }
 
 /// All groups, and an index from target path to the groups waiting on it.
@@ -92,6 +95,27 @@ impl Links {
         all
     }
 
+    /// The group that stands for `id` now, following merges.
+    pub fn find(&self, mut id: GroupId) -> GroupId {
+        while let Some(next) = self.groups[id as usize].merged_into {
+            id = next;
+        }
+        id
+    }
+
+    /// Moves the members of `from` into `into` and forwards `from` to it.
+    /// Returns the moved members, which the caller must add to `into`.
+    pub fn merge(&mut self, into: GroupId, from: GroupId) -> Vec<NodeId> {
+        let (into, from) = (self.find(into), self.find(from));
+        if into == from {
+            return Vec::new();
+        }
+        let group = &mut self.groups[from as usize];
+        group.merged_into = Some(into);
+        group.wait = Wait::Done;
+        std::mem::take(&mut group.members)
+    }
+
     /// A group.
     pub fn group(&self, id: GroupId) -> &Group {
         &self.groups[id as usize]
@@ -126,6 +150,7 @@ fn push_group(groups: &mut Vec<Group>, wait: Wait) -> GroupId {
         members: Vec::new(),
         home: None,
         wait,
+        merged_into: None,
     });
     id
 }

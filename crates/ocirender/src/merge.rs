@@ -16,7 +16,7 @@
 //!   those no layer describes are written at the end as `0755 root:root`;
 //! * hard links wait in groups for the inode they name (see [`crate::links`]).
 
-use crate::decode::{DecodedLayer, Prefetcher};
+use crate::decode::{DecodeError, DecodedLayer, Prefetcher};
 use crate::layer_ref::LayerRef;
 use crate::links::{GroupId, Links, Wait};
 use crate::meta::{self, Kind, Member, Meta};
@@ -74,14 +74,23 @@ pub fn merge<W: Write>(
         bail!("no layers to merge: the layer list is empty");
     }
     let mut merger = Merger::new(layers, out, warn);
-    let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.read_ahead);
-    for index in (0..layers.len()).rev() {
-        let stream = prefetch.next_layer().expect("one stream per layer");
-        let label = merger.label(index as u32);
-        merger.merge_layer(index as u32, stream).context(label)?;
-        merger.commit_masks(index as u32);
+    match merger.merge_all(options) {
+        Ok(()) => merger.finish(),
+        Err(err) => {
+            merger.out.abandon();
+            Err(err)
+        }
     }
-    merger.finish()
+}
+
+/// Errors from the layer's bytes (I/O, decompression, digest) speak for
+/// themselves; anything else the tar reader reports is a malformed tar.
+fn tar_stream_error(err: std::io::Error, ordinal: u32) -> anyhow::Error {
+    if DecodeError::is_in(&err) {
+        anyhow::Error::new(err)
+    } else {
+        anyhow::Error::new(err).context(format!("invalid tar stream after {ordinal} members"))
+    }
 }
 
 /// Mask kinds staged during a layer.
@@ -151,15 +160,28 @@ impl<'a, W: Write> Merger<'a, W> {
         self.warn(format!("{label}: {message}"));
     }
 
+    fn merge_all(&mut self, options: &MergeOptions) -> Result<()> {
+        let layers = self.layers;
+        let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.read_ahead);
+        for index in (0..layers.len() as u32).rev() {
+            let stream = prefetch.next_layer().expect("one stream per layer");
+            let label = self.label(index);
+            self.merge_layer(index, stream).context(label)?;
+            self.commit_masks(index);
+        }
+        self.drop_unresolved_links();
+        self.reread_promotions()?;
+        self.write_implicit_dirs()
+    }
+
     fn merge_layer(&mut self, layer: u32, stream: DecodedLayer) -> Result<()> {
         let mut archive = tar::Archive::new(stream);
         let mut ordinal = 0u32;
-        let mut entries = archive
+        for entry in archive
             .entries_with_seek()
-            .context("cannot read tar stream")?;
-        while let Some(entry) = entries.next() {
-            let mut entry =
-                entry.with_context(|| format!("invalid tar stream after {ordinal} members"))?;
+            .context("cannot read tar stream")?
+        {
+            let mut entry = entry.map_err(|err| tar_stream_error(err, ordinal))?;
             let member = meta::read_member(&mut entry);
             let raw = entry.path_bytes().into_owned();
             let context = || format!("entry {:?}", String::from_utf8_lossy(&raw));
@@ -169,7 +191,6 @@ impl<'a, W: Write> Merger<'a, W> {
             }
             ordinal += 1;
         }
-        drop(entries);
         self.stats.members_read += u64::from(ordinal);
         let summary = archive.into_inner().finish()?;
         self.stats.stored_bytes_read += summary.stored_bytes;
@@ -231,9 +252,11 @@ impl<'a, W: Write> Merger<'a, W> {
     }
 
     /// Decides whether the entry at `path` of `layer` is the final version of
-    /// its path, and claims the path (and its missing parents) if so.
+    /// its path, and claims the path if so. Whatever the entry's fate, its
+    /// parents existed in its layer: those no newer layer removed are
+    /// claimed as (implicit) directories.
     fn claim(&mut self, layer: u32, path: &[u8], is_dir: bool) -> Result<(NodeId, Visibility)> {
-        let mut parents: Vec<NodeId> = Vec::new();
+        let mut surviving_parents: Vec<NodeId> = Vec::new();
         let mut masked = false;
         let mut under_same_layer_file = false;
         let mut cur = ROOT;
@@ -248,7 +271,9 @@ impl<'a, W: Write> Merger<'a, W> {
                     masked = true;
                     under_same_layer_file |= node.claim_layer == layer;
                 }
-                parents.push(cur);
+                if !masked {
+                    surviving_parents.push(cur);
+                }
             }
         }
         let node = self.tree.node(cur);
@@ -256,40 +281,37 @@ impl<'a, W: Write> Merger<'a, W> {
             || (node.claim == Claim::ImplicitDir && node.claim_layer == layer && !is_dir)
             || under_same_layer_file
         {
-            self.warn_in(
-                layer,
-                format!(
-                    "duplicate or conflicting entry {:?}; keeping the first",
-                    display(path)
-                ),
+            let message = format!(
+                "duplicate or conflicting entry {:?}; keeping the first",
+                display(path)
             );
+            self.warn_in(layer, message);
             return Ok((cur, Visibility::Duplicate));
         }
+        self.claim_parents(layer, &surviving_parents)?;
         if masked {
             return Ok((cur, Visibility::Hidden));
         }
+        let node = self.tree.node(cur);
         let visible = match (node.claim, is_dir) {
-            (Claim::Unclaimed, _) => true,
-            (Claim::ImplicitDir, true) => true,
+            (Claim::Unclaimed, _) | (Claim::ImplicitDir, true) => true,
             (Claim::ImplicitDir, false) => {
-                let newer = node.claim_layer;
-                let message = format!(
-                    "{:?} is a directory in {} (implied by its contents) and a non-directory here; the directory wins",
-                    display(path),
-                    self.label(newer)
-                );
-                self.warn_in(layer, message);
+                self.directory_wins(layer, cur, path)?;
                 false
             }
             (Claim::Dir | Claim::NonDir, _) => false,
         };
-        if !visible {
-            return Ok((cur, Visibility::Hidden));
+        if visible {
+            let node = self.tree.node_mut(cur);
+            node.claim = if is_dir { Claim::Dir } else { Claim::NonDir };
+            node.claim_layer = layer;
+            return Ok((cur, Visibility::Visible));
         }
-        let node = self.tree.node_mut(cur);
-        node.claim = if is_dir { Claim::Dir } else { Claim::NonDir };
-        node.claim_layer = layer;
-        for parent in parents {
+        Ok((cur, Visibility::Hidden))
+    }
+
+    fn claim_parents(&mut self, layer: u32, parents: &[NodeId]) -> Result<()> {
+        for &parent in parents {
             if self.tree.node(parent).claim == Claim::Unclaimed {
                 self.check_no_link_to_dir(parent)?;
                 let node = self.tree.node_mut(parent);
@@ -298,7 +320,25 @@ impl<'a, W: Write> Merger<'a, W> {
                 self.implicit_dirs.push(parent);
             }
         }
-        Ok((cur, Visibility::Visible))
+        Ok(())
+    }
+
+    /// A newer layer needs `path` as a directory (it has contents there) but
+    /// this layer has a non-directory at it. As in overlayfs, the directory
+    /// wins; it is a new directory, so it gets no metadata from below this
+    /// layer and is written now with the defaults.
+    fn directory_wins(&mut self, layer: u32, id: NodeId, path: &[u8]) -> Result<()> {
+        let newer = self.tree.node(id).claim_layer;
+        let message = format!(
+            "{:?} is a directory in {} (implied by its contents) and a non-directory here; the directory wins",
+            display(path),
+            self.label(newer)
+        );
+        self.warn_in(layer, message);
+        self.out.write_empty(path, &Meta::implicit_dir())?;
+        self.stats.entries_written += 1;
+        self.tree.node_mut(id).claim = Claim::Dir;
+        Ok(())
     }
 
     fn set_version(&mut self, id: NodeId, layer: u32, version: Version) {
@@ -364,7 +404,20 @@ impl<'a, W: Write> Merger<'a, W> {
                 .find_map(|&g| self.links.group(g).members.first().copied())
         };
         let Some(home) = home else {
-            self.set_version(id, layer, Version::Skipped(ordinal));
+            // Nobody needs the data yet, but links waiting on this inode may
+            // still gain members from later entries of this layer: make them
+            // one group that a second read of this entry can settle.
+            let version = match groups.split_first() {
+                Some((&first, rest)) => {
+                    self.links.group_mut(first).wait = Wait::Reread { layer, ordinal };
+                    for &g in rest {
+                        self.merge_groups(first, g, meta)?;
+                    }
+                    Version::Group(first)
+                }
+                None => Version::Skipped(ordinal),
+            };
+            self.set_version(id, layer, version);
             return Ok(());
         };
         let home_path = if home == id {
@@ -449,6 +502,7 @@ impl<'a, W: Write> Merger<'a, W> {
             return Ok(Version::Group(self.links.await_target(target, layer)));
         }
         Ok(match node.version {
+            Version::Group(g) => Version::Group(self.links.find(g)),
             Version::Skipped(ordinal) => {
                 let g = self.links.await_reread(layer, ordinal);
                 self.set_version(target, layer, Version::Group(g));
@@ -529,15 +583,15 @@ impl<'a, W: Write> Merger<'a, W> {
 
     /// Group `from` turned out to share group `into`'s inode.
     fn merge_groups(&mut self, into: GroupId, from: GroupId, meta: &Meta) -> Result<()> {
-        let members = std::mem::take(&mut self.links.group_mut(from).members);
-        self.links.group_mut(from).wait = Wait::Done;
-        for member in members {
+        let into = self.links.find(into);
+        for member in self.links.merge(into, from) {
             self.add_member(into, member, meta)?;
         }
         Ok(())
     }
 
     fn add_member(&mut self, g: GroupId, member: NodeId, meta: &Meta) -> Result<()> {
+        let g = self.links.find(g);
         match self.links.group(g).home {
             Some(home) => {
                 let (path, home_path) = (self.tree.path(member), self.tree.path(home));
@@ -549,15 +603,18 @@ impl<'a, W: Write> Merger<'a, W> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(W, MergeStats)> {
+    /// Links whose target never showed up are dropped.
+    fn drop_unresolved_links(&mut self) {
         for g in self.links.take_all_waiting() {
-            let target = match self.links.group(g).wait {
-                Wait::Target { target, .. } => self.tree.path(target),
-                _ => continue,
-            };
-            self.drop_group(g, &target);
+            if let Wait::Target { target, .. } = self.links.group(g).wait {
+                let target = self.tree.path(target);
+                self.drop_group(g, &target);
+            }
         }
-        self.reread_promotions()?;
+    }
+
+    /// Directories that entries needed but no layer described.
+    fn write_implicit_dirs(&mut self) -> Result<()> {
         for id in std::mem::take(&mut self.implicit_dirs) {
             if self.tree.node(id).claim == Claim::ImplicitDir {
                 let path = self.tree.path(id);
@@ -565,6 +622,11 @@ impl<'a, W: Write> Merger<'a, W> {
                 self.stats.entries_written += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Ends the archive after a fully successful merge.
+    fn finish(mut self) -> Result<(W, MergeStats)> {
         self.stats.paths = self.tree.len() - 1;
         let bytes_written = self.out.bytes_written() + 1024;
         let out = self
@@ -596,33 +658,33 @@ impl<'a, W: Write> Merger<'a, W> {
     }
 
     fn reread_layer(&mut self, layer: u32, wanted: &[(u32, u32, GroupId)]) -> Result<()> {
+        let changed = || anyhow::anyhow!("the layer changed between reads");
         let stream = DecodedLayer::spawn(&self.layers[layer as usize]);
         let mut archive = tar::Archive::new(stream);
-        let mut entries = archive.entries_with_seek()?;
-        let mut ordinal = 0u32;
-        let mut next = wanted.iter().peekable();
-        while let Some(entry) = entries.next() {
-            let mut entry = entry?;
-            if let Some(&&(_, want, g)) = next.peek() {
-                if want == ordinal {
-                    next.next();
-                    let Member::Entry { meta, .. } = meta::read_member(&mut entry)? else {
-                        bail!("the layer changed between reads");
-                    };
-                    let members = std::mem::take(&mut self.links.group_mut(g).members);
-                    let home = members[0];
-                    let home_path = self.tree.path(home);
-                    self.out.write_entry(&home_path, &meta, &mut entry)?;
-                    self.stats.entries_written += 1;
-                    self.links.group_mut(g).members = members;
-                    self.settle_group(g, home, &home_path, &meta)?;
-                }
+        let mut wanted = wanted.iter().peekable();
+        for (ordinal, entry) in archive.entries_with_seek()?.enumerate() {
+            let Some(&&(_, want, g)) = wanted.peek() else {
+                break;
+            };
+            if want as usize != ordinal {
+                continue;
             }
-            ordinal += 1;
+            wanted.next();
+            let mut entry = entry?;
+            let Member::Entry { meta, .. } = meta::read_member(&mut entry)? else {
+                return Err(changed());
+            };
+            if matches!(meta.kind, Kind::Directory | Kind::HardLink) {
+                return Err(changed());
+            }
+            let home = self.links.group(g).members[0];
+            let home_path = self.tree.path(home);
+            self.out.write_entry(&home_path, &meta, &mut entry)?;
+            self.stats.entries_written += 1;
+            self.settle_group(g, home, &home_path, &meta)?;
         }
-        drop(entries);
-        if next.peek().is_some() {
-            bail!("the layer changed between reads");
+        if wanted.peek().is_some() {
+            return Err(changed());
         }
         archive.into_inner().finish()?;
         Ok(())

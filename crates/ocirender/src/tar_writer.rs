@@ -81,6 +81,21 @@ impl<W: Write> TarWriter<W> {
         Ok(self.out)
     }
 
+    /// Marks the archive as broken after a failure: writes one block that
+    /// no tar reader accepts as a header, so that even readers which do not
+    /// insist on the end-of-archive marker (GNU tar does not) fail instead
+    /// of accepting a partial tree. Best effort: the sink may be gone.
+    pub fn abandon(&mut self) {
+        let mut block = [b' '; BLOCK];
+        let text = b"ocirender: INCOMPLETE ARCHIVE: the program writing it failed\n";
+        block[..text.len()].copy_from_slice(text);
+        // The checksum field must hold octal digits; letters make the block
+        // invalid for every reader.
+        block[148..156].copy_from_slice(b"INVALID!");
+        let _ = self.out.write_all(&block);
+        let _ = self.out.flush();
+    }
+
     fn write_header(
         &mut self,
         path: &[u8],
@@ -312,6 +327,19 @@ mod tests {
     fn short_data_is_an_error() {
         let mut w = TarWriter::new(Vec::new());
         assert!(w.write_entry(b"f", &file(10), &mut &b"abc"[..]).is_err());
+    }
+
+    #[test]
+    fn abandoned_archive_fails_to_read() {
+        let mut w = TarWriter::new(Vec::new());
+        w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
+        w.abandon();
+        let bytes = w.out;
+        assert_eq!(bytes.len(), 1024);
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let results: Vec<_> = archive.entries().unwrap().collect();
+        assert!(results[0].is_ok());
+        assert!(results[1].is_err());
     }
 
     #[test]

@@ -345,6 +345,6 @@ pub fn read_tar(bytes: &[u8]) -> Vec<Entry> {
 /// True if the archive ends with two zero blocks after its last entry.
 pub fn has_end_marker(bytes: &[u8]) -> bool {
     bytes.len() >= 1024
-        && bytes.len() % 512 == 0
+        && bytes.len().is_multiple_of(512)
         && bytes[bytes.len() - 1024..].iter().all(|&b| b == 0)
 }
