@@ -9,6 +9,7 @@
 //! * [`path`], [`whiteout`], [`tree`], [`links`]: the pieces of OCI layer
 //!   semantics the merge is built from;
 //! * [`meta`], [`tar_writer`]: tar entries in and out;
+//! * [`image`]: resolving OCI layouts and `docker save` archives to layers;
 //! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes).
 
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod compression;
 pub mod decode;
 pub mod digest;
+pub mod image;
 pub mod layer_ref;
 pub mod links;
 pub mod merge;

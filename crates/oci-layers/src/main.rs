@@ -1,0 +1,107 @@
+//! `oci-layers`: resolve an image and print its layer blobs, base first,
+//! one per line, in the form `oci-merge` reads.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ocirender::cli;
+use ocirender::image::platform::PlatformRequest;
+use ocirender::image::{resolve, ResolvedImage, Selection};
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const PROGRAM: &str = "oci-layers";
+
+const AFTER_HELP: &str = "\
+IMAGE FORMS
+  An OCI image layout directory (oci-layout, index.json, blobs/), an
+  extracted `docker save` directory (manifest.json; legacy <id>/layer.tar
+  or Docker 25+), or either of them as a tar file (docker save -o img.tar,
+  skopeo copy ... oci-archive:img.tar). Layers inside an archive are
+  printed as byte ranges of it; nothing is unpacked.
+
+OUTPUT
+  One layer reference a line, base layer first (see `oci-merge --help` for
+  the format). A layer listed twice in the manifest is printed twice.
+  Nothing is printed unless the whole image resolves.
+
+EXAMPLES
+  oci-layers ./layout | oci-merge | tar2sqfs rootfs.sqfs
+  oci-layers --platform linux/arm64 --tag 1.2 ./layout
+  oci-layers --json img.tar | jq -r '.layers[].digest'";
+
+/// Resolve an image and print its layer blobs, base first.
+#[derive(Parser)]
+#[command(name = PROGRAM, version, after_help = AFTER_HELP)]
+struct Args {
+    /// The image: a layout or docker-save directory, or such an archive.
+    image: PathBuf,
+    /// Platform os/arch[/variant] (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Pick the image by tag (org.opencontainers.image.ref.name or a RepoTags name).
+    #[arg(long, value_name = "NAME")]
+    tag: Option<String>,
+    /// Print the resolved image as JSON instead of the layer list.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::run(PROGRAM, || run(args))
+}
+
+fn run(args: Args) -> Result<()> {
+    let selection = Selection {
+        platform: PlatformRequest::new(args.platform.as_deref())?,
+        tag: args.tag,
+    };
+    let image = resolve(&args.image, &selection)?;
+    let output = if args.json {
+        render_json(&image)?
+    } else {
+        render_lines(&image)?
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&output)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn render_lines(image: &ResolvedImage) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for layer in &image.layers {
+        out.extend(layer.layer.to_line()?);
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+fn render_json(image: &ResolvedImage) -> Result<Vec<u8>> {
+    let layers = image
+        .layers
+        .iter()
+        .map(|l| {
+            Ok(json!({
+                "digest": l.digest.to_string(),
+                "mediaType": l.media_type,
+                "size": l.size,
+                "diffId": l.diff_id.as_ref().map(ToString::to_string),
+                "ref": String::from_utf8_lossy(&l.layer.to_line()?),
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let value = json!({
+        "manifest": image.manifest.as_ref().map(ToString::to_string),
+        "config": image.config.to_string(),
+        "platform": image.platform.as_ref().map(ToString::to_string),
+        "layers": layers,
+    });
+    let mut out = serde_json::to_vec_pretty(&value)?;
+    out.push(b'\n');
+    Ok(out)
+}

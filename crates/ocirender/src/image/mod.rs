@@ -1,0 +1,570 @@
+//! Resolving an image to its ordered layer blobs.
+//!
+//! Accepted forms: an OCI image layout directory, an extracted `docker
+//! save` directory (legacy `<id>/layer.tar`, or Docker 25+ which is also an
+//! OCI layout), and either one as a tar file. Every index, manifest and
+//! config read is checked against its descriptor's digest and size; layer
+//! blobs are only located here and are verified by `oci-merge` as it
+//! streams them.
+
+pub mod platform;
+pub mod spec;
+pub mod store;
+
+use crate::digest::{Algorithm, Digest};
+use crate::layer_ref::LayerRef;
+use anyhow::{anyhow, bail, Context, Result};
+use platform::{Platform, PlatformRequest};
+use serde::de::DeserializeOwned;
+use spec::{Config, Descriptor, DockerSaveEntry, Index, LayoutMarker, Manifest};
+use std::path::Path;
+use store::Store;
+
+/// Nested indexes followed before giving up (a loop would never end).
+const MAX_INDEX_DEPTH: usize = 8;
+
+/// Which image to pick.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The platform wanted.
+    pub platform: PlatformRequest,
+    /// A tag (`org.opencontainers.image.ref.name`, or a `RepoTags` name).
+    pub tag: Option<String>,
+}
+
+/// An image resolved to its layers.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The manifest's digest (absent for legacy `docker save` archives,
+    /// which have no manifest blob).
+    pub manifest: Option<Digest>,
+    /// The config's digest.
+    pub config: Digest,
+    /// The platform, from the index entry or else the config.
+    pub platform: Option<Platform>,
+    /// The layers, base first.
+    pub layers: Vec<ResolvedLayer>,
+}
+
+/// One layer of a resolved image.
+#[derive(Debug, Clone)]
+pub struct ResolvedLayer {
+    /// Digest of the stored blob.
+    pub digest: Digest,
+    /// The layer's media type.
+    pub media_type: String,
+    /// Size of the stored blob.
+    pub size: u64,
+    /// The uncompressed digest from the config, when given.
+    pub diff_id: Option<Digest>,
+    /// Where `oci-merge` reads it.
+    pub layer: LayerRef,
+}
+
+/// Resolves the image at `path`.
+pub fn resolve(path: &Path, selection: &Selection) -> Result<ResolvedImage> {
+    let store = Store::open(path)?;
+    if store.exists("index.json") {
+        check_layout_marker(&store)?;
+        let oci = resolve_oci(&store, selection);
+        // Docker 25+ archives are also layouts; their RepoTags may name the
+        // image when index.json annotations do not.
+        if oci.is_err() && selection.tag.is_some() && store.exists("manifest.json") {
+            if let Ok(image) = resolve_docker_save(&store, selection) {
+                return Ok(image);
+            }
+        }
+        return oci;
+    }
+    if store.exists("manifest.json") {
+        return resolve_docker_save(&store, selection);
+    }
+    bail!(
+        "{}: not an image: no index.json (OCI layout) or manifest.json (docker save)",
+        store.root().display()
+    )
+}
+
+fn parse_json<T: DeserializeOwned>(store: &Store, rel: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| anyhow!("{}: malformed JSON: {e}", store.describe(rel)))
+}
+
+fn check_layout_marker(store: &Store) -> Result<()> {
+    if !store.exists("oci-layout") {
+        bail!(
+            "{}: not an OCI layout: the oci-layout file is missing",
+            store.root().display()
+        );
+    }
+    let marker: LayoutMarker = parse_json(store, "oci-layout", &store.read("oci-layout")?)?;
+    if !marker.image_layout_version.starts_with("1.") {
+        bail!(
+            "{}: unsupported image layout version {:?}",
+            store.describe("oci-layout"),
+            marker.image_layout_version
+        );
+    }
+    Ok(())
+}
+
+/// Reads the blob a descriptor names, checking its size and digest.
+fn read_blob(store: &Store, descriptor: &Descriptor) -> Result<(Digest, Vec<u8>)> {
+    let digest: Digest = descriptor
+        .digest
+        .parse()
+        .with_context(|| format!("{}: bad descriptor", store.root().display()))?;
+    let rel = digest.layout_path();
+    if !store.exists(&rel) {
+        bail!("{}: blob is missing", store.describe(&rel));
+    }
+    let bytes = store.read(&rel)?;
+    if bytes.len() as u64 != descriptor.size {
+        bail!(
+            "{}: size mismatch: the descriptor says {} bytes, the blob has {}",
+            store.describe(&rel),
+            descriptor.size,
+            bytes.len()
+        );
+    }
+    let actual = Digest::of_bytes(digest.algorithm(), &bytes);
+    if actual != digest {
+        bail!(
+            "{}: digest mismatch: content has {actual}",
+            store.describe(&rel)
+        );
+    }
+    Ok((digest, bytes))
+}
+
+fn check_schema(store: &Store, rel: &str, version: u32) -> Result<()> {
+    if version != 2 {
+        bail!(
+            "{}: unknown schemaVersion {version} (expected 2)",
+            store.describe(rel)
+        );
+    }
+    Ok(())
+}
+
+/// The names an index entry goes by.
+fn entry_names(descriptor: &Descriptor) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(name) = descriptor.annotations.get(spec::REF_NAME) {
+        names.push(name.clone());
+    }
+    if let Some(full) = descriptor.annotations.get(spec::CONTAINERD_NAME) {
+        names.push(full.clone());
+        for prefix in ["docker.io/library/", "docker.io/"] {
+            if let Some(short) = full.strip_prefix(prefix) {
+                names.push(short.to_owned());
+            }
+        }
+    }
+    names
+}
+
+fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
+    let index: Index = parse_json(store, "index.json", &store.read("index.json")?)?;
+    check_schema(store, "index.json", index.schema_version)?;
+    let entries = select_entries(store, &index.manifests, selection.tag.as_deref())?;
+    let mut candidates = Vec::new();
+    for entry in entries {
+        collect_manifests(store, entry, 0, &mut candidates)?;
+    }
+    if candidates.is_empty() {
+        bail!(
+            "{}: no image manifest in index.json",
+            store.root().display()
+        );
+    }
+    let Some(chosen) = selection.platform.choose(&candidates) else {
+        let available: Vec<String> = candidates
+            .iter()
+            .filter_map(|(p, _)| p.as_ref().map(Platform::to_string))
+            .collect();
+        bail!(
+            "{}: no manifest for platform {} (available: {})",
+            store.root().display(),
+            selection.platform.platform,
+            available.join(", ")
+        );
+    };
+    resolve_manifest(store, chosen, selection)
+}
+
+/// The top-level entries of the image the user means.
+fn select_entries<'a>(
+    store: &Store,
+    entries: &'a [Descriptor],
+    tag: Option<&str>,
+) -> Result<Vec<&'a Descriptor>> {
+    let mut all_names: Vec<String> = entries
+        .iter()
+        .filter_map(|d| entry_names(d).into_iter().next())
+        .collect();
+    all_names.dedup();
+    if let Some(tag) = tag {
+        let chosen: Vec<_> = entries
+            .iter()
+            .filter(|d| entry_names(d).iter().any(|n| n == tag))
+            .collect();
+        if chosen.is_empty() {
+            bail!(
+                "{}: no image tagged {tag:?} (tags: {})",
+                store.root().display(),
+                list_or_none(&all_names)
+            );
+        }
+        return Ok(chosen);
+    }
+    let mut keys: Vec<Option<String>> = entries
+        .iter()
+        .map(|d| entry_names(d).into_iter().next())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if keys.len() > 1 {
+        bail!(
+            "{}: holds several images; choose one with --tag: {}",
+            store.root().display(),
+            list_or_none(&all_names)
+        );
+    }
+    Ok(entries.iter().collect())
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Walks an index entry down to image manifests, in order.
+fn collect_manifests(
+    store: &Store,
+    descriptor: &Descriptor,
+    depth: usize,
+    out: &mut Vec<(Option<Platform>, Descriptor)>,
+) -> Result<()> {
+    let media_type = descriptor.media_type.as_deref().unwrap_or_default();
+    let attestation = descriptor
+        .platform
+        .as_ref()
+        .is_some_and(Platform::is_unknown)
+        || descriptor
+            .annotations
+            .get(spec::DOCKER_REFERENCE_TYPE)
+            .is_some_and(|t| t == "attestation-manifest");
+    if attestation || descriptor.artifact_type.is_some() {
+        return Ok(());
+    }
+    if spec::is_manifest(media_type) {
+        out.push((descriptor.platform.clone(), descriptor.clone()));
+    } else if spec::is_index(media_type) {
+        if depth >= MAX_INDEX_DEPTH {
+            bail!(
+                "{}: indexes nested more than {MAX_INDEX_DEPTH} deep",
+                store.root().display()
+            );
+        }
+        let (digest, bytes) = read_blob(store, descriptor)?;
+        let rel = digest.layout_path();
+        let index: Index = parse_json(store, &rel, &bytes)?;
+        check_schema(store, &rel, index.schema_version)?;
+        for entry in &index.manifests {
+            collect_manifests(store, entry, depth + 1, out)?;
+        }
+    }
+    // Anything else (artifacts, signatures, unknown types) is not an image.
+    Ok(())
+}
+
+fn resolve_manifest(
+    store: &Store,
+    descriptor: &Descriptor,
+    selection: &Selection,
+) -> Result<ResolvedImage> {
+    let (digest, bytes) = read_blob(store, descriptor)?;
+    let rel = digest.layout_path();
+    let manifest: Manifest = parse_json(store, &rel, &bytes)?;
+    check_schema(store, &rel, manifest.schema_version)?;
+    if let Some(media_type) = &manifest.media_type {
+        if !spec::is_manifest(media_type) {
+            bail!(
+                "{}: not an image manifest (media type {media_type})",
+                store.describe(&rel)
+            );
+        }
+    }
+    let config_type = manifest.config.media_type.as_deref().unwrap_or_default();
+    if !spec::is_image_config(config_type) {
+        bail!(
+            "{}: not a container image: the config has media type {config_type:?}",
+            store.describe(&rel)
+        );
+    }
+    let (config_digest, config_bytes) = read_blob(store, &manifest.config)?;
+    let config: Config = parse_json(store, &config_digest.layout_path(), &config_bytes)?;
+    let platform = descriptor
+        .platform
+        .clone()
+        .map(Platform::normalized)
+        .or_else(|| config.platform());
+    check_platform(store, descriptor.platform.is_none(), &config, selection)?;
+    let diff_ids = diff_ids(
+        store,
+        &config_digest.layout_path(),
+        &config,
+        manifest.layers.len(),
+    )?;
+    let mut layers = Vec::new();
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        layers.push(resolve_layer(store, layer, diff_ids.get(i).cloned())?);
+    }
+    Ok(ResolvedImage {
+        manifest: Some(digest),
+        config: config_digest,
+        platform,
+        layers,
+    })
+}
+
+/// A manifest reached without platform information (a single-image
+/// layout) must still suit an explicit `--platform`.
+fn check_platform(
+    store: &Store,
+    unlabelled: bool,
+    config: &Config,
+    selection: &Selection,
+) -> Result<()> {
+    let (Some(declared), true) = (config.platform(), unlabelled) else {
+        return Ok(());
+    };
+    if selection
+        .platform
+        .choose(&[(Some(declared.clone()), ())])
+        .is_none()
+    {
+        bail!(
+            "{}: the image is for {declared}, not {} (choose with --platform)",
+            store.root().display(),
+            selection.platform.platform
+        );
+    }
+    Ok(())
+}
+
+fn diff_ids(store: &Store, rel: &str, config: &Config, layers: usize) -> Result<Vec<Digest>> {
+    let ids = config
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.as_slice())
+        .unwrap_or_default();
+    if !ids.is_empty() && ids.len() != layers {
+        bail!(
+            "{}: the config lists {} diff_ids for {layers} layers",
+            store.describe(rel),
+            ids.len()
+        );
+    }
+    ids.iter()
+        .map(|id| {
+            id.parse()
+                .with_context(|| format!("{}: bad diff_id", store.describe(rel)))
+        })
+        .collect()
+}
+
+fn resolve_layer(
+    store: &Store,
+    descriptor: &Descriptor,
+    diff_id: Option<Digest>,
+) -> Result<ResolvedLayer> {
+    let media_type = descriptor.media_type.clone().unwrap_or_default();
+    if !spec::is_tar_layer(&media_type) {
+        bail!(
+            "{}: layer {} has media type {media_type:?}, which is not a filesystem layer",
+            store.root().display(),
+            descriptor.digest
+        );
+    }
+    let digest: Digest = descriptor
+        .digest
+        .parse()
+        .with_context(|| format!("{}: bad layer descriptor", store.root().display()))?;
+    let rel = digest.layout_path();
+    if !store.exists(&rel) {
+        let hint = if spec::is_foreign(&media_type) || !descriptor.urls.is_empty() {
+            format!(
+                " (a foreign layer, to be fetched from: {})",
+                list_or_none(&descriptor.urls)
+            )
+        } else {
+            String::new()
+        };
+        bail!("{}: layer blob is missing{hint}", store.describe(&rel));
+    }
+    let layer = store.layer(&rel, Some(digest.clone()))?;
+    let size = stored_size(&layer)?;
+    if size != descriptor.size {
+        bail!(
+            "{}: size mismatch: the descriptor says {} bytes, the blob has {size}",
+            store.describe(&rel),
+            descriptor.size
+        );
+    }
+    Ok(ResolvedLayer {
+        digest,
+        media_type,
+        size: descriptor.size,
+        diff_id,
+        layer,
+    })
+}
+
+fn stored_size(layer: &LayerRef) -> Result<u64> {
+    Ok(match layer.range {
+        Some((_, size)) => size,
+        None => std::fs::metadata(&layer.path)
+            .with_context(|| layer.describe())?
+            .len(),
+    })
+}
+
+fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
+    let entries: Vec<DockerSaveEntry> =
+        parse_json(store, "manifest.json", &store.read("manifest.json")?)?;
+    let tags = |e: &DockerSaveEntry| e.repo_tags.clone().unwrap_or_default();
+    let all_tags: Vec<String> = entries.iter().flat_map(tags).collect();
+    let chosen = match &selection.tag {
+        Some(tag) => entries
+            .iter()
+            .find(|e| tags(e).iter().any(|t| docker_tag_matches(t, tag)))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no image tagged {tag:?} (tags: {})",
+                    store.root().display(),
+                    list_or_none(&all_tags)
+                )
+            })?,
+        None => match entries.as_slice() {
+            [] => bail!(
+                "{}: manifest.json lists no images",
+                store.describe("manifest.json")
+            ),
+            [only] => only,
+            _ => bail!(
+                "{}: holds several images; choose one with --tag: {}",
+                store.root().display(),
+                list_or_none(&all_tags)
+            ),
+        },
+    };
+    let config_bytes = store.read(&chosen.config)?;
+    let config_digest = Digest::of_bytes(Algorithm::Sha256, &config_bytes);
+    if let Some(declared) = declared_digest(&chosen.config) {
+        if declared != config_digest {
+            bail!(
+                "{}: digest mismatch: content has {config_digest}",
+                store.describe(&chosen.config)
+            );
+        }
+    }
+    let config: Config = parse_json(store, &chosen.config, &config_bytes)?;
+    check_platform(store, true, &config, selection)?;
+    let diff_ids = diff_ids(store, &chosen.config, &config, chosen.layers.len())?;
+    if diff_ids.len() != chosen.layers.len() {
+        bail!(
+            "{}: the config lists no diff_ids",
+            store.describe(&chosen.config)
+        );
+    }
+    let mut layers = Vec::new();
+    for (rel, diff_id) in chosen.layers.iter().zip(diff_ids) {
+        // Saved layers are uncompressed tars: their digest is the diff_id,
+        // unless the path itself names the blob (Docker 25+).
+        let digest = declared_digest(rel).unwrap_or_else(|| diff_id.clone());
+        if !store.exists(rel) {
+            bail!("{}: layer file is missing", store.describe(rel));
+        }
+        let layer = store.layer(rel, Some(digest.clone()))?;
+        let size = stored_size(&layer)?;
+        layers.push(ResolvedLayer {
+            digest,
+            media_type: spec::DOCKER_LAYER_TAR.to_owned(),
+            size,
+            diff_id: Some(diff_id),
+            layer,
+        });
+    }
+    Ok(ResolvedImage {
+        manifest: None,
+        config: config_digest,
+        platform: config.platform(),
+        layers,
+    })
+}
+
+/// `alpine` means `alpine:latest`; `docker.io/library/` is implied.
+fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
+    let strip = |t: &str| {
+        let t = t.strip_prefix("docker.io/").unwrap_or(t);
+        t.strip_prefix("library/").unwrap_or(t).to_owned()
+    };
+    let with_latest = |t: String| {
+        if t.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+            t
+        } else {
+            t + ":latest"
+        }
+    };
+    with_latest(strip(repo_tag)) == with_latest(strip(wanted))
+}
+
+/// The digest a path declares: `blobs/<alg>/<hex>` or legacy `<hex>.json`.
+fn declared_digest(rel: &str) -> Option<Digest> {
+    if let Some(digest) = Digest::from_blob_path(Path::new(rel)) {
+        return Some(digest);
+    }
+    let name = Path::new(rel).file_name()?.to_str()?;
+    Digest::new(Algorithm::Sha256, name.strip_suffix(".json")?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_tags_match_with_implied_parts() {
+        assert!(docker_tag_matches("alpine:latest", "alpine"));
+        assert!(docker_tag_matches(
+            "alpine:latest",
+            "docker.io/library/alpine:latest"
+        ));
+        assert!(docker_tag_matches("quay.io/x/y:1", "quay.io/x/y:1"));
+        assert!(!docker_tag_matches("alpine:3.19", "alpine"));
+        assert!(docker_tag_matches(
+            "localhost:5000/img",
+            "localhost:5000/img:latest"
+        ));
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(spec::is_tar_layer("application/vnd.oci.image.layer.v1.tar"));
+        assert!(spec::is_tar_layer(
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        ));
+        assert!(spec::is_tar_layer(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        ));
+        assert!(spec::is_tar_layer(
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        ));
+        assert!(!spec::is_tar_layer("application/vnd.in-toto+json"));
+        assert!(!spec::is_tar_layer("application/octet-stream"));
+    }
+}
