@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
+pub mod snapshot;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 

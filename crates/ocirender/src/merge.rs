@@ -13,7 +13,10 @@
 //!   after it;
 //! * parents that an entry needs but whose own entry is older are claimed as
 //!   implicit directories; a lower directory entry gives them metadata, and
-//!   those no layer describes are written at the end as `0755 root:root`;
+//!   those no layer describes get `0755 root:root`;
+//! * directory entries carry no data, so they are kept and written last,
+//!   parents first, where extractors apply their metadata after the
+//!   contents (see `write_directories`);
 //! * hard links wait in groups for the inode they name (see [`crate::links`]).
 
 use crate::decode::{DecodeError, DecodedLayer, Prefetcher};
@@ -118,6 +121,8 @@ struct Merger<'a, W: Write> {
     out: TarWriter<W>,
     staged: Vec<Mask>,
     implicit_dirs: Vec<NodeId>,
+    /// Directory entries, written at the end (see `write_directories`).
+    directories: Vec<(NodeId, Meta)>,
     warn: &'a mut dyn FnMut(&str),
     stats: MergeStats,
     reserved_skipped: u64,
@@ -132,6 +137,7 @@ impl<'a, W: Write> Merger<'a, W> {
             out: TarWriter::new(out),
             staged: Vec::new(),
             implicit_dirs: Vec::new(),
+            directories: Vec::new(),
             warn,
             stats: MergeStats {
                 layers: layers.len(),
@@ -171,7 +177,7 @@ impl<'a, W: Write> Merger<'a, W> {
         }
         self.drop_unresolved_links();
         self.reread_promotions()?;
-        self.write_implicit_dirs()
+        self.write_directories()
     }
 
     fn merge_layer(&mut self, layer: u32, stream: DecodedLayer) -> Result<()> {
@@ -326,7 +332,7 @@ impl<'a, W: Write> Merger<'a, W> {
     /// A newer layer needs `path` as a directory (it has contents there) but
     /// this layer has a non-directory at it. As in overlayfs, the directory
     /// wins; it is a new directory, so it gets no metadata from below this
-    /// layer and is written now with the defaults.
+    /// layer and gets the defaults.
     fn directory_wins(&mut self, layer: u32, id: NodeId, path: &[u8]) -> Result<()> {
         let newer = self.tree.node(id).claim_layer;
         let message = format!(
@@ -335,8 +341,7 @@ impl<'a, W: Write> Merger<'a, W> {
             self.label(newer)
         );
         self.warn_in(layer, message);
-        self.out.write_empty(path, &Meta::implicit_dir())?;
-        self.stats.entries_written += 1;
+        self.directories.push((id, Meta::implicit_dir()));
         self.tree.node_mut(id).claim = Claim::Dir;
         Ok(())
     }
@@ -355,8 +360,7 @@ impl<'a, W: Write> Merger<'a, W> {
         self.check_no_link_to_dir(id)?;
         self.set_version(id, layer, Version::Dir);
         if visibility == Visibility::Visible {
-            self.out.write_empty(path, meta)?;
-            self.stats.entries_written += 1;
+            self.directories.push((id, meta.clone()));
         }
         Ok(())
     }
@@ -613,14 +617,27 @@ impl<'a, W: Write> Merger<'a, W> {
         }
     }
 
-    /// Directories that entries needed but no layer described.
-    fn write_implicit_dirs(&mut self) -> Result<()> {
-        for id in std::mem::take(&mut self.implicit_dirs) {
-            if self.tree.node(id).claim == Claim::ImplicitDir {
-                let path = self.tree.path(id);
-                self.out.write_empty(&path, &Meta::implicit_dir())?;
-                self.stats.entries_written += 1;
-            }
+    /// Writes every directory entry after all other entries, in depth-first
+    /// order. Reading newest layer first, a directory's contents are spread
+    /// over the whole stream; extractors such as GNU tar set a directory's
+    /// time once they move past it, so an early entry would get its time
+    /// clobbered by later children. Last and depth-first, nothing enters a
+    /// directory after its entry is done. The directories no layer
+    /// described get `0755 root:root`.
+    fn write_directories(&mut self) -> Result<()> {
+        let implicit = std::mem::take(&mut self.implicit_dirs)
+            .into_iter()
+            .filter(|&id| self.tree.node(id).claim == Claim::ImplicitDir)
+            .map(|id| (id, Meta::implicit_dir()));
+        let mut all: Vec<(Vec<u8>, Meta)> = std::mem::take(&mut self.directories)
+            .into_iter()
+            .chain(implicit)
+            .map(|(id, meta)| (self.tree.path(id), meta))
+            .collect();
+        all.sort_by(|(a, _), (b, _)| a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/')));
+        for (path, meta) in all {
+            self.out.write_empty(&path, &meta)?;
+            self.stats.entries_written += 1;
         }
         Ok(())
     }

@@ -1,0 +1,188 @@
+//! The pipeline on images made by real tools: a three-layer image built
+//! with umoci, converted by skopeo into every form `oci-layers` reads.
+//! Each form must merge to the same root filesystem as `umoci raw unpack`
+//! of the original: paths, types, contents, owners, modes, times, xattrs
+//! (file capabilities included), hard-link groups and device numbers.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use support::fixtures::{
+    extracted, sample_derived, sample_layout, sample_reference_rootfs, skopeo_copy,
+};
+use support::snapshot::{assert_same_tree, snapshot, Compare};
+use support::{sh, stderr};
+
+fn oci(layout: &Path) -> String {
+    format!("oci:{}:sample", layout.display())
+}
+
+fn zstd_layout() -> PathBuf {
+    sample_derived("zstd", |src, out| {
+        skopeo_copy(&["--dest-compress-format", "zstd"], &oci(src), &oci(out))
+    })
+}
+
+/// skopeo only writes uncompressed OCI layers from a `dir:` copy whose
+/// layers were decompressed.
+fn uncompressed_layout() -> PathBuf {
+    sample_derived("uncompressed", |src, out| {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = format!("dir:{}", dir.path().join("plain").display());
+        skopeo_copy(&["--dest-decompress"], &oci(src), &plain);
+        skopeo_copy(
+            &["--dest-oci-accept-uncompressed-layers"],
+            &plain,
+            &oci(out),
+        );
+    })
+}
+
+fn docker_archive() -> PathBuf {
+    sample_derived("docker.tar", |src, out| {
+        skopeo_copy(
+            &[],
+            &oci(src),
+            &format!("docker-archive:{}:sample:latest", out.display()),
+        )
+    })
+}
+
+fn oci_archive() -> PathBuf {
+    sample_derived("oci.tar", |src, out| {
+        skopeo_copy(
+            &[],
+            &oci(src),
+            &format!("oci-archive:{}:sample", out.display()),
+        )
+    })
+}
+
+/// Unpacks `oci-layers IMAGE | oci-merge` with GNU tar, as root, keeping
+/// owners, modes and xattrs, and describes the tree.
+fn merged_with_gnu_tar(image: &Path) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "mkdir rootfs && oci-layers '{}' | oci-merge | tar -C rootfs --numeric-owner --xattrs --xattrs-include='*' -xpf -",
+        image.display()
+    );
+    let out = sh(dir.path(), &script);
+    assert!(
+        out.status.success(),
+        "pipeline failed for {}: {}",
+        image.display(),
+        stderr(&out)
+    );
+    snapshot(&dir.path().join("rootfs"), Compare::ALL)
+}
+
+/// `tar -t` of the merged stream: every path exactly once.
+fn listed(image: &Path) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sh(
+        dir.path(),
+        &format!("oci-layers '{}' | oci-merge | tar -t", image.display()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut paths: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_end_matches('/').to_owned())
+        .collect();
+    let count = paths.len();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), count, "a path was written twice");
+    paths
+}
+
+fn check_form(name: &str, image: &Path) {
+    let expected = snapshot(&sample_reference_rootfs(), Compare::ALL);
+    assert!(
+        expected.len() > 30,
+        "the reference tree is suspiciously small"
+    );
+    assert_same_tree(&merged_with_gnu_tar(image), &expected, name);
+    assert_eq!(
+        listed(image),
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "{name}: tar -t listing"
+    );
+}
+
+#[test]
+fn umoci_layout_with_gzip_layers() {
+    check_form("umoci layout", &sample_layout());
+}
+
+#[test]
+fn skopeo_layout_with_zstd_layers() {
+    check_form("zstd layout", &zstd_layout());
+}
+
+#[test]
+fn skopeo_layout_with_uncompressed_layers() {
+    check_form("uncompressed layout", &uncompressed_layout());
+}
+
+#[test]
+fn docker_archive_file() {
+    check_form("docker-archive tar", &docker_archive());
+}
+
+#[test]
+fn docker_archive_extracted() {
+    check_form("docker-archive directory", &extracted(&docker_archive()));
+}
+
+#[test]
+fn oci_archive_file() {
+    check_form("oci-archive tar", &oci_archive());
+}
+
+#[test]
+fn oci_archive_extracted() {
+    check_form("oci-archive directory", &extracted(&oci_archive()));
+}
+
+#[test]
+fn every_form_merges_to_byte_identical_tars() {
+    let forms = [
+        sample_layout(),
+        zstd_layout(),
+        uncompressed_layout(),
+        docker_archive(),
+        oci_archive(),
+        extracted(&docker_archive()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let digests: Vec<String> = forms
+        .iter()
+        .map(|image| {
+            let out = sh(
+                dir.path(),
+                &format!("oci-layers '{}' | oci-merge | sha256sum", image.display()),
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:#?}");
+}
+
+#[test]
+fn archive_layers_are_read_in_place_as_byte_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = docker_archive();
+    let out = sh(dir.path(), &format!("oci-layers '{}'", archive.display()));
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    for line in lines.lines() {
+        assert!(
+            line.starts_with(&format!("{}\toffset=", archive.display())),
+            "{line}"
+        );
+        assert!(line.contains("\tdigest=sha256:"), "{line}");
+    }
+}

@@ -1,0 +1,117 @@
+//! Test images made by real tools, built once and shared by every test
+//! process (nextest runs each test in its own process).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The directory shared fixtures live in (under the cargo target dir).
+fn fixtures_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .unwrap();
+    target.join("e2e-fixtures")
+}
+
+/// A fixture at `fixtures/<name>`, built by `build(path)` if absent. Builds
+/// happen in a private directory renamed into place, so concurrent test
+/// processes never see a half-built fixture.
+pub fn fixture(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let dir = fixtures_dir();
+    let path = dir.join(name);
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::tempdir_in(&dir).unwrap();
+    let built = scratch.path().join(name);
+    build(&built);
+    assert!(built.exists(), "building fixture {name} produced nothing");
+    // Losing the race to another process is fine: its copy is identical.
+    let _ = std::fs::rename(&built, &path);
+    path
+}
+
+/// Runs a command, panicking with its stderr if it fails.
+pub fn run(command: &mut Command) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The sample image of `scripts/make-sample-image` (an OCI layout built
+/// with umoci, tag `sample`). Keyed by the script's content so edits rebuild.
+pub fn sample_layout() -> PathBuf {
+    let script = repo_root().join("scripts/make-sample-image");
+    let content = std::fs::read(&script).unwrap();
+    let key = format!("sample-{:016x}", fnv(&content));
+    fixture(&key, |out| {
+        run(Command::new(&script).arg(out));
+    })
+}
+
+/// A fixture derived from the sample image, named `<sample>-<name>`.
+pub fn sample_derived(name: &str, build: impl FnOnce(&Path, &Path)) -> PathBuf {
+    let layout = sample_layout();
+    let key = format!("{}-{name}", layout.file_name().unwrap().to_string_lossy());
+    fixture(&key, |out| build(&layout, out))
+}
+
+/// `skopeo copy SRC DST` with extra flags.
+pub fn skopeo_copy(extra: &[&str], src: &str, dst: &str) {
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .args(extra)
+        .args([src, dst]));
+}
+
+/// Unpacks an archive fixture into a directory fixture.
+pub fn extracted(archive: &Path) -> PathBuf {
+    let key = format!(
+        "{}-extracted",
+        archive.file_name().unwrap().to_string_lossy()
+    );
+    fixture(&key, |out| {
+        std::fs::create_dir(out).unwrap();
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(out)
+            .arg("-xf")
+            .arg(archive));
+    })
+}
+
+/// `umoci raw unpack` of the sample image: the reference root filesystem.
+pub fn sample_reference_rootfs() -> PathBuf {
+    let layout = sample_layout();
+    let key = format!(
+        "{}-umoci-rootfs",
+        layout.file_name().unwrap().to_string_lossy()
+    );
+    fixture(&key, |out| {
+        run(Command::new("umoci")
+            .args(["raw", "unpack", "--image"])
+            .arg(format!("{}:sample", layout.display()))
+            .arg(out));
+    })
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
