@@ -113,9 +113,9 @@ fn read_blob(store: &Store, descriptor: &Descriptor) -> Result<(Digest, Vec<u8>)
     let digest: Digest = descriptor
         .digest
         .parse()
-        .with_context(|| format!("{}: bad descriptor", store.root().display()))?;
+        .with_context(|| format!("{}: bad descriptor digest", store.root().display()))?;
     let rel = digest.layout_path();
-    if !store.exists(&rel) {
+    if !store.check(&rel)? {
         bail!("{}: blob is missing", store.describe(&rel));
     }
     let bytes = store.read(&rel)?;
@@ -199,11 +199,15 @@ fn select_entries<'a>(
     entries: &'a [Descriptor],
     tag: Option<&str>,
 ) -> Result<Vec<&'a Descriptor>> {
-    let mut all_names: Vec<String> = entries
+    let mut all_names: Vec<String> = Vec::new();
+    for name in entries
         .iter()
         .filter_map(|d| entry_names(d).into_iter().next())
-        .collect();
-    all_names.dedup();
+    {
+        if !all_names.contains(&name) {
+            all_names.push(name);
+        }
+    }
     if let Some(tag) = tag {
         let chosen: Vec<_> = entries
             .iter()
@@ -333,14 +337,17 @@ fn resolve_manifest(
 }
 
 /// A manifest reached without platform information (a single-image
-/// layout) must still suit an explicit `--platform`.
+/// layout, a docker-save archive) matches any platform, as an unlabelled
+/// index entry does; but if the user asked for a platform explicitly, the
+/// config must not contradict it.
 fn check_platform(
     store: &Store,
     unlabelled: bool,
     config: &Config,
     selection: &Selection,
 ) -> Result<()> {
-    let (Some(declared), true) = (config.platform(), unlabelled) else {
+    let explicit = selection.platform.explicit;
+    let (Some(declared), true, true) = (config.platform(), unlabelled, explicit) else {
         return Ok(());
     };
     if selection
@@ -396,7 +403,7 @@ fn resolve_layer(
         .parse()
         .with_context(|| format!("{}: bad layer descriptor", store.root().display()))?;
     let rel = digest.layout_path();
-    if !store.exists(&rel) {
+    if !store.check(&rel)? {
         let hint = if spec::is_foreign(&media_type) || !descriptor.urls.is_empty() {
             format!(
                 " (a foreign layer, to be fetched from: {})",
@@ -438,7 +445,12 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
     let entries: Vec<DockerSaveEntry> =
         parse_json(store, "manifest.json", &store.read("manifest.json")?)?;
     let tags = |e: &DockerSaveEntry| e.repo_tags.clone().unwrap_or_default();
-    let all_tags: Vec<String> = entries.iter().flat_map(tags).collect();
+    let mut all_tags: Vec<String> = Vec::new();
+    for tag in entries.iter().flat_map(tags) {
+        if !all_tags.contains(&tag) {
+            all_tags.push(tag);
+        }
+    }
     let chosen = match &selection.tag {
         Some(tag) => entries
             .iter()
@@ -487,7 +499,7 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
         // Saved layers are uncompressed tars: their digest is the diff_id,
         // unless the path itself names the blob (Docker 25+).
         let digest = declared_digest(rel).unwrap_or_else(|| diff_id.clone());
-        if !store.exists(rel) {
+        if !store.check(rel)? {
             bail!("{}: layer file is missing", store.describe(rel));
         }
         let layer = store.layer(rel, Some(digest.clone()))?;

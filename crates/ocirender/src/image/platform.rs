@@ -94,6 +94,9 @@ pub struct PlatformRequest {
     /// True if the variant was part of the request (otherwise any variant
     /// matches, an exact match preferred).
     pub variant_given: bool,
+    /// True if the user named the platform (rather than defaulting to the
+    /// host's).
+    pub explicit: bool,
 }
 
 impl PlatformRequest {
@@ -103,10 +106,12 @@ impl PlatformRequest {
             Some(text) => PlatformRequest {
                 platform: Platform::parse(text)?,
                 variant_given: text.split('/').count() == 3,
+                explicit: true,
             },
             None => PlatformRequest {
                 platform: Platform::host(),
                 variant_given: false,
+                explicit: false,
             },
         })
     }

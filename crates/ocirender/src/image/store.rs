@@ -69,10 +69,22 @@ impl Store {
 
     /// True if the image holds a regular file at `rel`.
     pub fn exists(&self, rel: &str) -> bool {
-        match self {
-            Store::Dir(root) => canonical(rel).is_ok_and(|_| root.join(rel).is_file()),
-            Store::Archive(index) => index.find(rel).is_ok(),
-        }
+        matches!(self.check(rel), Ok(true))
+    }
+
+    /// Whether the image holds a regular file at `rel`: `Ok(false)` if it
+    /// is simply absent, an error if the path may not be used at all (it
+    /// leaves the image, or names an unusable archive member).
+    pub fn check(&self, rel: &str) -> Result<bool> {
+        let result = match self {
+            Store::Dir(root) => canonical(rel).map(|_| root.join(rel).is_file()),
+            Store::Archive(index) => match index.find(rel) {
+                Ok(_) => Ok(true),
+                Err(Find::Absent) => Ok(false),
+                Err(Find::Unusable(why)) => Err(why),
+            },
+        };
+        result.with_context(|| self.describe(rel))
     }
 
     /// Reads a small file (an index, manifest or config) whole.
@@ -89,7 +101,7 @@ impl Store {
                 (Box::new(file), size)
             }
             Store::Archive(index) => {
-                let (offset, size) = index.find(rel)?;
+                let (offset, size) = index.find(rel).map_err(Find::into_error)?;
                 let mut file = File::open(&index.path).context("cannot open the archive")?;
                 file.seek(SeekFrom::Start(offset)).context("cannot seek")?;
                 (Box::new(file.take(size)), size)
@@ -119,7 +131,10 @@ impl Store {
                 Ok(layer)
             }
             Store::Archive(index) => {
-                let (offset, size) = index.find(rel).with_context(|| self.describe(rel))?;
+                let (offset, size) = index
+                    .find(rel)
+                    .map_err(Find::into_error)
+                    .with_context(|| self.describe(rel))?;
                 Ok(LayerRef {
                     path: index.path.clone(),
                     range: Some((offset, size)),
@@ -173,17 +188,32 @@ impl ArchiveIndex {
     }
 
     /// The byte range of the regular file at `rel`, following links.
-    fn find(&self, rel: &str) -> Result<(u64, u64)> {
-        let mut key = canonical(rel)?;
+    fn find(&self, rel: &str) -> Result<(u64, u64), Find> {
+        let mut key = canonical(rel).map_err(Find::Unusable)?;
         for _ in 0..MAX_LINK_HOPS {
             match self.members.get(&key) {
-                None => bail!("not in the archive"),
+                None => return Err(Find::Absent),
                 Some(Member::File { offset, size }) => return Ok((*offset, *size)),
                 Some(Member::Link(target)) => key = target.clone(),
-                Some(Member::Unusable(why)) => bail!("{why}"),
+                Some(Member::Unusable(why)) => return Err(Find::Unusable(anyhow::anyhow!(*why))),
             }
         }
-        bail!("too many levels of links")
+        Err(Find::Unusable(anyhow::anyhow!("too many levels of links")))
+    }
+}
+
+/// Why an archive member cannot be read.
+enum Find {
+    Absent,
+    Unusable(anyhow::Error),
+}
+
+impl Find {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Find::Absent => anyhow::anyhow!("not in the archive"),
+            Find::Unusable(why) => why,
+        }
     }
 }
 
