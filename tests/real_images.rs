@@ -1,8 +1,9 @@
 //! The pipeline on images made by real tools: a three-layer image built
 //! with umoci, converted by skopeo into every form `oci-layers` reads.
 //! Each form must merge to the same root filesystem as `umoci raw unpack`
-//! of the original: paths, types, contents, owners, modes, times, xattrs
-//! (file capabilities included), hard-link groups and device numbers.
+//! of the original, whether the merged tar is unpacked by GNU tar or by
+//! `tar2dir`: paths, types, contents, owners, modes, times, xattrs (file
+//! capabilities included), hard-link groups and device numbers.
 
 mod support;
 
@@ -77,6 +78,28 @@ fn merged_with_gnu_tar(image: &Path) -> BTreeMap<String, String> {
     snapshot(&dir.path().join("rootfs"), Compare::ALL)
 }
 
+/// `oci-layers IMAGE | oci-merge | tar2dir`, described.
+fn merged_with_tar2dir(image: &Path) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "oci-layers '{}' | oci-merge | tar2dir rootfs",
+        image.display()
+    );
+    let out = sh(dir.path(), &script);
+    assert!(
+        out.status.success(),
+        "pipeline failed for {}: {}",
+        image.display(),
+        stderr(&out)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "unexpected messages: {}",
+        stderr(&out)
+    );
+    snapshot(&dir.path().join("rootfs"), Compare::ALL)
+}
+
 /// `tar -t` of the merged stream: every path exactly once.
 fn listed(image: &Path) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
@@ -103,7 +126,16 @@ fn check_form(name: &str, image: &Path) {
         expected.len() > 30,
         "the reference tree is suspiciously small"
     );
-    assert_same_tree(&merged_with_gnu_tar(image), &expected, name);
+    assert_same_tree(
+        &merged_with_gnu_tar(image),
+        &expected,
+        &format!("{name} (GNU tar)"),
+    );
+    assert_same_tree(
+        &merged_with_tar2dir(image),
+        &expected,
+        &format!("{name} (tar2dir)"),
+    );
     assert_eq!(
         listed(image),
         expected.keys().cloned().collect::<Vec<_>>(),

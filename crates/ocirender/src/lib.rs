@@ -11,6 +11,7 @@
 //! * [`meta`], [`tar_writer`]: tar entries in and out;
 //! * [`image`]: resolving OCI layouts and `docker save` archives to layers;
 //! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
+//! * [`unpack`]: unpacking a tar into a directory, safely;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes).
 
 #![deny(missing_docs)]
@@ -27,4 +28,5 @@ pub mod meta;
 pub mod path;
 pub mod tar_writer;
 pub mod tree;
+pub mod unpack;
 pub mod whiteout;

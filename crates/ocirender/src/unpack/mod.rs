@@ -1,0 +1,637 @@
+//! Unpacking a tar stream into a new directory, safely (`tar2dir`).
+//!
+//! * Every path resolves inside the destination, enforced by the kernel
+//!   (see [`root`]); entries are created relative to their parent's
+//!   descriptor and never through an existing symlink: whatever is in the
+//!   way is removed first.
+//! * Per entry: data, owner, mode (after the owner, since chown clears
+//!   setuid bits), xattrs (after the owner, which clears file
+//!   capabilities), times. Directories get their metadata last, deepest
+//!   first, so a read-only directory does not block its own contents.
+//! * The destination must be new or empty. The tree is built in a hidden
+//!   sibling and renamed into place only when the whole stream, end marker
+//!   included, has been applied; on any failure it is removed.
+//! * Without root, what only root may do (foreign ownership, device nodes,
+//!   `security.*`/`trusted.*` xattrs) is skipped and counted.
+
+pub mod root;
+pub mod xattrs;
+
+use crate::meta::{self, Kind, Member, Meta};
+use crate::path::display;
+use anyhow::{anyhow, bail, Context, Result};
+use root::{c_path, existing_type, remove, Root};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+const COPY_BUFFER: usize = 256 << 10;
+
+/// How to unpack.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackOptions {
+    /// Fail instead of skipping what an unprivileged user cannot do.
+    pub strict: bool,
+    /// Use the component-walk resolver even where `openat2` exists.
+    pub force_walk: bool,
+}
+
+/// What an unpack did.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackStats {
+    /// Entries applied.
+    pub entries: u64,
+    /// Bytes of file data written.
+    pub bytes: u64,
+    /// Ownership changes skipped (not root).
+    pub skipped_ownership: u64,
+    /// Device nodes skipped (not root).
+    pub skipped_devices: u64,
+    /// Extended attributes that could not be set.
+    pub skipped_xattrs: u64,
+}
+
+impl UnpackStats {
+    /// A one-line summary of what was skipped, if anything was.
+    pub fn skipped_summary(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            (self.skipped_ownership, "ownership changes"),
+            (self.skipped_devices, "device nodes"),
+            (self.skipped_xattrs, "extended attributes"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        (!parts.is_empty()).then(|| format!("skipped {} (not permitted here)", parts.join(", ")))
+    }
+}
+
+/// Unpacks the tar stream `input` into `dest`, which must not exist or be
+/// an empty directory. Nothing is left at `dest` unless everything worked.
+pub fn unpack_to_new_dir(
+    dest: &Path,
+    input: impl Read,
+    options: &UnpackOptions,
+) -> Result<UnpackStats> {
+    check_destination(dest)?;
+    let name = dest
+        .file_name()
+        .with_context(|| format!("{}: not a usable directory name", dest.display()))?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{}.tar2dir-", name.to_string_lossy()))
+        .tempdir_in(&parent)
+        .with_context(|| format!("{}: cannot create a temporary directory", parent.display()))?
+        .keep();
+    let result = unpack_into(&temp, input, options).and_then(|stats| {
+        std::fs::rename(&temp, dest).with_context(|| {
+            format!(
+                "{}: cannot move the unpacked tree into place",
+                dest.display()
+            )
+        })?;
+        Ok(stats)
+    });
+    if result.is_err() {
+        remove_tree(&temp);
+    }
+    result
+}
+
+fn check_destination(dest: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow!(e).context(format!("{}: cannot inspect", dest.display()))),
+        Ok(meta) if !meta.is_dir() => bail!(
+            "{}: exists and is not a directory; refusing to replace it",
+            dest.display()
+        ),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(dest)
+                .with_context(|| format!("{}: cannot read", dest.display()))?;
+            if entries.next().is_some() {
+                bail!(
+                    "{}: directory is not empty; refusing to unpack over it",
+                    dest.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn remove_tree(path: &Path) {
+    let (parent, name) = (
+        path.parent().unwrap_or(Path::new(".")),
+        path.file_name().unwrap_or_default(),
+    );
+    if let Ok(dir) = rfs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        use std::os::unix::ffi::OsStrExt;
+        let _ = remove(dir.as_fd(), name.as_bytes());
+    }
+}
+
+/// Unpacks into an existing, empty directory (no atomic rename).
+pub fn unpack_into(dir: &Path, input: impl Read, options: &UnpackOptions) -> Result<UnpackStats> {
+    let root = Root::open(dir, options.force_walk)
+        .with_context(|| format!("{}: cannot open", dir.display()))?;
+    // Files are created with their final permission bits; the umask must
+    // not take any away.
+    rustix::process::umask(Mode::empty());
+    let mut unpacker = Unpacker {
+        root,
+        privileged: rustix::process::geteuid().is_root(),
+        directories: Vec::new(),
+        stats: UnpackStats::default(),
+        buffer: vec![0; COPY_BUFFER],
+    };
+    let mut input = EndMarkerCheck::new(BufReader::with_capacity(1 << 20, input));
+    let mut archive = tar::Archive::new(&mut input);
+    for (count, entry) in archive
+        .entries()
+        .context("cannot read the tar stream")?
+        .enumerate()
+    {
+        let mut entry =
+            entry.with_context(|| format!("invalid tar stream after {count} entries"))?;
+        let member = meta::read_member(&mut entry);
+        let raw = entry.path_bytes().into_owned();
+        let context = || format!("entry {:?}", String::from_utf8_lossy(&raw));
+        if let Member::Entry { path, meta } = member.with_context(context)? {
+            unpacker
+                .apply(&path, &meta, &mut entry)
+                .with_context(context)?;
+        }
+    }
+    if !input.saw_end_marker() {
+        bail!("the tar stream ends without its end-of-archive marker: the input is truncated or its producer failed");
+    }
+    input.drain().context("cannot read the rest of the input")?;
+    unpacker.finish_directories()?;
+    unpacker.finish_root(dir)?;
+    if options.strict {
+        if let Some(summary) = unpacker.stats.skipped_summary() {
+            bail!("{summary}; --strict forbids that");
+        }
+    }
+    Ok(unpacker.stats)
+}
+
+/// Tells a clean end of archive (zero blocks) from input that just stops.
+struct EndMarkerCheck<R> {
+    inner: R,
+    hit_eof: bool,
+}
+
+impl<R: Read> EndMarkerCheck<R> {
+    fn new(inner: R) -> Self {
+        EndMarkerCheck {
+            inner,
+            hit_eof: false,
+        }
+    }
+
+    /// True if the tar reader stopped at a zero block rather than at the
+    /// end of the input.
+    fn saw_end_marker(&self) -> bool {
+        !self.hit_eof
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        io::copy(&mut self.inner, &mut io::sink()).map(drop)
+    }
+}
+
+impl<R: Read> Read for EndMarkerCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Where to apply metadata: an open file, or a name in a directory (for
+/// symlinks and nodes that cannot be opened for writing).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Fd(BorrowedFd<'a>),
+    At {
+        dir: BorrowedFd<'a>,
+        name: &'a [u8],
+        symlink: bool,
+    },
+}
+
+struct Unpacker {
+    root: Root,
+    privileged: bool,
+    directories: Vec<(Vec<u8>, Meta)>,
+    stats: UnpackStats,
+    buffer: Vec<u8>,
+}
+
+impl Unpacker {
+    fn apply(&mut self, raw: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<()> {
+        let path = crate::path::normalize(raw)?;
+        if path.is_empty() {
+            return Ok(()); // The root's own entry: the destination is ours.
+        }
+        let (parent, name) = crate::path::split_parent(&path);
+        self.stats.entries += 1;
+        let removed_dir = match meta.kind {
+            Kind::Directory => self.make_dir(parent, name, &path, meta)?,
+            Kind::Regular => self.make_file(parent, name, meta, data)?,
+            Kind::Symlink => self.make_symlink(parent, name, meta)?,
+            Kind::HardLink => self.make_hard_link(parent, name, meta)?,
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                self.make_node(parent, name, meta)?
+            }
+        };
+        if removed_dir {
+            self.root.invalidate();
+        }
+        Ok(())
+    }
+
+    fn make_dir(&mut self, parent: &[u8], name: &[u8], path: &[u8], meta: &Meta) -> Result<bool> {
+        let dir = self.root.dir(parent).map_err(io_err)?;
+        let removed = match existing_type(dir, name).map_err(io_err)? {
+            Some(FileType::Directory) => false,
+            existing => {
+                let removed = existing.is_some();
+                if removed {
+                    remove(dir, name)
+                        .map_err(io_err)
+                        .context("cannot remove what is in the way")?;
+                }
+                rfs::mkdirat(dir, c_path(name), Mode::from_raw_mode(0o700)).map_err(io_err)?;
+                removed
+            }
+        };
+        self.directories.push((path.to_vec(), meta.clone()));
+        Ok(removed)
+    }
+
+    fn make_file(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<bool> {
+        let dir = self.root.dir(parent).map_err(io_err)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(meta.mode & 0o777);
+        let (fd, removed) = match rfs::openat(dir, c_path(name), flags, mode) {
+            Ok(fd) => (fd, false),
+            Err(Errno::EXIST) => {
+                let was_dir =
+                    existing_type(dir, name).map_err(io_err)? == Some(FileType::Directory);
+                remove(dir, name)
+                    .map_err(io_err)
+                    .context("cannot remove what is in the way")?;
+                (
+                    rfs::openat(dir, c_path(name), flags, mode).map_err(io_err)?,
+                    was_dir,
+                )
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut file = File::from(fd);
+        self.stats.bytes += copy_exact(data, &mut file, meta.size, &mut self.buffer)?;
+        let (privileged, stats) = (self.privileged, &mut self.stats);
+        set_metadata(Target::Fd(file.as_fd()), meta, privileged, stats, true)?;
+        Ok(removed)
+    }
+
+    fn make_symlink(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<bool> {
+        let dir = self.root.dir(parent).map_err(io_err)?;
+        let removed = clear_slot(dir, name)?;
+        rfs::symlinkat(c_path(&meta.link_target), dir, c_path(name)).map_err(io_err)?;
+        let target = Target::At {
+            dir,
+            name,
+            symlink: true,
+        };
+        set_metadata(target, meta, self.privileged, &mut self.stats, true)?;
+        Ok(removed)
+    }
+
+    fn make_hard_link(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<bool> {
+        let target = crate::path::normalize(&meta.link_target).context("bad hard link target")?;
+        let (target_parent, target_name) = crate::path::split_parent(&target);
+        if target.is_empty() || target_parent == parent && target_name == name {
+            bail!("hard link to itself or to the root");
+        }
+        let target_dir = self
+            .root
+            .dir(target_parent)
+            .map_err(io_err)?
+            .try_clone_to_owned()?;
+        if existing_type(target_dir.as_fd(), target_name)
+            .map_err(io_err)?
+            .is_none()
+        {
+            bail!("hard link target {:?} does not exist", display(&target));
+        }
+        let dir = self.root.dir(parent).map_err(io_err)?;
+        let removed = clear_slot(dir, name)?;
+        rfs::linkat(
+            &target_dir,
+            c_path(target_name),
+            dir,
+            c_path(name),
+            AtFlags::empty(),
+        )
+        .map_err(io_err)
+        .with_context(|| format!("cannot link to {:?}", display(&target)))?;
+        Ok(removed)
+    }
+
+    fn make_node(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<bool> {
+        let file_type = match meta.kind {
+            Kind::CharDevice => FileType::CharacterDevice,
+            Kind::BlockDevice => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        let is_device = file_type != FileType::Fifo;
+        if is_device && !self.privileged {
+            self.stats.skipped_devices += 1;
+            return Ok(false);
+        }
+        let dir = self.root.dir(parent).map_err(io_err)?;
+        let removed = clear_slot(dir, name)?;
+        let dev = rfs::makedev(meta.device.0, meta.device.1);
+        let mode = Mode::from_raw_mode(meta.mode & 0o777);
+        rfs::mknodat(
+            dir,
+            c_path(name),
+            file_type,
+            mode,
+            if is_device { dev } else { 0 },
+        )
+        .map_err(io_err)?;
+        let target = Target::At {
+            dir,
+            name,
+            symlink: false,
+        };
+        set_metadata(target, meta, self.privileged, &mut self.stats, true)?;
+        Ok(removed)
+    }
+
+    /// Directory metadata, deepest first, once everything is in place. The
+    /// last entry for a path wins, as in any tar extraction.
+    fn finish_directories(&mut self) -> Result<()> {
+        let mut directories = std::mem::take(&mut self.directories);
+        directories.reverse();
+        let mut seen = std::collections::HashSet::new();
+        directories.retain(|(path, _)| seen.insert(path.clone()));
+        directories.sort_by_key(|(path, _)| {
+            std::cmp::Reverse(path.iter().filter(|&&b| b == b'/').count())
+        });
+        for (path, meta) in &directories {
+            let fd = match self.root.open_dir_for_metadata(path) {
+                Ok(fd) => fd,
+                // Replaced by a later non-directory entry: nothing to do.
+                Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => continue,
+                Err(e) => {
+                    return Err(io_err(e)).with_context(|| format!("directory {:?}", display(path)))
+                }
+            };
+            set_metadata(
+                Target::Fd(fd.as_fd()),
+                meta,
+                self.privileged,
+                &mut self.stats,
+                false,
+            )
+            .with_context(|| format!("directory {:?}", display(path)))?;
+        }
+        Ok(())
+    }
+
+    /// The destination itself: 0755, and root-owned when we are root.
+    fn finish_root(&mut self, dir: &Path) -> Result<()> {
+        let fd = rfs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        if self.privileged {
+            rfs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::ROOT),
+                Some(rustix::fs::Gid::ROOT),
+            )
+            .map_err(io_err)?;
+        }
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(io_err)?;
+        Ok(())
+    }
+}
+
+/// Removes whatever occupies `name`; returns true if it was a directory.
+fn clear_slot(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
+    let existing = existing_type(dir, name).map_err(io_err)?;
+    if existing.is_some() {
+        remove(dir, name)
+            .map_err(io_err)
+            .context("cannot remove what is in the way")?;
+    }
+    Ok(existing == Some(FileType::Directory))
+}
+
+fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8]) -> Result<u64> {
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(buffer.len() as u64) as usize;
+        let n = match data.read(&mut buffer[..want]) {
+            Ok(0) => bail!("entry data ends after {} of {size} bytes", size - left),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("cannot read entry data"),
+        };
+        out.write_all(&buffer[..n]).context("cannot write")?;
+        left -= n as u64;
+    }
+    Ok(size)
+}
+
+/// Owner, mode, xattrs, times, in that order. `fresh` means the object was
+/// just created by us (owned by our uid/gid, with its mode already set).
+fn set_metadata(
+    target: Target<'_>,
+    meta: &Meta,
+    privileged: bool,
+    stats: &mut UnpackStats,
+    fresh: bool,
+) -> Result<()> {
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    let wants_owner = (meta.uid, meta.gid) != (u64::from(me.0), u64::from(me.1));
+    let mut chowned = false;
+    if wants_owner || !fresh {
+        match set_owner(target, meta.uid, meta.gid) {
+            Ok(()) => chowned = true,
+            Err(Errno::PERM | Errno::INVAL) if !privileged => stats.skipped_ownership += 1,
+            Err(e) => return Err(io_err(e)).context("cannot set owner"),
+        }
+    }
+    let is_symlink = matches!(target, Target::At { symlink: true, .. });
+    if !is_symlink && (chowned || !fresh || meta.mode & 0o7000 != 0) {
+        set_mode(target, meta.mode & 0o7777)
+            .map_err(io_err)
+            .context("cannot set mode")?;
+    }
+    for (name, value) in meta.xattrs() {
+        let Some(host_name) = xattrs::host_name(name) else {
+            continue;
+        };
+        match set_xattr(target, &host_name, value) {
+            Ok(()) => {}
+            Err(Errno::PERM | Errno::ACCESS)
+                if !privileged || !xattrs::needs_privilege(&host_name) =>
+            {
+                stats.skipped_xattrs += 1
+            }
+            Err(Errno::OPNOTSUPP) => stats.skipped_xattrs += 1,
+            Err(e) => {
+                return Err(io_err(e))
+                    .with_context(|| format!("cannot set xattr {:?}", display(&host_name)))
+            }
+        }
+    }
+    set_times(target, meta)
+        .map_err(io_err)
+        .context("cannot set times")
+}
+
+fn set_owner(target: Target<'_>, uid: u64, gid: u64) -> Result<(), Errno> {
+    let uid = rustix::fs::Uid::from_raw(u32::try_from(uid).map_err(|_| Errno::INVAL)?);
+    let gid = rustix::fs::Gid::from_raw(u32::try_from(gid).map_err(|_| Errno::INVAL)?);
+    match target {
+        Target::Fd(fd) => rfs::fchown(fd, Some(uid), Some(gid)),
+        Target::At { dir, name, .. } => rfs::chownat(
+            dir,
+            c_path(name),
+            Some(uid),
+            Some(gid),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ),
+    }
+}
+
+fn set_mode(target: Target<'_>, mode: u32) -> Result<(), Errno> {
+    let mode = Mode::from_raw_mode(mode);
+    match target {
+        Target::Fd(fd) => rfs::fchmod(fd, mode),
+        // Only for nodes we just created inside our private directory.
+        Target::At { dir, name, .. } => rfs::chmodat(dir, c_path(name), mode, AtFlags::empty()),
+    }
+}
+
+fn set_xattr(target: Target<'_>, name: &[u8], value: &[u8]) -> Result<(), Errno> {
+    let name = c_path(name);
+    match target {
+        Target::Fd(fd) => rfs::fsetxattr(fd, &name, value, rfs::XattrFlags::empty()),
+        // No descriptor-based call exists for a symlink or a device node:
+        // go through its parent directory's descriptor, not following the
+        // last component.
+        Target::At {
+            dir, name: entry, ..
+        } => {
+            let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+            path.extend_from_slice(entry);
+            rfs::lsetxattr(c_path(&path), &name, value, rfs::XattrFlags::empty())
+        }
+    }
+}
+
+fn set_times(target: Target<'_>, meta: &Meta) -> Result<(), Errno> {
+    let mtime = pax_time(meta, b"mtime").unwrap_or(Timespec {
+        tv_sec: meta.mtime as i64,
+        tv_nsec: 0,
+    });
+    let atime = pax_time(meta, b"atime").unwrap_or(mtime);
+    let times = Timestamps {
+        last_access: atime,
+        last_modification: mtime,
+    };
+    match target {
+        Target::Fd(fd) => rfs::futimens(fd, &times),
+        Target::At { dir, name, .. } => {
+            rfs::utimensat(dir, c_path(name), &times, AtFlags::SYMLINK_NOFOLLOW)
+        }
+    }
+}
+
+/// A PAX time record (`1600000000.123456789`, possibly negative).
+fn pax_time(meta: &Meta, key: &[u8]) -> Option<Timespec> {
+    let record = meta.pax.iter().find(|r| r.key == key)?;
+    let text = std::str::from_utf8(&record.value).ok()?;
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let negative = secs.starts_with('-');
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos: i64 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().ok()?
+    };
+    Some(if negative && nanos > 0 {
+        Timespec {
+            tv_sec: secs - 1,
+            tv_nsec: (1_000_000_000 - nanos) as _,
+        }
+    } else {
+        Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos as _,
+        }
+    })
+}
+
+fn io_err(errno: Errno) -> anyhow::Error {
+    anyhow::Error::new(io::Error::from(errno))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::PaxRecord;
+
+    #[test]
+    fn pax_times_keep_nanoseconds() {
+        let mut meta = Meta::implicit_dir();
+        meta.pax.push(PaxRecord {
+            key: b"mtime".to_vec(),
+            value: b"1600000000.5".to_vec(),
+        });
+        meta.pax.push(PaxRecord {
+            key: b"atime".to_vec(),
+            value: b"-1.25".to_vec(),
+        });
+        let m = pax_time(&meta, b"mtime").unwrap();
+        assert_eq!((m.tv_sec, m.tv_nsec), (1_600_000_000, 500_000_000));
+        let a = pax_time(&meta, b"atime").unwrap();
+        assert_eq!((a.tv_sec, a.tv_nsec), (-2, 750_000_000));
+    }
+}
