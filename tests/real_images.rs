@@ -1,8 +1,9 @@
 //! The pipeline on images made by real tools: a three-layer image built
 //! with umoci, converted by skopeo into every form `oci-layers` reads.
 //! Each form must merge to the same root filesystem as `umoci raw unpack`
-//! of the original, whether the merged tar is unpacked by GNU tar or by
-//! `tar2dir`: paths, types, contents, owners, modes, times, xattrs (file
+//! of the original, whether the merged tar is unpacked by GNU tar, by
+//! `tar2dir`, or built into a squashfs image by `tar2sqfs` and unpacked by
+//! `unsquashfs`: paths, types, contents, owners, modes, times, xattrs (file
 //! capabilities included), hard-link groups and device numbers.
 
 mod support;
@@ -95,6 +96,24 @@ fn merged_with_tar2dir(image: &Path) -> BTreeMap<String, String> {
     assert!(
         out.stderr.is_empty(),
         "unexpected messages: {}",
+        stderr(&out)
+    );
+    snapshot(&dir.path().join("rootfs"), Compare::ALL)
+}
+
+/// `oci-layers IMAGE | oci-merge | tar2sqfs`, unpacked by `unsquashfs`
+/// (as root: owners, xattrs and device nodes included), described.
+fn merged_with_tar2sqfs(image: &Path) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "oci-layers '{}' | oci-merge | tar2sqfs rootfs.sqfs && unsquashfs -quiet -no-progress -d rootfs rootfs.sqfs >/dev/null",
+        image.display()
+    );
+    let out = sh(dir.path(), &script);
+    assert!(
+        out.status.success(),
+        "pipeline failed for {}: {}",
+        image.display(),
         stderr(&out)
     );
     snapshot(&dir.path().join("rootfs"), Compare::ALL)

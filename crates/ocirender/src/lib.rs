@@ -8,10 +8,11 @@
 //!   threads, sniffing their compression, verifying their digests;
 //! * [`path`], [`whiteout`], [`tree`], [`links`]: the pieces of OCI layer
 //!   semantics the merge is built from;
-//! * [`meta`], [`tar_writer`]: tar entries in and out;
+//! * [`meta`], [`tar_writer`], [`tar_stream`]: tar entries in and out;
 //! * [`image`]: resolving OCI layouts and `docker save` archives to layers;
 //! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
 //! * [`unpack`]: unpacking a tar into a directory, safely;
+//! * [`squashfs`]: building squashfs images with `mksquashfs -tar`;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes).
 
 #![deny(missing_docs)]
@@ -26,6 +27,8 @@ pub mod links;
 pub mod merge;
 pub mod meta;
 pub mod path;
+pub mod squashfs;
+pub mod tar_stream;
 pub mod tar_writer;
 pub mod tree;
 pub mod unpack;

@@ -1,0 +1,79 @@
+//! `tar2sqfs OUT`: build a squashfs image from a tar stream on stdin.
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use ocirender::cli;
+use ocirender::squashfs::{write_squashfs, Mksquashfs, SquashOptions};
+use std::ffi::OsString;
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const PROGRAM: &str = "tar2sqfs";
+
+const AFTER_HELP: &str = "\
+DEFAULTS
+  zstd (level 3), no fragments, no appending, the root directory and
+  directories the tar does not describe 0755 root:root, numeric ownership
+  (user and group names in the stream are ignored), and reproducible
+  times: the filesystem and root directory get SOURCE_DATE_EPOCH (or 0),
+  files keep the times in the tar. The same stream gives the same image.
+
+SAFETY
+  The stream is checked as it is forwarded: a bad header or a missing
+  end-of-archive marker (a truncated stream, a failed producer) fails the
+  run. The image is built beside OUT and renamed over it only on success;
+  on failure OUT is left exactly as it was.
+
+EXAMPLES
+  oci-layers IMAGE | oci-merge | tar2sqfs rootfs.sqfs
+  tar2sqfs --comp xz rootfs.sqfs < rootfs.tar
+  tar2sqfs rootfs.sqfs -- -processors 1 < rootfs.tar";
+
+/// Build a squashfs image from a tar stream on stdin.
+#[derive(Parser)]
+#[command(name = PROGRAM, version, after_help = AFTER_HELP)]
+struct Args {
+    /// The image to write (replaced only on success).
+    out: PathBuf,
+    /// The mksquashfs to run (default: the one on PATH; 4.6 or newer).
+    #[arg(long, value_name = "PATH")]
+    mksquashfs: Option<PathBuf>,
+    /// Compressor: zstd, gzip, xz, lz4, lzo, lzma.
+    #[arg(long = "comp", default_value = "zstd")]
+    compressor: String,
+    /// Compression level (zstd 1-22, gzip and lzo 1-9).
+    #[arg(long)]
+    level: Option<u32>,
+    /// Block size, e.g. 131072, 128K, 1M.
+    #[arg(long, value_name = "SIZE")]
+    block_size: Option<String>,
+    /// Options passed to mksquashfs unchanged.
+    #[arg(last = true, value_name = "MKSQUASHFS-OPTIONS")]
+    extra: Vec<OsString>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::run(PROGRAM, || run(args))
+}
+
+fn run(args: Args) -> Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("stdin is a terminal: pipe a tar stream in (e.g. oci-layers IMAGE | oci-merge | tar2sqfs OUT)");
+    }
+    let tool = Mksquashfs::find(args.mksquashfs.as_deref())?;
+    let options = SquashOptions {
+        compressor: args.compressor,
+        level: args.level,
+        block_size: args.block_size,
+        timestamp: SquashOptions::timestamp_from_env()?,
+        progress: std::io::stderr().is_terminal(),
+        extra: args.extra,
+    };
+    options.arguments()?;
+    let mut input = BufReader::with_capacity(1 << 20, stdin.lock());
+    write_squashfs(&args.out, &mut input, &tool, &options)?;
+    Ok(())
+}
