@@ -155,6 +155,11 @@ fn check_form(name: &str, image: &Path) {
         &expected,
         &format!("{name} (tar2dir)"),
     );
+    assert_same_tree(
+        &merged_with_tar2sqfs(image),
+        &expected,
+        &format!("{name} (tar2sqfs)"),
+    );
     assert_eq!(
         listed(image),
         expected.keys().cloned().collect::<Vec<_>>(),
