@@ -46,6 +46,14 @@ pub fn refuse_terminal_stdout(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails when stdin is a terminal: these programs read a tar stream.
+pub fn refuse_terminal_stdin(example: &str) -> anyhow::Result<()> {
+    if io::stdin().is_terminal() {
+        anyhow::bail!("stdin is a terminal: pipe a tar stream in (e.g. {example})");
+    }
+    Ok(())
+}
+
 /// True if the error (or any cause) is a write to a closed pipe.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {

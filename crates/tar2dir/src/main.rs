@@ -1,10 +1,9 @@
 //! `tar2dir DIR`: unpack a tar stream from stdin into a new directory.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 use ocirender::cli;
 use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,10 +50,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        bail!("stdin is a terminal: pipe a tar stream in (e.g. oci-layers IMAGE | oci-merge | tar2dir DIR)");
-    }
     let options = UnpackOptions {
         strict: args.strict,
         force_walk: args.no_openat2,

@@ -1,6 +1,6 @@
 //! `tar2sqfs OUT`: build a squashfs image from a tar stream on stdin.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 use ocirender::cli;
 use ocirender::squashfs::{write_squashfs, Mksquashfs, SquashOptions};
@@ -59,10 +59,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2sqfs OUT")?;
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        bail!("stdin is a terminal: pipe a tar stream in (e.g. oci-layers IMAGE | oci-merge | tar2sqfs OUT)");
-    }
     let tool = Mksquashfs::find(args.mksquashfs.as_deref())?;
     let options = SquashOptions {
         compressor: args.compressor,

@@ -1,0 +1,38 @@
+//! `decode-floor [--verify]`: decompress every layer of a layer list (stdin,
+//! as `oci-layers` prints it) in parallel to nowhere, with the decoders
+//! `oci-merge` uses. Nothing a merge does can be faster than this, so
+//! `scripts/bench` reports the pipeline's times as ratios to it.
+//! Without `--verify` the digests are not computed (pure decompression).
+
+use anyhow::{Context, Result};
+use ocirender::decode::DecodedLayer;
+use ocirender::layer_ref::parse_list;
+use std::io::Read;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ocirender::cli::run("decode-floor", run)
+}
+
+fn run() -> Result<()> {
+    let verify = std::env::args().any(|a| a == "--verify");
+    let mut list = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut list)
+        .context("cannot read the layer list")?;
+    let mut layers = parse_list(&list)?;
+    if !verify {
+        for layer in &mut layers {
+            layer.digest = None;
+        }
+    }
+    std::thread::scope(|scope| {
+        let drains: Vec<_> = layers
+            .iter()
+            .map(|layer| scope.spawn(move || DecodedLayer::spawn(layer).finish()))
+            .collect();
+        drains
+            .into_iter()
+            .try_for_each(|d| d.join().expect("drain thread").map(drop))
+    })
+}
