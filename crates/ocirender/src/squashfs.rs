@@ -8,11 +8,12 @@
 //! contiguous for fast random access), a root-owned 0755 root directory,
 //! and reproducible timestamps.
 
-use crate::tar_stream::{forward_with_numeric_owners, ForwardStats};
+use crate::tar_stream::{forward_for_mksquashfs, ForwardStats};
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufWriter, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -222,7 +223,7 @@ pub fn write_squashfs(
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
     let output = OutputTail::collect(&mut child);
     let mut stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
-    let forwarded = forward_with_numeric_owners(input, &mut stdin);
+    let forwarded = forward_for_mksquashfs(input, &mut stdin, options.timestamp);
     let closed = drop_flushed(stdin);
     let stats = match forwarded {
         Ok(stats) => {
@@ -249,10 +250,25 @@ pub fn write_squashfs(
     if !status.success() {
         bail!("mksquashfs failed ({status}){}", output.report());
     }
+    // A temporary file is private (0600); the image gets the mode any new
+    // file would.
+    std::fs::set_permissions(
+        &temp,
+        std::fs::Permissions::from_mode(0o666 & !current_umask()),
+    )
+    .with_context(|| format!("{}: cannot set the image's mode", temp.display()))?;
     temp.persist(out)
         .map_err(|e| anyhow!(e.error))
         .with_context(|| format!("{}: cannot move the image into place", out.display()))?;
     Ok(stats)
+}
+
+fn current_umask() -> u32 {
+    use rustix::fs::Mode;
+    // Reading the umask means setting it; put it straight back.
+    let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+    rustix::process::umask(old);
+    old.as_raw_mode()
 }
 
 fn drop_flushed(writer: BufWriter<std::process::ChildStdin>) -> std::io::Result<()> {

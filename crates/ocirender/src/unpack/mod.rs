@@ -174,7 +174,7 @@ pub fn unpack_into(dir: &Path, input: impl Read, options: &UnpackOptions) -> Res
                 .with_context(context)?;
         }
     }
-    if !input.saw_end_marker() {
+    if !input.saw_end_marker() || !input.second_zero_block()? {
         bail!("the tar stream ends without its end-of-archive marker: the input is truncated or its producer failed");
     }
     input.drain().context("cannot read the rest of the input")?;
@@ -208,6 +208,16 @@ impl<R: Read> EndMarkerCheck<R> {
         !self.hit_eof
     }
 
+    /// The tar reader stops at the first zero block; the marker is two.
+    fn second_zero_block(&mut self) -> Result<bool> {
+        let mut block = [0u8; 512];
+        match self.inner.read_exact(&mut block) {
+            Ok(()) => Ok(block.iter().all(|&b| b == 0)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e).context("cannot read the input"),
+        }
+    }
+
     fn drain(&mut self) -> io::Result<()> {
         io::copy(&mut self.inner, &mut io::sink()).map(drop)
     }
@@ -235,10 +245,18 @@ enum Target<'a> {
     },
 }
 
+/// A directory entry whose metadata is applied at the end.
+struct DirectoryEntry {
+    path: Vec<u8>,
+    meta: Meta,
+    /// (device, inode) of the directory the entry made or kept.
+    id: (u64, u64),
+}
+
 struct Unpacker {
     root: Root,
     privileged: bool,
-    directories: Vec<(Vec<u8>, Meta)>,
+    directories: Vec<DirectoryEntry>,
     stats: UnpackStats,
     buffer: Vec<u8>,
 }
@@ -281,7 +299,12 @@ impl Unpacker {
                 removed
             }
         };
-        self.directories.push((path.to_vec(), meta.clone()));
+        let id = root::identity(dir, name).map_err(io_err)?;
+        self.directories.push(DirectoryEntry {
+            path: path.to_vec(),
+            meta: meta.clone(),
+            id,
+        });
         Ok(removed)
     }
 
@@ -400,11 +423,10 @@ impl Unpacker {
         let mut directories = std::mem::take(&mut self.directories);
         directories.reverse();
         let mut seen = std::collections::HashSet::new();
-        directories.retain(|(path, _)| seen.insert(path.clone()));
-        directories.sort_by_key(|(path, _)| {
-            std::cmp::Reverse(path.iter().filter(|&&b| b == b'/').count())
-        });
-        for (path, meta) in &directories {
+        directories.retain(|d| seen.insert(d.path.clone()));
+        directories
+            .sort_by_key(|d| std::cmp::Reverse(d.path.iter().filter(|&&b| b == b'/').count()));
+        for DirectoryEntry { path, meta, id } in &directories {
             let fd = match self.root.open_dir_for_metadata(path) {
                 Ok(fd) => fd,
                 // Replaced by a later non-directory entry: nothing to do.
@@ -413,6 +435,13 @@ impl Unpacker {
                     return Err(io_err(e)).with_context(|| format!("directory {:?}", display(path)))
                 }
             };
+            // A later entry replaced an ancestor (say, by a symlink to
+            // another directory): this path no longer names the directory
+            // the entry described, which is gone.
+            let stat = rfs::fstat(&fd).map_err(io_err)?;
+            if (stat.st_dev, stat.st_ino) != *id {
+                continue;
+            }
             set_metadata(
                 Target::Fd(fd.as_fd()),
                 meta,
