@@ -7,7 +7,7 @@ use ocirender::cli;
 use ocirender::layer_ref::{self, LayerRef};
 use ocirender::merge::{merge, MergeOptions};
 use std::ffi::OsString;
-use std::io::{BufWriter, IsTerminal, Read};
+use std::io::{IsTerminal, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
@@ -49,7 +49,7 @@ struct Args {
     /// Layer references, base first; read from stdin, one per line, if none are given.
     layers: Vec<OsString>,
     /// Layers decoded at once, the current one included (more uses more cores and memory).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     read_ahead: u16,
     /// Do not print warnings.
     #[arg(short, long)]
@@ -67,8 +67,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     let layers = read_layer_list(&args.layers)?;
     cli::refuse_terminal_stdout("a tar archive")?;
-    let stdout = cli::stdout_file().context("cannot open stdout")?;
-    let out = BufWriter::with_capacity(1 << 20, stdout);
+    let out = cli::stdout_file().context("cannot open stdout")?;
     let options = MergeOptions {
         read_ahead: usize::from(args.read_ahead),
     };

@@ -46,11 +46,15 @@ pub fn refuse_terminal_stdout(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails when stdin is a terminal: these programs read a tar stream.
+/// Fails when stdin is a terminal: these programs read a tar stream. A
+/// pipe on stdin is enlarged for throughput.
 pub fn refuse_terminal_stdin(example: &str) -> anyhow::Result<()> {
-    if io::stdin().is_terminal() {
+    use std::os::fd::AsFd;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
         anyhow::bail!("stdin is a terminal: pipe a tar stream in (e.g. {example})");
     }
+    enlarge_pipe(stdin.as_fd());
     Ok(())
 }
 
@@ -76,6 +80,17 @@ fn one_line(message: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Pipe capacity asked for on stdin and stdout: the default 64 KiB makes a
+/// gigabyte cross a pipe in sixteen thousand wake-ups.
+const PIPE_SIZE: usize = 1 << 20;
+
+/// Enlarges the pipe on `fd`, if it is one. Best effort: an unprivileged
+/// user may be capped by `/proc/sys/fs/pipe-max-size`, and files are not
+/// pipes.
+pub fn enlarge_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE);
 }
 
 /// Stdout as an unbuffered `File` (a duplicate of fd 1). `io::Stdout` is

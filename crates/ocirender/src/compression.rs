@@ -90,16 +90,6 @@ fn is_zstd_skippable(head: &[u8]) -> bool {
     head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]
 }
 
-/// Fills `input`'s buffer with at least `want` bytes when the stream has
-/// them, so a magic number split across short reads is still seen.
-pub fn peek<R: BufRead>(input: &mut R, want: usize) -> io::Result<Vec<u8>> {
-    // BufReader only refills an empty buffer, so a short first read (a pipe,
-    // a tiny file) is as much as we can see without consuming; that is fine
-    // for regular files, which fill the buffer in one read.
-    let head = input.fill_buf()?;
-    Ok(head[..head.len().min(want)].to_vec())
-}
-
 /// Decodes every gzip member of a stream. Trailing zero bytes (padding that
 /// some registries and tape-minded tools append) are accepted; any other
 /// trailing data is an error rather than silently ignored.

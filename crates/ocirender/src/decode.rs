@@ -1,28 +1,35 @@
 //! Decoding layer blobs on background threads with bounded read-ahead.
 //!
 //! Decompression dominates the cost of a merge, and the merge itself (tar
-//! parsing, bookkeeping, copying to stdout) is light. So each layer is
-//! read, hashed and decompressed on its own thread, handing fixed-size
-//! chunks to the merging thread through a channel. A layer's thread can run
-//! ahead only as far as its small pool of chunk buffers allows, which bounds
-//! memory no matter how large the layer is; the buffers are recycled so the
-//! steady state allocates nothing.
+//! parsing, bookkeeping, copying to stdout) is light. So each layer runs as
+//! a small pipeline of its own:
+//!
+//! ```text
+//! reader thread:  file -> SHA-256 ----chunks----> decoder thread: gunzip/zstd/...
+//!                                                       |
+//!                             merging thread <--chunks--+
+//! ```
+//!
+//! Hashing on its own thread keeps it off the decompressor's critical
+//! path. Every stage can run ahead only as far as its small, fixed pool of
+//! buffers allows (see [`crate::chunk_pipe`]), which bounds memory however
+//! large the layer is.
 
-use crate::compression::{self, Compression};
-use crate::digest::{Digest, HashingReader};
+use crate::chunk_pipe::{chunk_pipe, ChunkReader, ChunkWriter, Closed};
+use crate::compression::Compression;
+use crate::digest::{Digest, Hasher};
 use crate::layer_ref::LayerRef;
-use anyhow::{bail, Context, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
-/// Size of one decoded chunk handed between threads.
-const CHUNK_SIZE: usize = 1 << 20;
-/// Chunks a layer's thread may hold before it waits for the merge.
-const CHUNKS_PER_LAYER: usize = 4;
-/// Read size for compressed input.
-const INPUT_BUFFER: usize = 256 << 10;
+/// Chunks of decoded data handed to the merge.
+const DECODED_CHUNK: usize = 512 << 10;
+const DECODED_BUFFERS: usize = 4;
+/// Chunks of stored (compressed) data handed to the decoder.
+const STORED_CHUNK: usize = 256 << 10;
+const STORED_BUFFERS: usize = 4;
 
 /// What a fully read layer turned out to be.
 #[derive(Debug, Clone)]
@@ -35,130 +42,44 @@ pub struct LayerSummary {
     pub digest: Option<Digest>,
 }
 
-enum Message {
-    Data(Vec<u8>),
-    End(Result<LayerSummary>),
-}
-
-/// A failure to read or decode a layer's stored bytes (as opposed to a
-/// problem with the tar inside them), carried through `io::Error`.
-#[derive(Debug)]
-pub struct DecodeError(String);
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-impl DecodeError {
-    /// True if `err` carries a `DecodeError`.
-    pub fn is_in(err: &io::Error) -> bool {
-        err.get_ref().is_some_and(|inner| inner.is::<DecodeError>())
-    }
+/// What the reader thread reports once the stored bytes are all read.
+struct Stored {
+    bytes: u64,
+    digest: Option<Digest>,
 }
 
 /// The decoded bytes of one layer, readable as a stream. Errors from the
-/// background thread (I/O, corrupt data, digest mismatch) surface as read
-/// errors carrying the full message.
+/// background threads (I/O, corrupt data, digest mismatch) surface as read
+/// errors carrying a [`crate::chunk_pipe::ProducerError`].
 pub struct DecodedLayer {
-    messages: Receiver<Message>,
-    free_buffers: Sender<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-    /// Decoded bytes consumed so far (read or skipped).
-    position: u64,
-    summary: Option<LayerSummary>,
+    decoded: ChunkReader<LayerSummary>,
 }
 
 impl DecodedLayer {
-    /// Starts decoding `layer` on a new thread.
+    /// Starts reading and decoding `layer` on new threads.
     pub fn spawn(layer: &LayerRef) -> Self {
-        let (message_tx, messages) = bounded(CHUNKS_PER_LAYER + 1);
-        let (free_buffers, free_rx) = bounded(CHUNKS_PER_LAYER + 1);
-        let layer = layer.clone();
-        std::thread::spawn(move || {
-            let result = decode_to_channel(&layer, &message_tx, &free_rx);
-            // The merge may have stopped listening; nothing left to tell it then.
-            let _ = message_tx.send(Message::End(result));
-        });
+        let (stored_tx, stored_rx) = chunk_pipe(STORED_CHUNK, STORED_BUFFERS);
+        let (decoded_tx, decoded_rx) = chunk_pipe(DECODED_CHUNK, DECODED_BUFFERS);
+        let for_reader = layer.clone();
+        std::thread::spawn(move || read_stored(&for_reader, stored_tx));
+        let for_decoder = layer.clone();
+        std::thread::spawn(move || decode(&for_decoder, stored_rx, decoded_tx));
         DecodedLayer {
-            messages,
-            free_buffers,
-            current: Vec::new(),
-            pos: 0,
-            position: 0,
-            summary: None,
+            decoded: decoded_rx,
         }
     }
 
     /// Reads (and discards) the rest of the layer, then reports how the
     /// whole blob checked out. The digest is only known once every byte has
     /// been read, so this is what makes a layer count as verified.
-    pub fn finish(mut self) -> Result<LayerSummary> {
-        while self.summary.is_none() {
-            self.current.clear();
-            self.pos = 0;
-            self.next_chunk().map_err(anyhow::Error::from)?;
-        }
-        Ok(self.summary.take().expect("summary set at end"))
-    }
-
-    /// Skips `n` decoded bytes without copying them anywhere.
-    pub fn skip(&mut self, mut n: u64) -> io::Result<u64> {
-        let mut skipped = 0;
-        while n > 0 {
-            if self.pos == self.current.len() && !self.next_chunk()? {
-                break;
-            }
-            let step = (self.current.len() - self.pos).min(n.min(usize::MAX as u64) as usize);
-            self.pos += step;
-            self.position += step as u64;
-            n -= step as u64;
-            skipped += step as u64;
-        }
-        Ok(skipped)
-    }
-
-    /// Replaces the exhausted chunk with the next; `false` at the end.
-    fn next_chunk(&mut self) -> io::Result<bool> {
-        if self.summary.is_some() {
-            return Ok(false);
-        }
-        let used = std::mem::take(&mut self.current);
-        if used.capacity() > 0 {
-            let _ = self.free_buffers.try_send(used);
-        }
-        self.pos = 0;
-        match self.messages.recv() {
-            Ok(Message::Data(chunk)) => {
-                self.current = chunk;
-                Ok(true)
-            }
-            Ok(Message::End(Ok(summary))) => {
-                self.summary = Some(summary);
-                Ok(false)
-            }
-            Ok(Message::End(Err(err))) => Err(io::Error::other(DecodeError(format!("{err:#}")))),
-            Err(_) => Err(io::Error::other(DecodeError(
-                "layer decoder thread died".into(),
-            ))),
-        }
+    pub fn finish(self) -> Result<LayerSummary> {
+        self.decoded.finish()
     }
 }
 
 impl Read for DecodedLayer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.current.len() && !self.next_chunk()? {
-            return Ok(0);
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        self.position += n as u64;
-        Ok(n)
+        self.decoded.read(buf)
     }
 }
 
@@ -166,9 +87,10 @@ impl Read for DecodedLayer {
 /// copying it. Seeking past the end is an error: the data is truncated.
 impl Seek for DecodedLayer {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let position = self.decoded.position();
         let target = match pos {
-            SeekFrom::Current(delta) if delta >= 0 => self.position + delta as u64,
-            SeekFrom::Start(offset) if offset >= self.position => offset,
+            SeekFrom::Current(delta) if delta >= 0 => position + delta as u64,
+            SeekFrom::Start(offset) if offset >= position => offset,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -176,14 +98,14 @@ impl Seek for DecodedLayer {
                 ))
             }
         };
-        let wanted = target - self.position;
-        if self.skip(wanted)? < wanted {
+        let wanted = target - position;
+        if self.decoded.skip(wanted)? < wanted {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "tar data ends inside an entry",
             ));
         }
-        Ok(self.position)
+        Ok(target)
     }
 }
 
@@ -201,64 +123,90 @@ fn open_stored(layer: &LayerRef) -> Result<Box<dyn Read + Send>> {
     Ok(Box::new(file.take(size)))
 }
 
-fn decode_to_channel(
-    layer: &LayerRef,
-    out: &Sender<Message>,
-    free: &Receiver<Vec<u8>>,
-) -> Result<LayerSummary> {
-    let stored = open_stored(layer)?;
-    let mut hashing = HashingReader::new(stored, layer.digest.as_ref().map(Digest::algorithm));
-    let mut input = BufReader::with_capacity(INPUT_BUFFER, &mut hashing);
-    let head = compression::peek(&mut input, 6).context("cannot read")?;
-    let compression = Compression::sniff(&head);
-    let mut decoder = compression
-        .decoder(&mut input)
-        .with_context(|| format!("{compression} decoder"))?;
-    let mut allocated = 0;
-    loop {
-        let mut buf = match free.try_recv() {
-            Ok(buf) => buf,
-            Err(_) if allocated < CHUNKS_PER_LAYER => {
-                allocated += 1;
-                Vec::with_capacity(CHUNK_SIZE)
+/// The reader thread: stored bytes in chunks, hashed on the way.
+fn read_stored(layer: &LayerRef, mut out: ChunkWriter<Stored>) {
+    let result = (|| {
+        let mut input = open_stored(layer)?;
+        let mut hasher = layer.digest.as_ref().map(|d| Hasher::new(d.algorithm()));
+        let mut bytes = 0;
+        loop {
+            let mut buf = out
+                .buffer()
+                .map_err(|Closed| anyhow!("the decoder stopped"))?;
+            let n = fill(&mut *input, &mut buf, out.chunk_size()).context("cannot read")?;
+            if n == 0 {
+                break;
             }
-            Err(_) => match free.recv() {
-                Ok(buf) => buf,
-                Err(_) => bail!("merge stopped reading"),
-            },
-        };
-        let n = fill(&mut decoder, &mut buf)
-            .with_context(|| format!("corrupt or truncated {compression} data"))?;
-        if n == 0 {
-            break;
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&buf);
+            }
+            bytes += n as u64;
+            out.send(buf)
+                .map_err(|Closed| anyhow!("the decoder stopped"))?;
         }
-        if out.send(Message::Data(buf)).is_err() {
-            bail!("merge stopped reading");
-        }
-    }
-    drop(decoder);
-    io::copy(&mut input, &mut io::sink()).context("cannot read")?;
-    drop(input);
-    let stored_bytes = hashing.bytes_read();
-    let actual = hashing.finish().context("cannot read")?;
-    if let (Some(expected), Some(actual)) = (&layer.digest, &actual) {
-        if expected != actual {
-            bail!("digest mismatch: expected {expected}, content has {actual}");
-        }
-    }
-    Ok(LayerSummary {
-        compression,
-        stored_bytes,
-        digest: actual,
-    })
+        Ok(Stored {
+            bytes,
+            digest: hasher.map(Hasher::finish),
+        })
+    })();
+    out.finish(result);
 }
 
-/// Reads into `buf`'s spare capacity until it is full or the input ends.
-fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.clear();
-    buf.resize(CHUNK_SIZE, 0);
+/// The decoder thread: stored chunks in, decoded chunks out; checks the
+/// digest once the reader has seen every stored byte.
+fn decode(layer: &LayerRef, mut stored: ChunkReader<Stored>, mut out: ChunkWriter<LayerSummary>) {
+    let result = (|| {
+        let compression = Compression::sniff(stored.fill_buf().map_err(anyhow::Error::new)?);
+        let mut decoder = compression
+            .decoder(&mut stored)
+            .with_context(|| format!("{compression} decoder"))?;
+        loop {
+            let mut buf = out
+                .buffer()
+                .map_err(|Closed| anyhow!("the merge stopped reading"))?;
+            let n = fill(&mut *decoder, &mut buf, DECODED_CHUNK)
+                .map_err(|e| stored_or_decode_error(e, compression))?;
+            if n == 0 {
+                break;
+            }
+            out.send(buf)
+                .map_err(|Closed| anyhow!("the merge stopped reading"))?;
+        }
+        drop(decoder);
+        // Trailing bytes the decoder did not need still count for the digest.
+        let read = stored.finish()?;
+        if let (Some(expected), Some(actual)) = (&layer.digest, &read.digest) {
+            if expected != actual {
+                bail!("digest mismatch: expected {expected}, content has {actual}");
+            }
+        }
+        Ok(LayerSummary {
+            compression,
+            stored_bytes: read.bytes,
+            digest: read.digest,
+        })
+    })();
+    out.finish(result);
+}
+
+/// A read error from the stored stream speaks for itself; anything else
+/// the decoder reports means the compressed data is bad.
+fn stored_or_decode_error(err: io::Error, compression: Compression) -> anyhow::Error {
+    if crate::chunk_pipe::ProducerError::is_in(&err) {
+        anyhow::Error::new(err)
+    } else {
+        anyhow::Error::new(err).context(format!("corrupt or truncated {compression} data"))
+    }
+}
+
+/// Reads into `buf` until it holds `size` bytes or the input ends. A
+/// recycled buffer already has the length, so nothing is zeroed twice.
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, size: usize) -> io::Result<usize> {
+    if buf.len() < size {
+        buf.resize(size, 0);
+    }
     let mut filled = 0;
-    while filled < buf.len() {
+    while filled < size {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,

@@ -8,7 +8,6 @@
 
 use sha2::Digest as _;
 use std::fmt;
-use std::io::{self, Read};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -184,47 +183,6 @@ impl Hasher {
     }
 }
 
-/// A reader that hashes every byte passing through it, so the digest can be
-/// checked once the consumer has read to the end.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Hasher>,
-    bytes: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`; with `algorithm` `None` it only counts bytes.
-    pub fn new(inner: R, algorithm: Option<Algorithm>) -> Self {
-        HashingReader {
-            inner,
-            hasher: algorithm.map(Hasher::new),
-            bytes: 0,
-        }
-    }
-
-    /// Bytes read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.bytes
-    }
-
-    /// Reads whatever is left, then returns the digest of all bytes (if hashing).
-    pub fn finish(mut self) -> io::Result<Option<Digest>> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok(self.hasher.map(Hasher::finish))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(&buf[..n]);
-        }
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,14 +234,5 @@ mod tests {
         );
         assert!(Digest::from_blob_path(Path::new("/x/layer.tar")).is_none());
         assert!(Digest::from_blob_path(Path::new("/x/md5/abc")).is_none());
-    }
-
-    #[test]
-    fn hashing_reader_hashes_what_passes_and_the_rest() {
-        let mut r = HashingReader::new(&b"hello world"[..], Some(Algorithm::Sha256));
-        let mut first = [0u8; 5];
-        r.read_exact(&mut first).unwrap();
-        let d = r.finish().unwrap().unwrap();
-        assert_eq!(d, Digest::of_bytes(Algorithm::Sha256, b"hello world"));
     }
 }

@@ -4,7 +4,7 @@
 //! The crate is the shared core of the `oci-*` and `tar2*` binaries:
 //!
 //! * [`merge`]: the overlay merge of layer tars into one tar;
-//! * [`decode`], [`compression`], [`digest`]: reading blobs on background
+//! * [`decode`], [`chunk_pipe`], [`compression`], [`digest`]: reading blobs on background
 //!   threads, sniffing their compression, verifying their digests;
 //! * [`path`], [`whiteout`], [`tree`], [`links`]: the pieces of OCI layer
 //!   semantics the merge is built from;
@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod chunk_pipe;
 pub mod cli;
 pub mod compression;
 pub mod decode;

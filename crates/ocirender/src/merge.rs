@@ -19,7 +19,8 @@
 //!   contents (see `write_directories`);
 //! * hard links wait in groups for the inode they name (see [`crate::links`]).
 
-use crate::decode::{DecodeError, DecodedLayer, Prefetcher};
+use crate::chunk_pipe::ProducerError;
+use crate::decode::{DecodedLayer, Prefetcher};
 use crate::layer_ref::LayerRef;
 use crate::links::{GroupId, Links, Wait};
 use crate::meta::{self, Kind, Member, Meta};
@@ -39,7 +40,7 @@ pub struct MergeOptions {
 
 impl Default for MergeOptions {
     fn default() -> Self {
-        MergeOptions { read_ahead: 3 }
+        MergeOptions { read_ahead: 2 }
     }
 }
 
@@ -89,7 +90,7 @@ pub fn merge<W: Write>(
 /// Errors from the layer's bytes (I/O, decompression, digest) speak for
 /// themselves; anything else the tar reader reports is a malformed tar.
 fn tar_stream_error(err: std::io::Error, ordinal: u32) -> anyhow::Error {
-    if DecodeError::is_in(&err) {
+    if ProducerError::is_in(&err) {
         anyhow::Error::new(err)
     } else {
         anyhow::Error::new(err).context(format!("invalid tar stream after {ordinal} members"))

@@ -20,21 +20,28 @@ const BLOCK: usize = 512;
 const NAME_FIELD: usize = 100;
 const MAX_OCTAL_7: u64 = 0o7777777;
 const MAX_OCTAL_11: u64 = 0o77777777777;
-const COPY_BUFFER: usize = 256 << 10;
+/// Output is staged in a buffer of this size and written in large writes.
+const STAGING: usize = 1 << 20;
 
 /// Streams tar entries to `W`.
+///
+/// The writer does its own buffering: entry data is read straight into the
+/// staging buffer, so each byte is copied once on its way from the decoder
+/// to the output (a `BufWriter` on top of a read buffer would copy twice).
 pub struct TarWriter<W: Write> {
     out: W,
-    copy_buffer: Vec<u8>,
+    staging: Box<[u8]>,
+    staged: usize,
     bytes_written: u64,
 }
 
 impl<W: Write> TarWriter<W> {
-    /// A writer emitting to `out` (which should be buffered).
+    /// A writer emitting to `out`, which need not be buffered.
     pub fn new(out: W) -> Self {
         TarWriter {
             out,
-            copy_buffer: vec![0; COPY_BUFFER],
+            staging: vec![0; STAGING].into_boxed_slice(),
+            staged: 0,
             bytes_written: 0,
         }
     }
@@ -77,6 +84,7 @@ impl<W: Write> TarWriter<W> {
     /// Writes the end-of-archive marker and flushes; returns the sink.
     pub fn finish(mut self) -> io::Result<W> {
         self.write_all(&[0; 2 * BLOCK])?;
+        self.flush_staging()?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -92,7 +100,8 @@ impl<W: Write> TarWriter<W> {
         // The checksum field must hold octal digits; letters make the block
         // invalid for every reader.
         block[148..156].copy_from_slice(b"INVALID!");
-        let _ = self.out.write_all(&block);
+        let _ = self.write_all(&block);
+        let _ = self.flush_staging();
         let _ = self.out.flush();
     }
 
@@ -162,8 +171,12 @@ impl<W: Write> TarWriter<W> {
     fn copy_data(&mut self, data: &mut dyn Read, size: u64) -> io::Result<()> {
         let mut left = size;
         while left > 0 {
-            let want = left.min(self.copy_buffer.len() as u64) as usize;
-            let n = match data.read(&mut self.copy_buffer[..want]) {
+            if self.staged == self.staging.len() {
+                self.flush_staging()?;
+            }
+            let room = self.staging.len() - self.staged;
+            let want = left.min(room as u64) as usize;
+            let n = match data.read(&mut self.staging[self.staged..self.staged + want]) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -174,7 +187,7 @@ impl<W: Write> TarWriter<W> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.out.write_all(&self.copy_buffer[..n])?;
+            self.staged += n;
             self.bytes_written += n as u64;
             left -= n as u64;
         }
@@ -190,9 +203,22 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
+        if self.staging.len() - self.staged < bytes.len() {
+            self.flush_staging()?;
+        }
+        if bytes.len() > self.staging.len() {
+            self.out.write_all(bytes)?;
+        } else {
+            self.staging[self.staged..self.staged + bytes.len()].copy_from_slice(bytes);
+            self.staged += bytes.len();
+        }
         self.bytes_written += bytes.len() as u64;
         Ok(())
+    }
+
+    fn flush_staging(&mut self) -> io::Result<()> {
+        let staged = std::mem::take(&mut self.staged);
+        self.out.write_all(&self.staging[..staged])
     }
 }
 
@@ -334,7 +360,7 @@ mod tests {
         let mut w = TarWriter::new(Vec::new());
         w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
         w.abandon();
-        let bytes = w.out;
+        let bytes = std::mem::take(&mut w.out);
         assert_eq!(bytes.len(), 1024);
         let mut archive = tar::Archive::new(&bytes[..]);
         let results: Vec<_> = archive.entries().unwrap().collect();
