@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 use ocirender::cli;
 use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,12 +52,13 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
-    let stdin = std::io::stdin();
+    // A descriptor of our own, so large files can be spliced from it.
+    let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let options = UnpackOptions {
         strict: args.strict,
         force_walk: args.no_openat2,
     };
-    let stats = unpack_to_new_dir(&args.dir, stdin.lock(), &options)?;
+    let stats = unpack_to_new_dir(&args.dir, stdin, &options)?;
     if let Some(summary) = stats.skipped_summary() {
         cli::warn(
             PROGRAM,

@@ -14,17 +14,19 @@
 //! * Without root, what only root may do (foreign ownership, device nodes,
 //!   `security.*`/`trusted.*` xattrs) is skipped and counted.
 
+mod input;
 pub mod root;
 pub mod xattrs;
 
 use crate::meta::{self, Kind, Member, Meta};
 use crate::path::display;
 use anyhow::{anyhow, bail, Context, Result};
+use input::SharedInput;
 use root::{c_path, existing_type, remove, Root};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
@@ -72,11 +74,7 @@ impl UnpackStats {
 
 /// Unpacks the tar stream `input` into `dest`, which must not exist or be
 /// an empty directory. Nothing is left at `dest` unless everything worked.
-pub fn unpack_to_new_dir(
-    dest: &Path,
-    input: impl Read,
-    options: &UnpackOptions,
-) -> Result<UnpackStats> {
+pub fn unpack_to_new_dir(dest: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
     check_destination(dest)?;
     let name = dest
         .file_name()
@@ -143,7 +141,7 @@ fn remove_tree(path: &Path) {
 }
 
 /// Unpacks into an existing, empty directory (no atomic rename).
-pub fn unpack_into(dir: &Path, input: impl Read, options: &UnpackOptions) -> Result<UnpackStats> {
+pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
     let root = Root::open(dir, options.force_walk)
         .with_context(|| format!("{}: cannot open", dir.display()))?;
     // Files are created with their final permission bits; the umask must
@@ -155,11 +153,13 @@ pub fn unpack_into(dir: &Path, input: impl Read, options: &UnpackOptions) -> Res
         directories: Vec::new(),
         stats: UnpackStats::default(),
         buffer: vec![0; COPY_BUFFER],
+        input: None,
     };
-    let mut input = EndMarkerCheck::new(BufReader::with_capacity(1 << 20, input));
-    let mut archive = tar::Archive::new(&mut input);
+    let input = SharedInput::new(input);
+    unpacker.input = Some(input.clone());
+    let mut archive = tar::Archive::new(input.clone());
     for (count, entry) in archive
-        .entries()
+        .entries_with_seek()
         .context("cannot read the tar stream")?
         .enumerate()
     {
@@ -174,7 +174,13 @@ pub fn unpack_into(dir: &Path, input: impl Read, options: &UnpackOptions) -> Res
                 .with_context(context)?;
         }
     }
-    if !input.saw_end_marker() || !input.second_zero_block()? {
+    // The tar reader stops at the first zero block, or at the end of the
+    // input; the end marker is two zero blocks.
+    if input.hit_eof()
+        || !input
+            .zero_block_follows()
+            .context("cannot read the input")?
+    {
         bail!("the tar stream ends without its end-of-archive marker: the input is truncated or its producer failed");
     }
     input.drain().context("cannot read the rest of the input")?;
@@ -186,51 +192,6 @@ pub fn unpack_into(dir: &Path, input: impl Read, options: &UnpackOptions) -> Res
         }
     }
     Ok(unpacker.stats)
-}
-
-/// Tells a clean end of archive (zero blocks) from input that just stops.
-struct EndMarkerCheck<R> {
-    inner: R,
-    hit_eof: bool,
-}
-
-impl<R: Read> EndMarkerCheck<R> {
-    fn new(inner: R) -> Self {
-        EndMarkerCheck {
-            inner,
-            hit_eof: false,
-        }
-    }
-
-    /// True if the tar reader stopped at a zero block rather than at the
-    /// end of the input.
-    fn saw_end_marker(&self) -> bool {
-        !self.hit_eof
-    }
-
-    /// The tar reader stops at the first zero block; the marker is two.
-    fn second_zero_block(&mut self) -> Result<bool> {
-        let mut block = [0u8; 512];
-        match self.inner.read_exact(&mut block) {
-            Ok(()) => Ok(block.iter().all(|&b| b == 0)),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(e).context("cannot read the input"),
-        }
-    }
-
-    fn drain(&mut self) -> io::Result<()> {
-        io::copy(&mut self.inner, &mut io::sink()).map(drop)
-    }
-}
-
-impl<R: Read> Read for EndMarkerCheck<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.hit_eof = true;
-        }
-        Ok(n)
-    }
 }
 
 /// Where to apply metadata: an open file, or a name in a directory (for
@@ -259,6 +220,8 @@ struct Unpacker {
     directories: Vec<DirectoryEntry>,
     stats: UnpackStats,
     buffer: Vec<u8>,
+    /// The input, for copying large files without the tar reader.
+    input: Option<SharedInput>,
 }
 
 impl Unpacker {
@@ -335,7 +298,13 @@ impl Unpacker {
             Err(e) => return Err(io_err(e)),
         };
         let mut file = File::from(fd);
-        self.stats.bytes += copy_exact(data, &mut file, meta.size, &mut self.buffer)?;
+        match &self.input {
+            Some(shared) if meta.size >= input::DIRECT_COPY_MIN => shared
+                .copy_direct(&mut file, meta.size)
+                .context("cannot copy entry data")?,
+            _ => copy_exact(data, &mut file, meta.size, &mut self.buffer)?,
+        }
+        self.stats.bytes += meta.size;
         let (privileged, stats) = (self.privileged, &mut self.stats);
         set_metadata(Target::Fd(file.as_fd()), meta, privileged, stats, true)?;
         Ok(removed)
@@ -486,7 +455,7 @@ fn clear_slot(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
     Ok(existing == Some(FileType::Directory))
 }
 
-fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8]) -> Result<u64> {
+fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8]) -> Result<()> {
     let mut left = size;
     while left > 0 {
         let want = left.min(buffer.len() as u64) as usize;
@@ -499,7 +468,7 @@ fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8])
         out.write_all(&buffer[..n]).context("cannot write")?;
         left -= n as u64;
     }
-    Ok(size)
+    Ok(())
 }
 
 /// Owner, mode, xattrs, times, in that order. `fresh` means the object was
@@ -511,11 +480,7 @@ fn set_metadata(
     stats: &mut UnpackStats,
     fresh: bool,
 ) -> Result<()> {
-    let me = (
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    );
-    let wants_owner = (meta.uid, meta.gid) != (u64::from(me.0), u64::from(me.1));
+    let wants_owner = (meta.uid, meta.gid) != our_ids();
     let mut chowned = false;
     if wants_owner || !fresh {
         match set_owner(target, meta.uid, meta.gid) {
@@ -551,6 +516,17 @@ fn set_metadata(
     set_times(target, meta)
         .map_err(io_err)
         .context("cannot set times")
+}
+
+/// Our effective uid and gid, which new files get without a chown.
+fn our_ids() -> (u64, u64) {
+    static IDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            u64::from(rustix::process::geteuid().as_raw()),
+            u64::from(rustix::process::getegid().as_raw()),
+        )
+    })
 }
 
 fn set_owner(target: Target<'_>, uid: u64, gid: u64) -> Result<(), Errno> {

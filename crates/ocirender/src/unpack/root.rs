@@ -13,6 +13,9 @@ use rustix::io::Errno;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+/// Directories kept open for reuse.
+const DIR_CACHE: usize = 16;
+
 /// How paths are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolver {
@@ -26,9 +29,9 @@ pub enum Resolver {
 pub struct Root {
     fd: OwnedFd,
     resolver: Resolver,
-    /// The last parent directory resolved: tar streams list a directory's
-    /// entries together, so this saves most lookups.
-    cached: Option<(Vec<u8>, OwnedFd)>,
+    /// Recently resolved directories, most recent last: tar streams list a
+    /// directory's entries together, and come back to a few parents often.
+    cached: Vec<(Vec<u8>, OwnedFd)>,
 }
 
 impl Root {
@@ -48,7 +51,7 @@ impl Root {
         Ok(Root {
             fd,
             resolver,
-            cached: None,
+            cached: Vec::new(),
         })
     }
 
@@ -64,21 +67,26 @@ impl Root {
 
     /// Forgets cached lookups; needed after removing a directory.
     pub fn invalidate(&mut self) {
-        self.cached = None;
+        self.cached.clear();
     }
 
     /// The directory at canonical `path` ("" is the root), creating missing
     /// directories (mode 0755) on the way.
     pub fn dir(&mut self, path: &[u8]) -> Result<BorrowedFd<'_>, Errno> {
-        let hit = matches!(&self.cached, Some((cached, _)) if cached == path);
-        if !hit {
+        if let Some(i) = self.cached.iter().rposition(|(cached, _)| cached == path) {
+            let hit = self.cached.remove(i);
+            self.cached.push(hit);
+        } else {
             let fd = match self.resolve_dir(path) {
                 Err(Errno::NOENT) => self.create_dirs(path)?,
                 other => other?,
             };
-            self.cached = Some((path.to_vec(), fd));
+            if self.cached.len() == DIR_CACHE {
+                self.cached.remove(0);
+            }
+            self.cached.push((path.to_vec(), fd));
         }
-        Ok(self.cached.as_ref().expect("just cached").1.as_fd())
+        Ok(self.cached.last().expect("just cached").1.as_fd())
     }
 
     /// Opens an existing directory without following a symlink in its last
@@ -115,31 +123,20 @@ impl Root {
     /// Creates each missing directory of `path`, resolving from the root
     /// again after every step.
     fn create_dirs(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
-        let mut end = 0;
-        loop {
-            let next = path[end..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(path.len(), |i| end + i);
-            let prefix = &path[..next];
-            match self.resolve_dir(prefix) {
-                Ok(fd) if next == path.len() => return Ok(fd),
-                Ok(_) => {}
-                Err(Errno::NOENT) => {
-                    let (parent, name) = crate::path::split_parent(prefix);
-                    let parent = self.resolve_dir(parent)?;
-                    match rfs::mkdirat(&parent, c_path(name), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e),
-                    }
-                    if next == path.len() {
-                        return self.resolve_dir(prefix);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-            end = next + 1;
+        // Usually only the last component is missing: try the parent first,
+        // and go further up only when it is missing too.
+        let (parent, name) = crate::path::split_parent(path);
+        let parent_fd = match self.resolve_dir(parent) {
+            Err(Errno::NOENT) if !parent.is_empty() => self.create_dirs(parent)?,
+            other => other?,
+        };
+        match rfs::mkdirat(&parent_fd, c_path(name), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
         }
+        // Resolve again from the root: what now exists at `name` may be a
+        // symlink, which must be resolved inside the root like any other.
+        self.resolve_dir(path)
     }
 }
 
