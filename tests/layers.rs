@@ -623,14 +623,15 @@ fn single_image_prints_layer_blobs_base_first_and_merges() {
     let (layout, written) = single_image(&s.path("img"), &base_and_top());
     let expected: Vec<String> = written.layers.iter().map(|d| layout.line(d)).collect();
     assert_eq!(layer_lines(&layout.root, &[]), expected);
-    // Relative to the working directory, as given.
+    // Given a relative path, the lines are still absolute, so the list
+    // works from any directory.
     let out = sh(s.0.path(), "oci-layers img");
-    let relative: Vec<String> = written
+    let absolute: Vec<String> = written
         .layers
         .iter()
-        .map(|d| format!("img/blobs/sha256/{}", hex_of(d)))
+        .map(|d| format!("{}/img/blobs/sha256/{}", s.0.path().display(), hex_of(d)))
         .collect();
-    assert_eq!(lines("relative path", &out), relative);
+    assert_eq!(lines("relative path", &out), absolute);
     assert_eq!(merged(&s, "img"), expected_stack());
 }
 

@@ -42,13 +42,17 @@ enum Member {
 
 impl Store {
     /// Opens `path`, a directory or an archive file.
+    /// Layer references name absolute paths, so a layer list works from
+    /// any directory (a script may `cd` between the two commands).
     pub fn open(path: &Path) -> Result<Store> {
         let meta =
             std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let path = std::path::absolute(path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
         if meta.is_dir() {
-            return Ok(Store::Dir(path.to_path_buf()));
+            return Ok(Store::Dir(path));
         }
-        Ok(Store::Archive(ArchiveIndex::build(path)?))
+        Ok(Store::Archive(ArchiveIndex::build(&path)?))
     }
 
     /// The image's location, for messages.
