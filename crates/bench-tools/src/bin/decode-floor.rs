@@ -1,8 +1,10 @@
-//! `decode-floor [--verify]`: decompress every layer of a layer list (stdin,
-//! as `oci-layers` prints it) in parallel to nowhere, with the decoders
-//! `oci-merge` uses. Nothing a merge does can be faster than this, so
-//! `scripts/bench` reports the pipeline's times as ratios to it.
-//! Without `--verify` the digests are not computed (pure decompression).
+//! `decode-floor [--verify] [--sequential]`: decompress every layer of a
+//! layer list (stdin, as `oci-layers` prints it) to nowhere, with the
+//! decoders `oci-merge` uses, all layers in parallel. Nothing a merge does
+//! can be faster than this, so `scripts/bench` reports the pipeline's times
+//! as ratios to it. Without `--verify` the digests are not computed (pure
+//! decompression); with `--sequential` the layers are decoded one after
+//! another, as a merge that streams newest-first with bounded memory must.
 
 use anyhow::{Context, Result};
 use ocirender::decode::DecodedLayer;
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let verify = std::env::args().any(|a| a == "--verify");
+    let sequential = std::env::args().any(|a| a == "--sequential");
     let mut list = Vec::new();
     std::io::stdin()
         .read_to_end(&mut list)
@@ -25,6 +28,9 @@ fn run() -> Result<()> {
         for layer in &mut layers {
             layer.digest = None;
         }
+    }
+    if sequential {
+        return layers.iter().try_for_each(|layer| DecodedLayer::spawn(layer).finish().map(drop));
     }
     std::thread::scope(|scope| {
         let drains: Vec<_> = layers
