@@ -30,7 +30,9 @@ fn run() -> Result<()> {
         }
     }
     if sequential {
-        return layers.iter().try_for_each(|layer| DecodedLayer::spawn(layer).finish().map(drop));
+        return layers
+            .iter()
+            .try_for_each(|layer| DecodedLayer::spawn(layer).finish().map(drop));
     }
     std::thread::scope(|scope| {
         let drains: Vec<_> = layers
