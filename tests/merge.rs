@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use support::{cmd, run_with_stdin, sh, stderr};
 use tar::EntryType;
-use testkit::{has_end_marker, read_tar, Layer};
+use testkit::{has_end_marker, noise, read_tar, Layer};
 
 // ---------------------------------------------------------------------------
 // Layers and what merging them must give.
@@ -303,19 +303,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn sha512_hex(bytes: &[u8]) -> String {
     hex(&sha2::Sha512::digest(bytes))
-}
-
-/// Deterministic pseudo-random bytes (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
 
 /// How the layer list reaches `oci-merge`.

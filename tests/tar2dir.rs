@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use support::snapshot::{assert_same_tree, snapshot, Compare};
 use support::{bin, cmd, run_with_stdin, sh, stderr};
 use tar::EntryType;
-use testkit::{Layer, Raw};
+use testkit::{noise, Layer, Raw};
 
 /// The name hostile entries try to create outside the tree.
 const PROBE: &str = "t2d-escape-probe";
@@ -1120,19 +1120,6 @@ fn libc_makedev(major: u64, minor: u64) -> u64 {
 
 // ---------------------------------------------------------------------------
 // Truncation.
-
-/// Pseudo-random bytes (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 /// A valid multi-entry tar of a few hundred KB and the byte offsets worth
 /// cutting it at (named), all before its end-of-archive marker.
