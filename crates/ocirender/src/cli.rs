@@ -16,7 +16,15 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 /// Runs a program's body and turns its outcome into an exit code,
 /// printing an error as one prefixed line.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
-    match body() {
+    let outcome = body();
+    if crate::temporaries::interrupted() {
+        // The signal handler is cleaning up and will end the process with
+        // the signal; whatever the body returned is a consequence of it.
+        loop {
+            std::thread::park();
+        }
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {

@@ -13,6 +13,7 @@
 //! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
 //! * [`unpack`]: unpacking a tar into a directory, safely;
 //! * [`squashfs`]: building squashfs images with `mksquashfs -tar`;
+//! * [`temporaries`]: removing temporary outputs when a signal interrupts;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes).
 
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@ pub mod path;
 pub mod squashfs;
 pub mod tar_stream;
 pub mod tar_writer;
+pub mod temporaries;
 pub mod tree;
 pub mod unpack;
 pub mod whiteout;

@@ -206,6 +206,7 @@ pub fn write_squashfs(
         .tempfile_in(dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?
         .into_temp_path();
+    let _registration = crate::temporaries::register(&temp);
     let mut command = Command::new(&tool.path);
     command.arg("-").arg(&*temp).args(options.arguments()?);
     // mksquashfs 4.6 would clamp every file time to SOURCE_DATE_EPOCH; the
@@ -221,6 +222,7 @@ pub fn write_squashfs(
     let mut child = command
         .spawn()
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
+    let _child_registration = crate::temporaries::register_child(child.id());
     let output = OutputTail::collect(&mut child);
     let mut stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
     let forwarded = forward_for_mksquashfs(input, &mut stdin, options.timestamp);

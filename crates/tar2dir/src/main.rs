@@ -1,6 +1,6 @@
 //! `tar2dir DIR`: unpack a tar stream from stdin into a new directory.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
 use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
     // A descriptor of our own, so large files can be spliced from it.
     let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);

@@ -1,6 +1,6 @@
 //! `tar2sqfs OUT`: build a squashfs image from a tar stream on stdin.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
 use ocirender::squashfs::{write_squashfs, Mksquashfs, SquashOptions};
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2sqfs OUT")?;
     let stdin = std::io::stdin();
     let tool = Mksquashfs::find(args.mksquashfs.as_deref())?;

@@ -88,6 +88,7 @@ pub fn unpack_to_new_dir(dest: &Path, input: File, options: &UnpackOptions) -> R
         .tempdir_in(&parent)
         .with_context(|| format!("{}: cannot create a temporary directory", parent.display()))?
         .keep();
+    let _registration = crate::temporaries::register(&temp);
     let result = unpack_into(&temp, input, options).and_then(|stats| {
         std::fs::rename(&temp, dest).with_context(|| {
             format!(
@@ -98,7 +99,7 @@ pub fn unpack_to_new_dir(dest: &Path, input: File, options: &UnpackOptions) -> R
         Ok(stats)
     });
     if result.is_err() {
-        remove_tree(&temp);
+        crate::temporaries::remove_path(&temp);
     }
     result
 }
@@ -122,21 +123,6 @@ fn check_destination(dest: &Path) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-fn remove_tree(path: &Path) {
-    let (parent, name) = (
-        path.parent().unwrap_or(Path::new(".")),
-        path.file_name().unwrap_or_default(),
-    );
-    if let Ok(dir) = rfs::open(
-        parent,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        use std::os::unix::ffi::OsStrExt;
-        let _ = remove(dir.as_fd(), name.as_bytes());
     }
 }
 
