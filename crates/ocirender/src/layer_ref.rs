@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where a layer's bytes are and what they must hash to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +113,6 @@ impl LayerRef {
             Some((offset, size)) => format!("{} (bytes {offset}+{size})", self.path.display()),
             None => self.path.display().to_string(),
         }
-    }
-
-    /// The file path, for callers that only need to open it.
-    pub fn file_path(&self) -> &Path {
-        &self.path
     }
 }
 

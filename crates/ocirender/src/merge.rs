@@ -189,12 +189,9 @@ impl<'a, W: Write> Merger<'a, W> {
             .context("cannot read tar stream")?
         {
             let mut entry = entry.map_err(|err| tar_stream_error(err, ordinal))?;
-            let member = meta::read_member(&mut entry);
-            let raw = entry.path_bytes().into_owned();
-            let context = || format!("entry {:?}", String::from_utf8_lossy(&raw));
-            if let Member::Entry { path, meta } = member.with_context(context)? {
+            if let Member::Entry { path, meta } = meta::read_member(&mut entry)? {
                 self.apply(layer, ordinal, &path, meta, &mut entry)
-                    .with_context(context)?;
+                    .with_context(|| meta::entry_label(&path))?;
             }
             ordinal += 1;
         }

@@ -126,8 +126,18 @@ pub enum Member {
     GlobalHeader,
 }
 
-/// Reads the metadata of the member `entry` points at.
+/// Reads the metadata of the member `entry` points at. Errors name the
+/// entry.
 pub fn read_member<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
+    read_fields(entry).with_context(|| entry_label(&entry.path_bytes()))
+}
+
+/// How messages name an entry: `entry "a/b"` (lossy UTF-8, escaped).
+pub fn entry_label(raw_path: &[u8]) -> String {
+    format!("entry {:?}", String::from_utf8_lossy(raw_path))
+}
+
+fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     let entry_type = entry.header().entry_type();
     let kind = match entry_type {
         EntryType::XGlobalHeader => return Ok(Member::GlobalHeader),

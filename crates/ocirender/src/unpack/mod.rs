@@ -151,13 +151,10 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
     {
         let mut entry =
             entry.with_context(|| format!("invalid tar stream after {count} entries"))?;
-        let member = meta::read_member(&mut entry);
-        let raw = entry.path_bytes().into_owned();
-        let context = || format!("entry {:?}", String::from_utf8_lossy(&raw));
-        if let Member::Entry { path, meta } = member.with_context(context)? {
+        if let Member::Entry { path, meta } = meta::read_member(&mut entry)? {
             unpacker
                 .apply(&path, &meta, &mut entry)
-                .with_context(context)?;
+                .with_context(|| meta::entry_label(&path))?;
         }
     }
     // The tar reader stops at the first zero block, or at the end of the

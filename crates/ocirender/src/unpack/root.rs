@@ -55,16 +55,6 @@ impl Root {
         })
     }
 
-    /// The resolver in use.
-    pub fn resolver(&self) -> Resolver {
-        self.resolver
-    }
-
-    /// The root's own descriptor.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
     /// Forgets cached lookups; needed after removing a directory.
     pub fn invalidate(&mut self) {
         self.cached.clear();
