@@ -260,7 +260,9 @@ impl<'a, W: Write> Merger<'a, W> {
     /// parents existed in its layer: those no newer layer removed are
     /// claimed as (implicit) directories.
     fn claim(&mut self, layer: u32, path: &[u8], is_dir: bool) -> Result<(NodeId, Visibility)> {
-        let mut surviving_parents: Vec<NodeId> = Vec::new();
+        // Masking only grows going down, so the parents that survive are the
+        // shallowest ones: counting them is enough to find them again.
+        let (mut parents, mut surviving) = (0, 0);
         let mut masked = false;
         let mut under_same_layer_file = false;
         let mut cur = ROOT;
@@ -275,9 +277,8 @@ impl<'a, W: Write> Merger<'a, W> {
                     masked = true;
                     under_same_layer_file |= node.claim_layer == layer;
                 }
-                if !masked {
-                    surviving_parents.push(cur);
-                }
+                parents += 1;
+                surviving += usize::from(!masked);
             }
         }
         let node = self.tree.node(cur);
@@ -292,7 +293,7 @@ impl<'a, W: Write> Merger<'a, W> {
             self.warn_in(layer, message);
             return Ok((cur, Visibility::Duplicate));
         }
-        self.claim_parents(layer, &surviving_parents)?;
+        self.claim_parents(layer, cur, parents - surviving)?;
         if masked {
             return Ok((cur, Visibility::Hidden));
         }
@@ -314,8 +315,14 @@ impl<'a, W: Write> Merger<'a, W> {
         Ok((cur, Visibility::Hidden))
     }
 
-    fn claim_parents(&mut self, layer: u32, parents: &[NodeId]) -> Result<()> {
-        for &parent in parents {
+    /// Claims the parents of `id` as implicit directories, except the
+    /// `masked` deepest ones, which a newer layer removed.
+    fn claim_parents(&mut self, layer: u32, id: NodeId, masked: usize) -> Result<()> {
+        let mut parent = self.tree.parent(id);
+        for _ in 0..masked {
+            parent = self.tree.parent(parent);
+        }
+        while parent != ROOT {
             if self.tree.node(parent).claim == Claim::Unclaimed {
                 self.check_no_link_to_dir(parent)?;
                 let node = self.tree.node_mut(parent);
@@ -323,6 +330,7 @@ impl<'a, W: Write> Merger<'a, W> {
                 node.claim_layer = layer;
                 self.implicit_dirs.push(parent);
             }
+            parent = self.tree.parent(parent);
         }
         Ok(())
     }

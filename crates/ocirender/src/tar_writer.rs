@@ -13,6 +13,7 @@
 //! used here.
 
 use crate::meta::{Kind, Meta};
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use tar::{EntryType, Header};
 
@@ -112,10 +113,11 @@ impl<W: Write> TarWriter<W> {
         link: &[u8],
         kind: EntryType,
     ) -> io::Result<()> {
-        let mut name = path.to_vec();
-        if meta.kind == Kind::Directory {
-            name.push(b'/');
-        }
+        let name: Cow<[u8]> = if meta.kind == Kind::Directory {
+            Cow::Owned([path, b"/"].concat())
+        } else {
+            Cow::Borrowed(path)
+        };
         let mut pax = Vec::new();
         let mut header = Header::new_ustar();
         header.set_entry_type(kind);
