@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use support::{cmd, sh, stderr};
+use support::{cmd, sh, stderr, Scratch};
 use tar::EntryType;
 use testkit::{read_tar, Layer};
 
@@ -481,19 +481,6 @@ fn pack_as(dir: &Path, archive: &Path, packing: Packing) {
 
 // ---------------------------------------------------------------------------
 // Runs.
-
-/// A temporary directory for one test's images.
-struct Scratch(tempfile::TempDir);
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch(tempfile::tempdir().unwrap())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-}
 
 fn oci_layers(image: &Path, flags: &[&str]) -> Output {
     cmd("oci-layers")

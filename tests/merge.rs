@@ -7,9 +7,8 @@ mod support;
 use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use support::{cmd, run_with_stdin, sh, stderr};
+use support::{cmd, line, run_with_stdin, sh, stderr, Scratch};
 use tar::EntryType;
 use testkit::{has_end_marker, noise, read_tar, Layer};
 
@@ -262,35 +261,9 @@ fn zstd_skippable_frame(payload: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // Files and runs.
 
-/// A temporary directory for one test's files.
-struct Scratch(tempfile::TempDir);
-
-impl Scratch {
-    fn new() -> Self {
-        Scratch(tempfile::tempdir().unwrap())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-
-    /// Writes a file (creating its parents) and returns its path as a line
-    /// of the layer list.
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.path(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        line(&path)
-    }
-
-    /// Writes a blob into an OCI-layout-like `blobs/<alg>/<hex>`.
-    fn write_blob(&self, algorithm: &str, hex: &str, bytes: &[u8]) -> String {
-        self.write(&format!("layout/blobs/{algorithm}/{hex}"), bytes)
-    }
-}
-
-fn line(path: &Path) -> String {
-    path.to_str().expect("temporary paths are UTF-8").to_owned()
+/// Writes a blob into an OCI-layout-like `blobs/<alg>/<hex>`.
+fn write_blob(s: &Scratch, algorithm: &str, hex: &str, bytes: &[u8]) -> String {
+    s.write(&format!("layout/blobs/{algorithm}/{hex}"), bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -430,8 +403,8 @@ fn layout_blobs_named_by_their_digest_are_accepted() {
     let base = base_layer().gzip();
     let top = Codec::Zstd.encode(&top_layer().tar());
     let layers = [
-        s.write_blob("sha256", &sha256_hex(&base), &base),
-        s.write_blob("sha512", &sha512_hex(&top), &top),
+        write_blob(&s, "sha256", &sha256_hex(&base), &base),
+        write_blob(&s, "sha512", &sha512_hex(&top), &top),
     ];
     for via in VIAS {
         let out = oci_merge(via, &layers, &[]);
@@ -446,7 +419,7 @@ fn layout_blob_with_a_wrong_digest_name_fails() {
     let top = s.write("top.tar", &top_layer().tar());
     let other = b"some other blob";
     for (algorithm, wrong) in [("sha256", sha256_hex(other)), ("sha512", sha512_hex(other))] {
-        let bad = s.write_blob(algorithm, &wrong, &base);
+        let bad = write_blob(&s, algorithm, &wrong, &base);
         let out = oci_merge(Via::Args, &[bad.clone(), top.clone()], &[]);
         assert_failed(algorithm, &out, &[&bad, "digest mismatch"]);
     }

@@ -66,6 +66,35 @@ pub fn sh(dir: &std::path::Path, script: &str) -> Output {
         .expect("bash")
 }
 
+/// A temporary directory for one test's files.
+pub struct Scratch(pub tempfile::TempDir);
+
+impl Scratch {
+    /// A new, empty directory.
+    pub fn new() -> Self {
+        Scratch(tempfile::tempdir().unwrap())
+    }
+
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// Writes a file (creating its parents) and returns its path as a line
+    /// of a layer list.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.path(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        line(&path)
+    }
+}
+
+/// A path as a line of a layer list.
+pub fn line(path: &std::path::Path) -> String {
+    path.to_str().expect("temporary paths are UTF-8").to_owned()
+}
+
 /// stderr as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
