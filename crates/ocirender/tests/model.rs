@@ -357,15 +357,8 @@ fn describe_output(entries: &[testkit::Entry]) -> BTreeMap<String, (String, Stri
         .collect()
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(2000)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::proptest_cases(2000), ..ProptestConfig::default() })]
 
     #[test]
     fn streaming_merge_matches_forward_model(stack in stack_strategy()) {

@@ -93,15 +93,8 @@ fn assert_no_panic(outcome: &common::Outcome) {
     }
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(500)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::proptest_cases(500), ..ProptestConfig::default() })]
 
     #[test]
     fn damaged_layers_merge_completely_or_fail(

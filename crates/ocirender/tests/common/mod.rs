@@ -104,3 +104,11 @@ pub fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .map(|(p, d)| (p.to_string(), d.to_string()))
         .collect()
 }
+
+/// Property-test cases to run: `PROPTEST_CASES` if set, else `default`.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}
