@@ -71,7 +71,6 @@ fn run(args: Args) -> Result<()> {
         progress: std::io::stderr().is_terminal(),
         extra: args.extra,
     };
-    options.arguments()?;
     let mut input = BufReader::with_capacity(1 << 20, stdin.lock());
     write_squashfs(&args.out, &mut input, &tool, &options)?;
     Ok(())
