@@ -78,13 +78,26 @@ pub fn remove_on_signal() -> std::io::Result<()> {
             }
             let paths = std::mem::take(&mut *REGISTERED.lock().unwrap_or_else(|e| e.into_inner()));
             for path in paths {
-                remove_path(&path);
+                remove_while_in_use(&path);
             }
             let _ = signal_hook::low_level::emulate_default_handler(signal);
             std::process::exit(128 + signal);
         }
     });
     Ok(())
+}
+
+/// Removes a tree the main thread may still be writing into: entries it
+/// creates during a pass make the final `rmdir` fail, so pass again until
+/// the path is gone (the writer soon fails too, its directories deleted).
+fn remove_while_in_use(path: &Path) {
+    for _ in 0..400 {
+        remove_path(path);
+        if std::fs::symlink_metadata(path).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Removes a file, or a directory tree without following symlinks.
