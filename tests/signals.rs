@@ -4,6 +4,7 @@
 
 mod support;
 
+use rustix::process::{kill_process, Pid, Signal};
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -50,21 +51,18 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn send(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn send(child: &Child, signal: Signal) {
+    let pid = Pid::from_raw(child.id() as i32).expect("a child has a pid");
+    kill_process(pid, signal).unwrap();
 }
 
-fn interrupted_run_leaves_nothing(command: Command, signal: &str, number: i32, out: &str) {
+fn interrupted_run_leaves_nothing(command: Command, signal: Signal, out: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, stdin) = start_half_fed(command, dir.path());
     send(&child, signal);
     let status = child.wait().unwrap();
     drop(stdin);
-    assert_eq!(status.signal(), Some(number), "{status:?}");
+    assert_eq!(status.signal(), Some(signal.as_raw()), "{status:?}");
     // Give a killed mksquashfs no chance to write anything late.
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -79,26 +77,26 @@ fn interrupted_run_leaves_nothing(command: Command, signal: &str, number: i32, o
 fn tar2dir_killed_mid_stream_removes_its_temporary_tree() {
     let mut command = cmd("tar2dir");
     command.arg("dest");
-    interrupted_run_leaves_nothing(command, "-TERM", 15, "dest");
+    interrupted_run_leaves_nothing(command, Signal::TERM, "dest");
 }
 
 #[test]
 fn tar2dir_interrupted_removes_its_temporary_tree() {
     let mut command = cmd("tar2dir");
     command.arg("dest");
-    interrupted_run_leaves_nothing(command, "-INT", 2, "dest");
+    interrupted_run_leaves_nothing(command, Signal::INT, "dest");
 }
 
 #[test]
 fn tar2sqfs_killed_mid_stream_removes_its_temporary_image() {
     let mut command = cmd("tar2sqfs");
     command.arg("out.sqfs");
-    interrupted_run_leaves_nothing(command, "-TERM", 15, "out.sqfs");
+    interrupted_run_leaves_nothing(command, Signal::TERM, "out.sqfs");
 }
 
 #[test]
 fn tar2sqfs_hung_up_removes_its_temporary_image() {
     let mut command = cmd("tar2sqfs");
     command.arg("out.sqfs");
-    interrupted_run_leaves_nothing(command, "-HUP", 1, "out.sqfs");
+    interrupted_run_leaves_nothing(command, Signal::HUP, "out.sqfs");
 }
