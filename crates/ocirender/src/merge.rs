@@ -316,15 +316,18 @@ impl<'a, W: Write> Merger<'a, W> {
     }
 
     /// Claims the parents of `id` as implicit directories, except the
-    /// `masked` deepest ones, which a newer layer removed.
+    /// `masked` deepest ones, which a newer layer removed. Every parent,
+    /// masked or not, is a directory in this layer: links waiting on one
+    /// name a directory.
     fn claim_parents(&mut self, layer: u32, id: NodeId, masked: usize) -> Result<()> {
         let mut parent = self.tree.parent(id);
         for _ in 0..masked {
+            self.imply_dir(layer, parent)?;
             parent = self.tree.parent(parent);
         }
         while parent != ROOT {
+            self.imply_dir(layer, parent)?;
             if self.tree.node(parent).claim == Claim::Unclaimed {
-                self.check_no_link_to_dir(parent)?;
                 let node = self.tree.node_mut(parent);
                 node.claim = Claim::ImplicitDir;
                 node.claim_layer = layer;
@@ -333,6 +336,13 @@ impl<'a, W: Write> Merger<'a, W> {
             parent = self.tree.parent(parent);
         }
         Ok(())
+    }
+
+    /// Records that `id` is a directory in `layer` because an entry lives
+    /// below it.
+    fn imply_dir(&mut self, layer: u32, id: NodeId) -> Result<()> {
+        self.tree.node_mut(id).implied_layer = layer;
+        self.check_no_link_to_dir(id)
     }
 
     /// A newer layer needs `path` as a directory (it has contents there) but
@@ -378,10 +388,9 @@ impl<'a, W: Write> Merger<'a, W> {
         }
         let (resolved, dangling) = self.take_resolving(id);
         self.drop_dangling(id, &dangling);
-        if resolved
-            .iter()
-            .any(|&g| !self.links.group(g).members.is_empty())
-        {
+        // An error even when a newer layer hides every link of the group:
+        // the layer that holds them cannot be applied.
+        if !resolved.is_empty() {
             bail!(
                 "a hard link names the directory {:?}",
                 display(&self.tree.path(id))
@@ -508,6 +517,12 @@ impl<'a, W: Write> Merger<'a, W> {
             return Ok(Version::Dangling);
         }
         let node = self.tree.node(target);
+        if node.implied_layer == layer {
+            bail!(
+                "hard link to the directory {:?} (implied by entries below it)",
+                display(&self.tree.path(target))
+            );
+        }
         if node.version_layer != layer {
             return Ok(Version::Group(self.links.await_target(target, layer)));
         }

@@ -67,6 +67,10 @@ pub struct Node {
     pub version_layer: u32,
     /// What the path holds in `version_layer`.
     pub version: Version,
+    /// The last layer read in which an entry lived below this path, making
+    /// it a directory there even without an entry of its own (a hard link
+    /// naming it later in that layer names a directory), or `NO_LAYER`.
+    pub implied_layer: u32,
 }
 
 /// The path tree.
@@ -102,6 +106,7 @@ impl Tree {
             children_masked_layer: NO_LAYER,
             version_layer: NO_LAYER,
             version: Version::Dir,
+            implied_layer: NO_LAYER,
         });
         tree
     }
@@ -149,6 +154,7 @@ impl Tree {
             children_masked_layer: NO_LAYER,
             version_layer: NO_LAYER,
             version: Version::Dangling,
+            implied_layer: NO_LAYER,
         });
         let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
         self.index.insert_unique(hash, id, |&id| {

@@ -426,6 +426,56 @@ fn hard_link_to_directory_is_an_error() {
 }
 
 #[test]
+fn hard_link_to_an_implicit_directory_is_an_error() {
+    // The directory has no entry of its own in any layer: it exists because
+    // entries live below it, in a lower layer, the link's layer (before or
+    // after the link) or both.
+    let cases: [&[Layer]; 4] = [
+        &[
+            Layer::new().file("d/y", b"y"),
+            Layer::new().hardlink("l", "d"),
+            Layer::new().file("d/x", b"x"),
+        ],
+        &[Layer::new().file("d/y", b"y"), Layer::new().hardlink("l", "d")],
+        &[Layer::new().file("d/y", b"y").hardlink("l", "d")],
+        &[Layer::new().hardlink("l", "d").file("d/y", b"y")],
+    ];
+    for (i, layers) in cases.iter().enumerate() {
+        let out = merge_layers(layers);
+        assert!(
+            out.result.is_err(),
+            "case {i}: merged although a link names a directory; warnings {:?}",
+            out.warnings
+        );
+        assert!(out.error().contains("directory"), "case {i}: {}", out.error());
+    }
+}
+
+#[test]
+fn hard_link_to_a_directory_is_an_error_even_when_hidden() {
+    let layers = [
+        Layer::new().dir("d"),
+        Layer::new().hardlink("l", "d"),
+        Layer::new().file("l", b"newer"),
+    ];
+    let out = merge_layers(&layers);
+    assert!(out.error().contains("directory"), "{}", out.error());
+}
+
+#[test]
+fn hard_link_to_a_directory_deleted_in_its_view_dangles() {
+    // The whiteout of d in the link's own layer hides the lower directory
+    // from the link: it names nothing, so it is dropped, not an error.
+    let layers = [
+        Layer::new().file("d/y", b"y"),
+        Layer::new().whiteout("d").hardlink("l", "d"),
+    ];
+    let out = merge_layers(&layers);
+    assert_eq!(out.tree(), expect(&[]));
+    assert!(out.warned("dropped"), "{:?}", out.warnings);
+}
+
+#[test]
 fn hard_link_to_symlink_links_the_symlink() {
     let l1 = Layer::new().symlink("s", "target").hardlink("h", "s");
     assert_eq!(
