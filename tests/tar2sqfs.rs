@@ -953,3 +953,28 @@ fn hard_links_devices_fifos_and_capabilities_survive() {
 fn libc_makedev(major: u64, minor: u64) -> u64 {
     ((major & 0xfff) << 8) | (minor & 0xff)
 }
+
+#[test]
+fn mksquashfs_gets_only_stdin_stdout_and_stderr() {
+    // A descriptor the caller left open without close-on-exec, as a shell's
+    // `7<FILE` does, must not reach mksquashfs.
+    let dir = scratch();
+    let canary = dir.path().join("leak-canary");
+    std::fs::write(&canary, "secret").unwrap();
+    let banner = "mksquashfs version 4.6.1 (2023/03/25)";
+    let body = "for fd in /proc/$$/fd/*; do
+  case $(readlink \"$fd\") in *leak-canary*) echo \"inherited $fd\" >&2; exit 1;; esac
+done
+cat >/dev/null; echo image >\"$2\"";
+    let fake = fake_mksquashfs(dir.path(), banner, body);
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "exec 7<\"$0\"; exec \"$@\""])
+        .arg(&canary)
+        .arg(bin("tar2sqfs"))
+        .args(["--mksquashfs", fake.to_str().unwrap(), OUT])
+        .current_dir(dir.path());
+    let out = run_with_stdin(command, &small_layer().tar());
+    assert!(out.status.success(), "tar2sqfs failed: {}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join(OUT)).unwrap(), b"image\n");
+}

@@ -219,6 +219,7 @@ pub fn write_squashfs(
     } else {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
+    only_standard_descriptors();
     let mut child = command
         .spawn()
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
@@ -331,6 +332,15 @@ impl OutputTail {
             format!(": mksquashfs said: {}", words.join(" "))
         }
     }
+}
+
+/// Marks every descriptor above stderr close-on-exec, so that a child gets
+/// stdin, stdout and stderr only. A caller may leave descriptors open
+/// without close-on-exec (a shell's `7<FILE`); they must not reach the
+/// image builder. Marking closes nothing, and the descriptors this process
+/// opens itself are close-on-exec already.
+pub(crate) fn only_standard_descriptors() {
+    close_fds::CloseFdsBuilder::new().cloexecfrom(3);
 }
 
 #[cfg(test)]
