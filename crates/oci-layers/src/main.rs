@@ -25,6 +25,9 @@ OUTPUT
   One layer reference a line, base layer first (see `oci-merge --help` for
   the format). A layer listed twice in the manifest is printed twice.
   Nothing is printed unless the whole image resolves.
+  --json prints the manifest and config digests, the platform, and per
+  layer its digest, mediaType, size, diffId, path and offset (the start
+  of its bytes inside an archive, null for a whole file).
 
 EXAMPLES
   oci-layers ./layout | oci-merge | tar2sqfs rootfs.sqfs
@@ -81,20 +84,25 @@ fn render_lines(image: &ResolvedImage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The resolved image for scripts. A layer's location is `path` (the file
+/// to read) and `offset` (where its `size` bytes start inside that file, for
+/// a layer inside an archive; null for a whole file): with `digest`, all a
+/// layer list line says.
 fn render_json(image: &ResolvedImage) -> Result<Vec<u8>> {
-    let layers = image
+    let layers: Vec<_> = image
         .layers
         .iter()
         .map(|l| {
-            Ok(json!({
+            json!({
                 "digest": l.digest.to_string(),
                 "mediaType": l.media_type,
                 "size": l.size,
                 "diffId": l.diff_id.as_ref().map(ToString::to_string),
-                "ref": String::from_utf8_lossy(&l.layer.to_line()?),
-            }))
+                "path": l.layer.path.to_string_lossy(),
+                "offset": l.layer.range.map(|(offset, _)| offset),
+            })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let value = json!({
         "manifest": image.manifest.as_ref().map(ToString::to_string),
         "config": image.config.to_string(),
