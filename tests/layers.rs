@@ -705,6 +705,46 @@ fn nested_indexes_of_both_kinds_are_followed() {
     assert_eq!(marker(&merged(&s, "img")), "file \"amd64\"");
 }
 
+/// image-spec: an entry of an unknown media type MUST NOT be an error. At
+/// the top of index.json too, and without a platform (which would match
+/// any): it is neither another image to choose from nor a tagged image.
+#[test]
+fn unknown_top_level_entries_are_ignored() {
+    let s = Scratch::new();
+    let layout = Layout::new(&s.path("img"));
+    let image = layout.image(
+        OCI_MANIFEST,
+        Some("linux/amd64"),
+        &[Blob::gzip(&marker_layer("real"))],
+    );
+    let unknown = json!({
+        "mediaType": "application/vnd.example.sbom+json",
+        "digest": digest_of(b"absent"),
+        "size": 6,
+    });
+    let tagged = annotated(REF_NAME, "1.0", on("linux/amd64", image.manifest));
+    let expected = [layout.line(&image.layers[0])];
+    for (unknown, flags) in [
+        (unknown.clone(), &[][..]),
+        (unknown.clone(), &["--tag", "1.0"][..]),
+        (annotated(REF_NAME, "sbom", unknown.clone()), &[][..]),
+        (
+            annotated(REF_NAME, "1.0", unknown.clone()),
+            &["--tag", "1.0"][..],
+        ),
+    ] {
+        layout.index_json(&[unknown.clone(), tagged.clone()]);
+        assert_eq!(
+            layer_lines(&layout.root, flags),
+            expected,
+            "{unknown} {flags:?}"
+        );
+    }
+    layout.index_json(&[annotated(REF_NAME, "sbom", unknown), tagged]);
+    let out = oci_layers(&layout.root, &["--tag", "sbom"]);
+    assert_fails("--tag of an unknown entry", &out, &["sbom", "1.0"]);
+}
+
 #[test]
 fn indexes_nested_too_deep_are_an_error() {
     let s = Scratch::new();

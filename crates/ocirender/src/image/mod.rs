@@ -167,7 +167,10 @@ fn entry_names(descriptor: &Descriptor) -> Vec<String> {
 fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
     let index: Index = parse_json(store, "index.json", &store.read("index.json")?)?;
     check_schema(store, "index.json", index.schema_version)?;
-    let entries = select_entries(store, &index.manifests, selection.tag.as_deref())?;
+    // Only images may be chosen or named: an entry of another type
+    // (unknown, an artifact, an attestation) is not a second image.
+    let images: Vec<Descriptor> = index.manifests.into_iter().filter(is_image).collect();
+    let entries = select_entries(store, &images, selection.tag.as_deref())?;
     let mut candidates = Vec::new();
     for entry in entries {
         collect_manifests(store, entry, 0, &mut candidates)?;
@@ -246,13 +249,11 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-/// Walks an index entry down to image manifests, in order.
-fn collect_manifests(
-    store: &Store,
-    descriptor: &Descriptor,
-    depth: usize,
-    out: &mut Vec<(Option<Platform>, Descriptor)>,
-) -> Result<()> {
+/// True for an index entry that is an image or an index of images.
+/// Anything else is ignored wherever it appears, as image-spec requires of
+/// unknown media types: artifacts, signatures, and BuildKit's attestation
+/// manifests (which are image manifests, but label themselves).
+fn is_image(descriptor: &Descriptor) -> bool {
     let media_type = descriptor.media_type.as_deref().unwrap_or_default();
     let attestation = descriptor
         .platform
@@ -262,9 +263,22 @@ fn collect_manifests(
             .annotations
             .get(spec::DOCKER_REFERENCE_TYPE)
             .is_some_and(|t| t == "attestation-manifest");
-    if attestation || descriptor.artifact_type.is_some() {
+    (spec::is_manifest(media_type) || spec::is_index(media_type))
+        && !attestation
+        && descriptor.artifact_type.is_none()
+}
+
+/// Walks an index entry down to image manifests, in order.
+fn collect_manifests(
+    store: &Store,
+    descriptor: &Descriptor,
+    depth: usize,
+    out: &mut Vec<(Option<Platform>, Descriptor)>,
+) -> Result<()> {
+    if !is_image(descriptor) {
         return Ok(());
     }
+    let media_type = descriptor.media_type.as_deref().unwrap_or_default();
     if spec::is_manifest(media_type) {
         out.push((descriptor.platform.clone(), descriptor.clone()));
     } else if spec::is_index(media_type) {
@@ -282,7 +296,6 @@ fn collect_manifests(
             collect_manifests(store, entry, depth + 1, out)?;
         }
     }
-    // Anything else (artifacts, signatures, unknown types) is not an image.
     Ok(())
 }
 
