@@ -357,23 +357,115 @@ mod tests {
         assert!(w.write_entry(b"f", &file(10), &mut &b"abc"[..]).is_err());
     }
 
+    /// Where the last entry's data (with its padding) ends, as the `tar`
+    /// crate parses `bytes`; 0 when it finds no entry.
+    fn end_of_last_entry(bytes: &[u8]) -> u64 {
+        let mut archive = tar::Archive::new(bytes);
+        let mut end = 0;
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+        }
+        end
+    }
+
+    /// True if the last two blocks of `bytes` are zero blocks.
+    fn ends_with_two_zero_blocks(bytes: &[u8]) -> bool {
+        bytes.len() >= 2 * BLOCK && bytes[bytes.len() - 2 * BLOCK..].iter().all(|&b| b == 0)
+    }
+
+    /// Writes a directory `d` and a file `d/f` of `size` non-zero bytes.
+    fn two_entries<W: Write>(w: &mut TarWriter<W>, size: usize) {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
+        w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
+        w.write_entry(b"d/f", &file(size as u64), &mut &data[..])
+            .unwrap();
+    }
+
+    /// Runs GNU tar with `args` on the archive `bytes`; true if it succeeds.
+    fn gnu_tar_accepts(bytes: &[u8], args: &[&str]) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive.tar");
+        std::fs::write(&archive, bytes).unwrap();
+        let out = std::process::Command::new("tar")
+            .args(args)
+            .arg(&archive)
+            .current_dir(dir.path())
+            .output()
+            .expect("GNU tar is needed (scripts/install-deps installs it)");
+        out.status.success()
+    }
+
     #[test]
     fn abandoned_archive_fails_to_read() {
         let mut w = TarWriter::new(Vec::new());
-        w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
+        two_entries(&mut w, 700);
         w.abandon();
         let bytes = std::mem::take(&mut w.out);
-        assert_eq!(bytes.len(), 1024);
+        // Directory header, file header, two data blocks, the broken block.
+        assert_eq!(bytes.len(), 5 * BLOCK);
+        assert!(bytes[4 * BLOCK..].starts_with(b"ocirender: INCOMPLETE ARCHIVE"));
+        assert!(!ends_with_two_zero_blocks(&bytes));
         let mut archive = tar::Archive::new(&bytes[..]);
         let results: Vec<_> = archive.entries().unwrap().collect();
-        assert!(results[0].is_ok());
-        assert!(results[1].is_err());
+        assert_eq!(results.len(), 3, "two entries and an error, then nothing");
+        assert!(results[0].is_ok() && results[1].is_ok());
+        let err = results[2]
+            .as_ref()
+            .err()
+            .expect("the tar crate accepted it");
+        assert!(err.to_string().contains("cksum"), "{err}");
+        // GNU tar does not insist on the end-of-archive marker: the broken
+        // block is what makes it fail, listing and extracting alike.
+        assert!(!gnu_tar_accepts(&bytes, &["-tf"]), "GNU tar listed it");
+        assert!(!gnu_tar_accepts(&bytes, &["-xf"]), "GNU tar extracted it");
+        // The same entries, finished, are accepted by both.
+        let mut w = TarWriter::new(Vec::new());
+        two_entries(&mut w, 700);
+        let finished = w.finish().unwrap();
+        assert_eq!(finished[..4 * BLOCK], bytes[..4 * BLOCK]);
+        assert!(gnu_tar_accepts(&finished, &["-tf"]));
+        assert!(gnu_tar_accepts(&finished, &["-xf"]));
+        assert_eq!(read_back(&finished).len(), 2);
     }
 
     #[test]
     fn no_end_marker_without_finish() {
+        // What reaches the sink before `finish` is whole entries and nothing
+        // after them: the archive's end is exactly the last entry's end.
         let mut w = TarWriter::new(Vec::new());
-        w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
-        assert_eq!(w.bytes_written(), 512);
+        two_entries(&mut w, 700);
+        assert_eq!(w.bytes_written(), 4 * BLOCK as u64);
+        w.flush_staging().unwrap();
+        let unfinished = std::mem::take(&mut w.out);
+        assert_eq!(unfinished.len(), 4 * BLOCK);
+        assert_eq!(end_of_last_entry(&unfinished), unfinished.len() as u64);
+        assert!(!ends_with_two_zero_blocks(&unfinished));
+        // `finish` adds exactly the two zero blocks, after the same bytes.
+        let mut w = TarWriter::new(Vec::new());
+        two_entries(&mut w, 700);
+        let finished = w.finish().unwrap();
+        assert_eq!(finished[..unfinished.len()], unfinished[..]);
+        assert_eq!(finished[unfinished.len()..], [0; 2 * BLOCK]);
+        assert_eq!(end_of_last_entry(&finished), unfinished.len() as u64);
+
+        // A large entry is flushed as it is written; a writer dropped in
+        // the middle of it leaves a prefix cut inside the data, which ends
+        // in no marker and which the tar crate refuses to read to the end.
+        let mut sink = Vec::new();
+        let mut w = TarWriter::new(&mut sink);
+        two_entries(&mut w, STAGING * 5 / 2);
+        drop(w);
+        assert!(!sink.is_empty() && sink.len() < STAGING * 5 / 2);
+        assert!(!ends_with_two_zero_blocks(&sink));
+        let mut archive = tar::Archive::new(&sink[..]);
+        let mut failed = false;
+        for entry in archive.entries().unwrap() {
+            match entry {
+                Ok(mut entry) => failed |= io::copy(&mut entry, &mut io::sink()).is_err(),
+                Err(_) => failed = true,
+            }
+        }
+        assert!(failed, "the tar crate read a cut archive to a clean end");
     }
 }
