@@ -31,6 +31,7 @@ const OCI_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const DOCKER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const FOREIGN_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 // ---------------------------------------------------------------------------
 // Layers and the trees they merge to.
@@ -385,27 +386,63 @@ fn legacy_save(root: &Path, images: &[Saved]) -> Vec<String> {
     configs
 }
 
-/// Writes the Docker 25+ form of `docker save`: an OCI layout (uncompressed
-/// layers) whose `manifest.json` names the blobs.
+/// Writes the Docker 25+ form of `docker save` of one image: an OCI layout
+/// (uncompressed layers) whose `manifest.json` names the blobs.
 fn docker25_save(root: &Path, tag: &str, layers: &[Layer]) -> (Layout, Written) {
+    let image = Saved {
+        tags: &[tag],
+        platform: "linux/amd64",
+        layers: layers.to_vec(),
+    };
+    let (layout, mut written) = docker25_save_all(root, &[image]);
+    (layout, written.remove(0))
+}
+
+/// Writes what Docker 25+ `docker save` writes for `images`: each image's
+/// blobs (layers uncompressed, stored once), one index.json entry per tag
+/// with the entry's platform and Docker's two annotations (the full name in
+/// `io.containerd.image.name`, only the tag in the OCI `ref.name`), and the
+/// legacy `manifest.json` (familiar names in `RepoTags`) and `repositories`.
+fn docker25_save_all(root: &Path, images: &[Saved]) -> (Layout, Vec<Written>) {
     let layout = Layout::new(root);
-    let blobs: Vec<Blob> = layers.iter().map(Blob::plain).collect();
-    let written = layout.image(OCI_MANIFEST, Some("linux/amd64"), &blobs);
-    let version = tag.rsplit_once(':').unwrap().1;
-    let entry = annotated(
-        "io.containerd.image.name",
-        &format!("docker.io/library/{tag}"),
-        annotated(REF_NAME, version, written.manifest.clone()),
-    );
-    layout.index_json(&[entry]);
     let blob = |d: &str| format!("blobs/sha256/{}", hex_of(d));
-    let manifest = json!([{
-        "Config": blob(&written.config),
-        "RepoTags": [tag],
-        "Layers": written.layers.iter().map(|d| blob(d)).collect::<Vec<_>>(),
-    }]);
-    fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
-    (layout, written)
+    let (mut entries, mut manifest, mut repositories) = (Vec::new(), Vec::new(), json!({}));
+    let mut all = Vec::new();
+    for image in images {
+        let blobs: Vec<Blob> = image.layers.iter().map(Blob::plain).collect();
+        let written = layout.image(OCI_MANIFEST, Some(image.platform), &blobs);
+        for tag in image.tags {
+            let (repo, version) = tag.rsplit_once(':').unwrap();
+            let descriptor = on(image.platform, written.manifest.clone());
+            let descriptor = annotated(REF_NAME, version, descriptor);
+            entries.push(annotated(
+                CONTAINERD_NAME,
+                &docker_full_name(tag),
+                descriptor,
+            ));
+            repositories[repo][version] = json!(hex_of(written.layers.last().unwrap()));
+        }
+        manifest.push(json!({
+            "Config": blob(&written.config),
+            "RepoTags": image.tags,
+            "Layers": written.layers.iter().map(|d| blob(d)).collect::<Vec<_>>(),
+        }));
+        all.push(written);
+    }
+    layout.index_json(&entries);
+    fs::write(root.join("manifest.json"), json!(manifest).to_string()).unwrap();
+    fs::write(root.join("repositories"), repositories.to_string()).unwrap();
+    (layout, all)
+}
+
+/// The full name Docker gives a familiar one: `alpine:latest` is
+/// `docker.io/library/alpine:latest`, `team/app:1` is `docker.io/team/app:1`.
+fn docker_full_name(familiar: &str) -> String {
+    match familiar.split_once('/') {
+        None => format!("docker.io/library/{familiar}"),
+        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => familiar.into(),
+        Some(_) => format!("docker.io/{familiar}"),
+    }
 }
 
 /// How `pack_as` writes an archive's members.
@@ -1092,6 +1129,114 @@ fn tags_choose_among_the_images_of_a_docker_save() {
             &[image, "alpine:3.20", "alpine:latest", "alpine:3.19"],
         );
     }
+}
+
+/// `docker save alpine:latest busybox:latest` with Docker 25+: each
+/// index.json entry's `ref.name` is just the tag, so both images read
+/// `latest`; only the full names (`io.containerd.image.name`, `RepoTags`)
+/// tell them apart. Several images and no `--tag` naming exactly one is an
+/// error listing the full names.
+#[test]
+fn a_docker25_save_of_several_images_needs_a_tag_naming_one() {
+    let s = Scratch::new();
+    docker25_save_all(
+        &s.path("saved"),
+        &[
+            marked_image(&["alpine:latest"], "alpine"),
+            marked_image(&["busybox:latest"], "busybox"),
+        ],
+    );
+    pack(&s.path("saved"), &s.path("saved.tar"));
+    let names = [
+        "docker.io/library/alpine:latest",
+        "docker.io/library/busybox:latest",
+    ];
+    for archive in ["saved", "saved.tar"] {
+        let path = s.path(archive);
+        for (what, flags) in [
+            ("no --tag", &[][..]),
+            ("--tag latest", &["--tag", "latest"]),
+        ] {
+            assert_fails(
+                &format!("{archive} {what}"),
+                &oci_layers(&path, flags),
+                &[&[archive, "several images", "--tag"][..], &names].concat(),
+            );
+        }
+        assert_fails(
+            &format!("{archive} --tag alpine:3.20"),
+            &oci_layers(&path, &["--tag", "alpine:3.20"]),
+            &[&[archive, "alpine:3.20"][..], &names].concat(),
+        );
+        for (tag, want) in [
+            ("alpine", "alpine"),
+            ("alpine:latest", "alpine"),
+            ("docker.io/library/alpine", "alpine"),
+            ("busybox", "busybox"),
+            ("busybox:latest", "busybox"),
+            ("docker.io/library/busybox:latest", "busybox"),
+        ] {
+            assert_eq!(merged_tag(&s, archive, tag), want, "{archive} --tag {tag}");
+        }
+    }
+}
+
+/// Two tags of one image (one manifest, two index.json entries) are one
+/// image: no `--tag` is needed, and either tag names it.
+#[test]
+fn a_docker25_save_of_one_image_under_two_tags_needs_no_tag() {
+    let s = Scratch::new();
+    let (layout, written) = docker25_save_all(
+        &s.path("saved"),
+        &[
+            marked_image(&["alpine:latest", "alpine:3.19"], "alpine"),
+            marked_image(&["busybox:1.36"], "busybox"),
+        ],
+    );
+    assert_eq!(
+        layer_lines(&layout.root, &["--tag", "alpine"]),
+        [layout.line(&written[0].layers[0])]
+    );
+    for tag in ["3.19", "alpine:3.19", "latest"] {
+        assert_eq!(merged_tag(&s, "saved", tag), "alpine", "--tag {tag}");
+    }
+    let (layout, written) = docker25_save_all(
+        &s.path("one"),
+        &[marked_image(&["alpine:latest", "alpine:3.19"], "alpine")],
+    );
+    assert_eq!(
+        layer_lines(&layout.root, &[]),
+        [layout.line(&written[0].layers[0])]
+    );
+}
+
+/// An amd64 image of one marker layer saying `name`.
+fn marked_image<'a>(tags: &'a [&'a str], name: &str) -> Saved<'a> {
+    Saved {
+        tags,
+        platform: "linux/amd64",
+        layers: vec![marker_layer(name)],
+    }
+}
+
+/// `oci-layers --tag TAG IMAGE | oci-merge`; what its marker file says.
+fn merged_tag(s: &Scratch, image: &str, tag: &str) -> String {
+    let out = sh(
+        s.0.path(),
+        &format!("oci-layers --tag '{tag}' {image} | oci-merge"),
+    );
+    assert!(
+        out.status.success(),
+        "{image} --tag {tag}: {}",
+        stderr(&out)
+    );
+    let tree = tree(&out.stdout);
+    let marker = marker(&tree);
+    marker
+        .strip_prefix("file \"")
+        .and_then(|m| m.strip_suffix('"'))
+        .unwrap_or(marker)
+        .to_owned()
 }
 
 // ---------------------------------------------------------------------------

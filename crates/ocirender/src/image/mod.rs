@@ -10,6 +10,7 @@
 pub mod platform;
 pub mod spec;
 pub mod store;
+pub mod tags;
 
 use crate::digest::{Algorithm, Digest};
 use crate::layer_ref::LayerRef;
@@ -147,30 +148,20 @@ fn check_schema(store: &Store, rel: &str, version: u32) -> Result<()> {
     Ok(())
 }
 
-/// The names an index entry goes by.
-fn entry_names(descriptor: &Descriptor) -> Vec<String> {
-    let mut names = Vec::new();
-    if let Some(name) = descriptor.annotations.get(spec::REF_NAME) {
-        names.push(name.clone());
-    }
-    if let Some(full) = descriptor.annotations.get(spec::CONTAINERD_NAME) {
-        names.push(full.clone());
-        for prefix in ["docker.io/library/", "docker.io/"] {
-            if let Some(short) = full.strip_prefix(prefix) {
-                names.push(short.to_owned());
-            }
-        }
-    }
-    names
-}
-
 fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
     let index: Index = parse_json(store, "index.json", &store.read("index.json")?)?;
     check_schema(store, "index.json", index.schema_version)?;
     // Only images may be chosen or named: an entry of another type
     // (unknown, an artifact, an attestation) is not a second image.
     let images: Vec<Descriptor> = index.manifests.into_iter().filter(is_image).collect();
-    let entries = select_entries(store, &images, selection.tag.as_deref())?;
+    if images.is_empty() {
+        bail!(
+            "{}: no image manifest in index.json",
+            store.root().display()
+        );
+    }
+    let tag = selection.tag.as_deref();
+    let entries = tags::choose(store.root(), tag, tags::index_candidates(&images, tag))?;
     let mut candidates = Vec::new();
     for entry in entries {
         collect_manifests(store, entry, 0, &mut candidates)?;
@@ -194,59 +185,6 @@ fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
         );
     };
     resolve_manifest(store, chosen, selection)
-}
-
-/// The top-level entries of the image the user means.
-fn select_entries<'a>(
-    store: &Store,
-    entries: &'a [Descriptor],
-    tag: Option<&str>,
-) -> Result<Vec<&'a Descriptor>> {
-    let mut all_names: Vec<String> = Vec::new();
-    for name in entries
-        .iter()
-        .filter_map(|d| entry_names(d).into_iter().next())
-    {
-        if !all_names.contains(&name) {
-            all_names.push(name);
-        }
-    }
-    if let Some(tag) = tag {
-        let chosen: Vec<_> = entries
-            .iter()
-            .filter(|d| entry_names(d).iter().any(|n| n == tag))
-            .collect();
-        if chosen.is_empty() {
-            bail!(
-                "{}: no image tagged {tag:?} (tags: {})",
-                store.root().display(),
-                list_or_none(&all_names)
-            );
-        }
-        return Ok(chosen);
-    }
-    let mut keys: Vec<Option<String>> = entries
-        .iter()
-        .map(|d| entry_names(d).into_iter().next())
-        .collect();
-    keys.sort();
-    keys.dedup();
-    if keys.len() > 1 {
-        bail!(
-            "{}: holds several images; choose one with --tag: {}",
-            store.root().display(),
-            list_or_none(&all_names)
-        );
-    }
-    Ok(entries.iter().collect())
-}
-
-fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
 }
 
 /// True for an index entry that is an image or an index of images.
@@ -420,7 +358,7 @@ fn resolve_layer(
         let hint = if spec::is_foreign(&media_type) || !descriptor.urls.is_empty() {
             format!(
                 " (a foreign layer, to be fetched from: {})",
-                list_or_none(&descriptor.urls)
+                tags::list_or_none(&descriptor.urls)
             )
         } else {
             String::new()
@@ -457,37 +395,14 @@ fn stored_size(layer: &LayerRef) -> Result<u64> {
 fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
     let entries: Vec<DockerSaveEntry> =
         parse_json(store, "manifest.json", &store.read("manifest.json")?)?;
-    let tags = |e: &DockerSaveEntry| e.repo_tags.clone().unwrap_or_default();
-    let mut all_tags: Vec<String> = Vec::new();
-    for tag in entries.iter().flat_map(tags) {
-        if !all_tags.contains(&tag) {
-            all_tags.push(tag);
-        }
+    if entries.is_empty() {
+        bail!(
+            "{}: manifest.json lists no images",
+            store.describe("manifest.json")
+        );
     }
-    let chosen = match &selection.tag {
-        Some(tag) => entries
-            .iter()
-            .find(|e| tags(e).iter().any(|t| docker_tag_matches(t, tag)))
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: no image tagged {tag:?} (tags: {})",
-                    store.root().display(),
-                    list_or_none(&all_tags)
-                )
-            })?,
-        None => match entries.as_slice() {
-            [] => bail!(
-                "{}: manifest.json lists no images",
-                store.describe("manifest.json")
-            ),
-            [only] => only,
-            _ => bail!(
-                "{}: holds several images; choose one with --tag: {}",
-                store.root().display(),
-                list_or_none(&all_tags)
-            ),
-        },
-    };
+    let tag = selection.tag.as_deref();
+    let chosen = tags::choose(store.root(), tag, tags::save_candidates(&entries, tag))?;
     let config_bytes = store.read(&chosen.config)?;
     let config_digest = Digest::of_bytes(Algorithm::Sha256, &config_bytes);
     if let Some(declared) = declared_digest(&chosen.config) {
@@ -533,22 +448,6 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
     })
 }
 
-/// `alpine` means `alpine:latest`; `docker.io/library/` is implied.
-fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
-    let strip = |t: &str| {
-        let t = t.strip_prefix("docker.io/").unwrap_or(t);
-        t.strip_prefix("library/").unwrap_or(t).to_owned()
-    };
-    let with_latest = |t: String| {
-        if t.rsplit('/').next().is_some_and(|last| last.contains(':')) {
-            t
-        } else {
-            t + ":latest"
-        }
-    };
-    with_latest(strip(repo_tag)) == with_latest(strip(wanted))
-}
-
 /// The digest a path declares: `blobs/<alg>/<hex>` or legacy `<hex>.json`.
 fn declared_digest(rel: &str) -> Option<Digest> {
     if let Some(digest) = Digest::from_blob_path(Path::new(rel)) {
@@ -561,21 +460,6 @@ fn declared_digest(rel: &str) -> Option<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn docker_tags_match_with_implied_parts() {
-        assert!(docker_tag_matches("alpine:latest", "alpine"));
-        assert!(docker_tag_matches(
-            "alpine:latest",
-            "docker.io/library/alpine:latest"
-        ));
-        assert!(docker_tag_matches("quay.io/x/y:1", "quay.io/x/y:1"));
-        assert!(!docker_tag_matches("alpine:3.19", "alpine"));
-        assert!(docker_tag_matches(
-            "localhost:5000/img",
-            "localhost:5000/img:latest"
-        ));
-    }
 
     #[test]
     fn media_types() {
