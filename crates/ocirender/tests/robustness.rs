@@ -5,12 +5,18 @@
 //! garbage spliced in, compressed or not — and fed to the merge, to the
 //! stream checker that guards `tar2sqfs`, and to the unpacker behind
 //! `tar2dir`. Each must either succeed with a complete result or fail with
-//! an error; a panic (also on a background decoding thread) fails the test,
-//! and the unpacker must never touch anything outside its directory. A
+//! an error whose output does not pass for a complete archive; a panic
+//! (also on a background decoding thread) fails the test, and the unpacker
+//! must never touch anything outside its directory. The merge runs twice:
+//! on plain paths (no digest: decoding and parsing are all that can catch
+//! damage) and on layout blobs that declare the undamaged bytes' digests,
+//! where any damage must fail the merge, on the digest if nothing else. A
 //! fuzzer-lite that runs on stable Rust in every CI run.
 
 mod common;
 
+use ocirender::digest::{Algorithm, Digest};
+use ocirender::layer_ref::LayerRef;
 use ocirender::tar_stream::forward_for_mksquashfs;
 use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
 use proptest::prelude::*;
@@ -103,17 +109,42 @@ proptest! {
         on_top in any::<bool>(),
     ) {
         let good = sample_layer();
-        let mut damaged = apply(good.clone(), &damages);
-        if compress {
-            // Damage the compressed bytes too, as a registry or disk would.
-            damaged = apply(gzip(&good), &damages);
+        let stored = if compress { gzip(&good) } else { good.clone() };
+        // Damage the compressed bytes too, as a registry or disk would.
+        let damaged = apply(stored.clone(), &damages);
+        let sha256 = |bytes: &[u8]| Some(Digest::of_bytes(Algorithm::Sha256, bytes));
+        // Each layer with the digest of its undamaged bytes.
+        let (layers, digests) = if on_top {
+            (vec![good.clone(), damaged.clone()], vec![sha256(&good), sha256(&stored)])
+        } else {
+            (vec![damaged.clone(), good.clone()], vec![sha256(&stored), sha256(&good)])
+        };
+
+        // Plain paths: nothing declares a digest, so only decoding and
+        // parsing can catch the damage.
+        let unverified = common::merge_blobs(&layers);
+        assert_no_panic(&unverified);
+        match &unverified.result {
+            Ok(bytes) => prop_assert!(common::is_complete_archive(bytes)),
+            Err(_) => prop_assert!(!common::is_complete_archive(&unverified.output)),
         }
-        let layers = if on_top { vec![good, damaged] } else { vec![damaged, good] };
-        let outcome = common::merge_blobs(&layers);
-        assert_no_panic(&outcome);
-        match &outcome.result {
-            Ok(bytes) => prop_assert!(has_end_marker(bytes)),
-            Err(_) => prop_assert!(!has_end_marker(&outcome.output)),
+
+        // Layout blobs named by the digests of the undamaged bytes: every
+        // change to the bytes must make the merge fail, and damage that
+        // decodes and parses anyway must fail on the digest.
+        let verified = common::merge_blobs_verified(&layers, &digests);
+        assert_no_panic(&verified);
+        if damaged == stored {
+            // Damages that cancel out (the same flip twice).
+            prop_assert_eq!(&verified.result, &unverified.result);
+            prop_assert!(verified.result.is_ok());
+        } else {
+            prop_assert!(verified.result.is_err(), "a damaged layer merged although its digest is declared");
+            let error = verified.error();
+            prop_assert!(!common::is_complete_archive(&verified.output));
+            if unverified.result.is_ok() {
+                prop_assert!(error.contains("digest mismatch"), "{}", error);
+            }
         }
     }
 
@@ -123,12 +154,14 @@ proptest! {
     ) {
         let damaged = apply(sample_layer(), &damages);
         let mut out = Vec::new();
-        if forward_for_mksquashfs(&mut &damaged[..], &mut out, 0).is_ok() {
-            prop_assert!(has_end_marker(&out));
-            let mut archive = tar::Archive::new(&out[..]);
-            for entry in archive.entries().unwrap() {
-                prop_assert!(entry.is_ok());
+        match forward_for_mksquashfs(&mut &damaged[..], &mut out, 0) {
+            Ok(_) => {
+                prop_assert!(has_end_marker(&out));
+                prop_assert!(common::is_complete_archive(&out));
             }
+            // What was forwarded before the failure must not pass for a
+            // whole archive: no end-of-archive marker after its last entry.
+            Err(_) => prop_assert!(!common::is_complete_archive(&out)),
         }
     }
 
@@ -154,4 +187,67 @@ proptest! {
         prop_assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
         prop_assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
     }
+}
+
+/// Damage that decodes and parses cleanly is caught by the digest alone:
+/// the merge fails, says so, and leaves no end-of-archive marker.
+#[test]
+fn damage_that_still_decodes_fails_on_the_digest() {
+    let good = sample_layer();
+    // A byte of file data ("alpha" -> "alphb"): no header checksum covers it.
+    let at = good.windows(5).position(|w| w == b"alpha").unwrap() + 4;
+    let mut flipped = good.clone();
+    flipped[at] ^= 3;
+    // Zeros after a gzip member: the decoder tolerates them as padding.
+    let mut padded = gzip(&good);
+    let stored = padded.clone();
+    padded.extend([0; 512]);
+    let sha256 = |bytes: &[u8]| Digest::of_bytes(Algorithm::Sha256, bytes);
+    let base = Layer::new().file("base", b"base").tar();
+    let expected = common::merge_blobs(&[base.clone(), good.clone()]);
+    assert!(common::is_complete_archive(
+        expected.result.as_ref().unwrap()
+    ));
+    for (what, damaged, digest) in [
+        ("flipped data byte", &flipped, sha256(&good)),
+        ("padded gzip", &padded, sha256(&stored)),
+    ] {
+        // It decodes: without a digest, it merges.
+        let unverified = common::merge_blobs(&[base.clone(), damaged.clone()]);
+        assert!(unverified.result.is_ok(), "{what}: {}", unverified.error());
+        // Declared as a layout blob's name.
+        let verified = common::merge_blobs_verified(
+            &[base.clone(), damaged.clone()],
+            &[None, Some(digest.clone())],
+        );
+        assert!(
+            verified
+                .error()
+                .contains(&format!("digest mismatch: expected {digest}")),
+            "{what}: {}",
+            verified.error()
+        );
+        assert!(!common::is_complete_archive(&verified.output), "{what}");
+        assert!(!has_end_marker(&verified.output), "{what}");
+        // Declared with the `digest=` field of a layer list line.
+        let dir = tempfile::tempdir().unwrap();
+        let (lower, upper) = (dir.path().join("base"), dir.path().join("layer"));
+        std::fs::write(&lower, &base).unwrap();
+        std::fs::write(&upper, damaged).unwrap();
+        let line = format!("{}\tdigest={digest}", upper.display());
+        let refs = [
+            LayerRef::file(&lower),
+            LayerRef::parse_line(line.as_bytes()).unwrap(),
+        ];
+        let listed = common::merge_refs(&refs);
+        assert!(
+            listed.error().contains("digest mismatch"),
+            "{what}: {}",
+            listed.error()
+        );
+        assert!(!common::is_complete_archive(&listed.output), "{what}");
+    }
+    // The right digests merge the undamaged layers to the same bytes.
+    let verified = common::merge_blobs_verified(&[base, good.clone()], &[]);
+    assert_eq!(verified.result, expected.result);
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use ocirender::digest::{Algorithm, Digest};
 use ocirender::layer_ref::LayerRef;
 use ocirender::merge::{merge, MergeOptions};
 use std::collections::BTreeMap;
@@ -76,6 +77,40 @@ pub fn merge_blobs(blobs: &[Vec<u8>]) -> Outcome {
     merge_refs(&refs)
 }
 
+/// Merges raw blobs (base first), each stored the way an OCI layout
+/// stores it, at `.../blobs/sha256/<hex>`, so that the merge verifies it.
+/// The name is `declared[i]` when given (the digest the blob should have),
+/// else the digest of the blob itself.
+pub fn merge_blobs_verified(blobs: &[Vec<u8>], declared: &[Option<Digest>]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let refs: Vec<LayerRef> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, blob)| {
+            let digest = declared
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| Digest::of_bytes(Algorithm::Sha256, blob));
+            // One layout per layer: two layers may declare one digest.
+            let path = dir
+                .path()
+                .join(format!("layer{i}"))
+                .join(digest.layout_path());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, blob).unwrap();
+            let layer = LayerRef::file(path);
+            assert_eq!(
+                layer.digest.as_ref(),
+                Some(&digest),
+                "a layout blob path declares its digest"
+            );
+            layer
+        })
+        .collect();
+    merge_refs(&refs)
+}
+
 pub fn merge_refs(refs: &[LayerRef]) -> Outcome {
     let mut warnings = Vec::new();
     let mut warn = |w: &str| warnings.push(w.to_owned());
@@ -111,4 +146,31 @@ pub fn proptest_cases(default: u32) -> u32 {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(default)
+}
+
+/// True if `bytes` is a complete archive: the `tar` crate reads every entry
+/// and all its data, and what follows the last entry is the end-of-archive
+/// marker (at least two zero blocks, nothing else). A stream cut at an entry
+/// boundary reads cleanly with the `tar` crate, which does not insist on the
+/// marker, but is not complete; one cut inside data, or one whose last
+/// entry's data merely ends in zeros, is not complete either.
+pub fn is_complete_archive(bytes: &[u8]) -> bool {
+    let mut end = 0u64;
+    let mut archive = tar::Archive::new(bytes);
+    let Ok(entries) = archive.entries() else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(mut entry) = entry else {
+            return false;
+        };
+        let size = entry.size();
+        match std::io::copy(&mut entry, &mut std::io::sink()) {
+            Ok(n) if n == size => {}
+            _ => return false,
+        }
+        end = entry.raw_file_position() + size.div_ceil(512) * 512;
+    }
+    let rest = &bytes[(end as usize).min(bytes.len())..];
+    rest.len() >= 1024 && rest.len().is_multiple_of(512) && rest.iter().all(|&b| b == 0)
 }
