@@ -17,8 +17,9 @@
 //! times, xattrs, inode change time, link count), `outer/` and `scratch/`
 //! must hold nothing new besides `dest` (no leftover temporary directory),
 //! `/etc/passwd` must be untouched and no probe file may exist in `/`,
-//! `/tmp` or the arena's parent. Either outcome, a tree confined to `dest`
-//! or a clean failure that leaves nothing, is asserted explicitly.
+//! `/tmp` or the arena's parent. Each case states the outcome it expects
+//! from each resolver, a tree confined to `dest` with the content the case
+//! names or a clean failure that leaves nothing, and why it fails.
 
 mod support;
 
@@ -86,15 +87,13 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// These tests chown, mknod and switch users: they need root (as CI has).
-/// These tests need root (ownership, device nodes, setpriv); they fail
-/// rather than skip without it. `scripts/test` and CI run as root.
-fn require_root(what: &str) -> bool {
+/// These tests chown, mknod and switch users (setpriv): they need root,
+/// and fail rather than skip without it. `scripts/test` and CI run as root.
+fn require_root(what: &str) {
     assert!(
         is_root(),
         "{what} needs root: run the tests as root (scripts/test does)"
     );
-    true
 }
 
 /// The running test's name (test threads are named after their test).
@@ -269,17 +268,25 @@ enum Expect {
     Unpacked(fn(&Path)),
     /// Fail cleanly.
     Refused,
-    /// Either; if it succeeds, the check looks inside the tree.
-    Either(fn(&Path)),
+    /// Fail cleanly, with this text in the error message.
+    RefusedWith(&'static str),
 }
+
+/// Error texts of the system calls that refuse a path.
+const ENOENT: &str = "(os error 2)";
+const ENOTDIR: &str = "(os error 20)";
+const ELOOP: &str = "(os error 40)";
 
 /// Runs `tar2dir scratch/dest` on the stream `tar(scratch)` (`scratch` is
 /// absolute, for absolute symlinks) with both resolvers, each in a fresh
-/// arena, and checks confinement and the outcome.
+/// arena, and checks confinement and the outcome, the same for both.
 fn hostile(expect: Expect, tar: impl Fn(&Path) -> Vec<u8>) {
-    if !require_root("hostile stream") {
-        return;
-    }
+    hostile_by_resolver(|_| expect, tar);
+}
+
+/// `hostile`, with the outcome `expect(resolver)` for each resolver.
+fn hostile_by_resolver(expect: impl Fn(Resolver) -> Expect, tar: impl Fn(&Path) -> Vec<u8>) {
+    require_root("hostile stream");
     let case = test_name();
     for resolver in RESOLVERS {
         let what = format!("{case} [{resolver:?}]");
@@ -311,17 +318,21 @@ fn hostile(expect: Expect, tar: impl Fn(&Path) -> Vec<u8>) {
                 "{what}: the failure left something behind"
             );
         }
-        match (expect, unpacked) {
-            (Expect::Unpacked(check) | Expect::Either(check), true) => check(&arena.dest()),
-            (Expect::Refused | Expect::Either(_), false) => {}
+        match (expect(resolver), unpacked) {
+            (Expect::Unpacked(check), true) => check(&arena.dest()),
+            (Expect::Refused, false) => {}
+            (Expect::RefusedWith(reason), false) => assert!(
+                stderr(&out).contains(reason),
+                "{what}: refused, but not with {reason:?}: {}",
+                stderr(&out)
+            ),
             (Expect::Unpacked(_), false) => panic!("{what}: expected success: {}", stderr(&out)),
-            (Expect::Refused, true) => panic!("{what}: expected a refusal, but it unpacked"),
+            (Expect::Refused | Expect::RefusedWith(_), true) => {
+                panic!("{what}: expected a refusal, but it unpacked")
+            }
         }
     }
 }
-
-/// Success checks.
-fn confined(_: &Path) {}
 
 fn assert_file(path: &Path, content: &[u8]) {
     let meta =
@@ -489,33 +500,48 @@ fn name_with_newline_and_non_utf8_bytes_lands_inside() {
 // -- Writing through symlinks in a parent path.
 //
 // Each stream runs twice: as is (the symlink's target does not exist inside
-// the tree), and after a decoy `sentinel/{dir/}` inside the tree, where a
-// resolver that confines symlinks to the tree may legitimately land.
+// the tree), and after a decoy `sentinel/{dir/}` inside the tree. The two
+// resolvers differ here, by design (see `unpack/root.rs`): the component
+// walk opens every parent with `O_NOFOLLOW` and refuses any symlink in a
+// parent path (ENOTDIR); `openat2(RESOLVE_IN_ROOT)` follows it as if the
+// tree were `/`, so the entry lands where the symlink points inside the
+// tree, or is refused when nothing is there (ENOENT) or the symlinks loop
+// (ELOOP).
 
 /// Runs `hostile` on `entries(scratch, base)` with an empty base and with
-/// the decoy; `in_decoy` checks a successful unpack of the second.
-fn through_symlink(in_decoy: fn(&Path), entries: impl Fn(&Path, Layer) -> Layer) {
-    hostile(Expect::Either(confined), |s| entries(s, Layer::new()).tar());
-    let decoy = Layer::new().dir("sentinel").dir("sentinel/dir");
-    hostile(Expect::Either(in_decoy), |s| {
-        entries(s, decoy.clone()).tar()
-    });
+/// the decoy. The walk must refuse both; `openat2` must do `plain` and
+/// `decoy` respectively.
+fn through_symlink(plain: Expect, decoy: Expect, entries: impl Fn(&Path, Layer) -> Layer) {
+    let by_resolver = |openat2| {
+        move |resolver| match resolver {
+            Resolver::Openat2 => openat2,
+            Resolver::Walk => Expect::RefusedWith(ENOTDIR),
+        }
+    };
+    hostile_by_resolver(by_resolver(plain), |s| entries(s, Layer::new()).tar());
+    let base = Layer::new().dir("sentinel").dir("sentinel/dir");
+    hostile_by_resolver(by_resolver(decoy), |s| entries(s, base.clone()).tar());
 }
 
-fn evil_in_decoy(d: &Path) {
+/// `openat2` with nothing inside the tree where the symlink points.
+const NOTHING_THERE: Expect = Expect::RefusedWith(ENOENT);
+
+/// `openat2` with the decoy: the file landed in it, the symlink is intact.
+const IN_DECOY: Expect = Expect::Unpacked(|d| {
     assert_file(&d.join("sentinel/keep"), EVIL);
-}
+    assert_eq!(names(&d.join("sentinel")), ["dir", "keep"]);
+});
 
 #[test]
 fn file_through_a_relative_symlink_to_the_sentinel() {
-    through_symlink(evil_in_decoy, |_, l| {
+    through_symlink(NOTHING_THERE, IN_DECOY, |_, l| {
         l.symlink("x", "../../sentinel").file("x/keep", EVIL)
     });
 }
 
 #[test]
 fn file_through_a_chain_of_symlinks() {
-    through_symlink(evil_in_decoy, |_, l| {
+    through_symlink(NOTHING_THERE, IN_DECOY, |_, l| {
         l.symlink("a", "b")
             .symlink("b", "c")
             .symlink("c", "../sentinel")
@@ -525,40 +551,51 @@ fn file_through_a_chain_of_symlinks() {
 
 #[test]
 fn file_through_a_symlink_climbing_past_the_root() {
-    through_symlink(
-        |d| assert_file(&d.join(PROBE), EVIL),
-        |_, l| l.symlink("x", "../../..").file(&format!("x/{PROBE}"), EVIL),
-    );
+    // `..` stops at the tree's root: the probe lands there.
+    let at_root = Expect::Unpacked(|d| {
+        assert_symlink(&d.join("x"), "../../..");
+        assert_file(&d.join(PROBE), EVIL);
+    });
+    through_symlink(at_root, at_root, |_, l| {
+        l.symlink("x", "../../..").file(&format!("x/{PROBE}"), EVIL)
+    });
 }
 
 #[test]
 fn file_through_a_symlink_to_slash() {
-    through_symlink(
-        |d| assert_file(&d.join("tmp").join(PROBE), EVIL),
-        |_, l| l.symlink("x", "/").file(&format!("x/tmp/{PROBE}"), EVIL),
-    );
+    // `/` is the tree's root, and its missing `tmp` is created there.
+    let in_tree_tmp = Expect::Unpacked(|d| {
+        assert_symlink(&d.join("x"), "/");
+        assert_real_dir(&d.join("tmp"));
+        assert_file(&d.join("tmp").join(PROBE), EVIL);
+    });
+    through_symlink(in_tree_tmp, in_tree_tmp, |_, l| {
+        l.symlink("x", "/").file(&format!("x/tmp/{PROBE}"), EVIL)
+    });
 }
 
 #[test]
 fn file_through_an_absolute_symlink_to_the_sentinel() {
     // Confined to the tree, the host's absolute path names
-    // `<tree>/<scratch>/sentinel`, not the decoy; `/sentinel` names the decoy.
-    through_symlink(confined, |scratch, l| {
+    // `<tree>/<scratch>/sentinel`, which does not exist even with the decoy;
+    // `/sentinel` names the decoy.
+    through_symlink(NOTHING_THERE, NOTHING_THERE, |scratch, l| {
         l.symlink("x", &abs(&scratch.join("sentinel")))
             .file("x/keep", EVIL)
     });
-    through_symlink(evil_in_decoy, |_, l| {
+    through_symlink(NOTHING_THERE, IN_DECOY, |_, l| {
         l.symlink("x", "/sentinel").file("x/keep", EVIL)
     });
 }
 
 #[test]
 fn file_through_a_proc_magic_link() {
-    through_symlink(confined, |scratch, l| {
+    // Inside the tree there is no /proc to resolve.
+    through_symlink(NOTHING_THERE, NOTHING_THERE, |scratch, l| {
         let target = format!("/proc/self/root{}", abs(&scratch.join("sentinel")));
         l.symlink("x", &target).file("x/keep", EVIL)
     });
-    through_symlink(confined, |_, l| {
+    through_symlink(NOTHING_THERE, NOTHING_THERE, |_, l| {
         l.symlink("x", "/proc/self/cwd/sentinel")
             .file("x/keep", EVIL)
     });
@@ -566,14 +603,15 @@ fn file_through_a_proc_magic_link() {
 
 #[test]
 fn file_through_a_symlink_loop() {
-    through_symlink(confined, |_, l| {
+    let looping = Expect::RefusedWith(ELOOP);
+    through_symlink(looping, looping, |_, l| {
         l.symlink("a", "b").symlink("b", "a").file("a/keep", EVIL)
     });
 }
 
 #[test]
 fn file_through_a_pax_linkpath_symlink() {
-    through_symlink(evil_in_decoy, |_, l| {
+    through_symlink(NOTHING_THERE, IN_DECOY, |_, l| {
         l.raw(
             b"x",
             entry(
@@ -589,10 +627,12 @@ fn file_through_a_pax_linkpath_symlink() {
 #[test]
 fn directory_through_a_symlink() {
     through_symlink(
-        |d| {
+        NOTHING_THERE,
+        Expect::Unpacked(|d| {
             assert_real_dir(&d.join("sentinel/dir/sub"));
             assert_eq!(meta(d, "sentinel/dir/sub").mode() & 0o7777, 0o777);
-        },
+            assert_file(&d.join("sentinel/dir/sub/f"), EVIL);
+        }),
         |_, l| {
             l.symlink("x", "../sentinel/dir")
                 .dir_mode("x/sub", 0o777)
@@ -604,7 +644,8 @@ fn directory_through_a_symlink() {
 #[test]
 fn symlink_through_a_symlink() {
     through_symlink(
-        |d| assert_symlink(&d.join("sentinel/dir/evil"), "/etc/passwd"),
+        NOTHING_THERE,
+        Expect::Unpacked(|d| assert_symlink(&d.join("sentinel/dir/evil"), "/etc/passwd")),
         |_, l| {
             l.symlink("x", "../sentinel/dir")
                 .symlink("x/evil", "/etc/passwd")
@@ -615,7 +656,8 @@ fn symlink_through_a_symlink() {
 #[test]
 fn fifo_through_a_symlink() {
     through_symlink(
-        |d| assert!(meta(d, "sentinel/dir/fifo").file_type().is_fifo()),
+        NOTHING_THERE,
+        Expect::Unpacked(|d| assert!(meta(d, "sentinel/dir/fifo").file_type().is_fifo())),
         |_, l| {
             l.symlink("x", "../sentinel/dir")
                 .raw(b"x/fifo", entry(EntryType::Fifo, b"", vec![]))
@@ -626,7 +668,11 @@ fn fifo_through_a_symlink() {
 #[test]
 fn hard_link_named_through_a_symlink() {
     through_symlink(
-        |d| assert_file(&d.join("sentinel/dir/link"), EVIL),
+        NOTHING_THERE,
+        Expect::Unpacked(|d| {
+            assert_file(&d.join("sentinel/dir/link"), EVIL);
+            assert_eq!(meta(d, "sentinel/dir/link").ino(), meta(d, "f").ino());
+        }),
         |_, l| {
             l.file("f", EVIL)
                 .symlink("x", "../sentinel/dir")
@@ -637,14 +683,17 @@ fn hard_link_named_through_a_symlink() {
 
 #[test]
 fn hard_link_target_through_a_symlink_resolving_inside() {
-    through_symlink(
-        |d| assert_file(&d.join("h"), EVIL),
-        |_, l| {
-            l.file("sentinel/keep", EVIL)
-                .symlink("x", "../sentinel")
-                .hardlink("h", "x/keep")
-        },
-    );
+    // The stream makes `sentinel/keep` itself, so `x/keep` exists inside
+    // the tree, decoy or not.
+    let linked = Expect::Unpacked(|d| {
+        assert_file(&d.join("h"), EVIL);
+        assert_eq!(meta(d, "h").ino(), meta(d, "sentinel/keep").ino());
+    });
+    through_symlink(linked, linked, |_, l| {
+        l.file("sentinel/keep", EVIL)
+            .symlink("x", "../sentinel")
+            .hardlink("h", "x/keep")
+    });
 }
 
 // -- Replacing symlinks that point outside.
@@ -809,7 +858,8 @@ fn directory_metadata_under_an_ancestor_replaced_by_a_symlink() {
 
 #[test]
 fn hard_link_to_etc_passwd_stays_inside() {
-    hostile(Expect::Either(confined), |_| {
+    // The tree has no etc/passwd, and the host's is out of reach.
+    hostile(Expect::RefusedWith("\"etc/passwd\" does not exist"), |_| {
         Layer::new().hardlink("h", "/etc/passwd").tar()
     });
 }
@@ -873,7 +923,13 @@ fn hard_link_with_an_escaping_pax_linkpath_is_refused() {
 
 #[test]
 fn hard_link_through_a_symlink_to_the_sentinel() {
-    hostile(Expect::Either(confined), |_| {
+    // `openat2` looks for `x/keep` at `<tree>/sentinel/keep`: nothing there;
+    // the walk refuses the symlink `x` in the target's path.
+    let expect = |resolver| match resolver {
+        Resolver::Openat2 => Expect::RefusedWith(ENOENT),
+        Resolver::Walk => Expect::RefusedWith(ENOTDIR),
+    };
+    hostile_by_resolver(expect, |_| {
         Layer::new()
             .symlink("x", "../sentinel")
             .hardlink("h", "x/keep")
@@ -1031,9 +1087,7 @@ fn mode_owner_mtime(dest: &Path, rel: &str) -> (u32, u32, u32, i64) {
 
 #[test]
 fn unpacks_contents_modes_owners_times_links_devices_and_xattrs() {
-    if !require_root("faithfulness") {
-        return;
-    }
+    require_root("faithfulness");
     for resolver in RESOLVERS {
         let scratch = tempfile::tempdir().unwrap();
         let dest = scratch.path().join("rootfs");
@@ -1228,6 +1282,117 @@ fn stream_ending_with_a_failed_merge_is_refused() {
 }
 
 // ---------------------------------------------------------------------------
+// Input: a regular file or a pipe on stdin.
+//
+// Files of 64 KiB and more go from stdin to disk in the kernel
+// (`unpack/input.rs`): `copy_file_range` when stdin is a regular file,
+// `splice` when it is a pipe, after whatever the 1 MiB read buffer already
+// holds. The reader's position must stay right across both, so small
+// entries and hard links follow the large files.
+
+/// Regular files (name, content) around and well above 64 KiB, with small
+/// ones and odd sizes between them, in a tar of several MiB.
+fn large_files() -> Vec<(String, Vec<u8>)> {
+    [
+        ("small-1", 1),
+        ("just-below", 64 * 1024 - 1),
+        ("exactly-64k", 64 * 1024),
+        ("just-above", 64 * 1024 + 1),
+        ("small-511", 511),
+        ("odd-100003", 100_003),
+        ("small-512", 512),
+        ("dir/past-the-buffer", (1 << 20) + 1),
+        ("dir/three-mib", 3 * (1 << 20) + 17),
+        ("small-after", 700),
+        ("last-large", 200_001),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(name, size))| (name.to_owned(), noise(100 + i as u64, size)))
+    .collect()
+}
+
+fn large_files_tar() -> Vec<u8> {
+    let mut layer = Layer::new().dir("dir");
+    for (i, (name, data)) in large_files().iter().enumerate() {
+        layer = layer.file(name, data);
+        if i == 8 {
+            // A hard link and a symlink right after the largest file.
+            layer = layer
+                .hardlink("dir/link-to-three-mib", "dir/three-mib")
+                .symlink("dir/sym", "three-mib");
+        }
+    }
+    layer.tar()
+}
+
+/// Asserts that `dest` holds exactly the files of `large_files()`, byte for
+/// byte, and the two links.
+fn assert_large_files(what: &str, dest: &Path) {
+    for (name, data) in large_files() {
+        let got = std::fs::read(dest.join(&name)).unwrap_or_else(|e| panic!("{what}: {name}: {e}"));
+        if let Some(at) = got.iter().zip(&data).position(|(a, b)| a != b) {
+            panic!("{what}: {name} differs from byte {at} on");
+        }
+        assert_eq!(got.len(), data.len(), "{what}: {name}: length");
+    }
+    let (big, link) = (
+        meta(dest, "dir/three-mib"),
+        meta(dest, "dir/link-to-three-mib"),
+    );
+    assert_eq!(
+        (link.ino(), big.nlink()),
+        (big.ino(), 2),
+        "{what}: hard link"
+    );
+    assert_symlink(&dest.join("dir/sym"), "three-mib");
+    let mut expected: Vec<String> = large_files()
+        .into_iter()
+        .filter_map(|(name, _)| (!name.starts_with("dir/")).then_some(name))
+        .chain(["dir".to_owned()])
+        .collect();
+    expected.sort();
+    assert_eq!(names(dest), expected, "{what}");
+    assert_eq!(names(&dest.join("dir")).len(), 4, "{what}: dir/");
+}
+
+#[test]
+fn unpacks_large_files_from_a_regular_file_on_stdin() {
+    let tar = large_files_tar();
+    assert!(tar.len() > 4 << 20);
+    let scratch = tempfile::tempdir().unwrap();
+    let input = scratch.path().join("input.tar");
+    std::fs::write(&input, &tar).unwrap();
+    let dest = scratch.path().join("from-file");
+    let out = cmd("tar2dir")
+        .arg(&dest)
+        .stdin(File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert_success("stdin a regular file", &out);
+    assert_eq!(stderr(&out), "");
+    assert_large_files("stdin a regular file", &dest);
+    // The same stream through a pipe gives the same tree.
+    let piped = scratch.path().join("from-pipe");
+    assert_success("stdin a pipe", &tar2dir(&piped, &[], &tar));
+    assert_same_tree(
+        &snapshot(&dest, Compare::ALL),
+        &snapshot(&piped, Compare::ALL),
+        "a regular file and a pipe on stdin",
+    );
+}
+
+#[test]
+fn unpacks_large_files_from_a_pipe() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dest = scratch.path().join("dest");
+    let out = tar2dir(&dest, &[], &large_files_tar());
+    assert_success("stdin a pipe", &out);
+    assert_eq!(stderr(&out), "");
+    assert_large_files("stdin a pipe", &dest);
+}
+
+// ---------------------------------------------------------------------------
 // Never clobber.
 
 fn small_tar() -> Vec<u8> {
@@ -1326,9 +1491,7 @@ fn rootless_tar() -> Vec<u8> {
 
 #[test]
 fn rootless_unpack_skips_what_it_cannot_do_with_one_warning() {
-    if !require_root("rootless (setpriv)") {
-        return;
-    }
+    require_root("rootless (setpriv)");
     let scratch = world_writable_scratch();
     let dest = scratch.path().join("dest");
     let out = tar2dir_as_nobody(&dest, &[], &rootless_tar());
@@ -1365,9 +1528,7 @@ fn rootless_unpack_skips_what_it_cannot_do_with_one_warning() {
 
 #[test]
 fn rootless_strict_unpack_fails_and_leaves_nothing() {
-    if !require_root("rootless (setpriv)") {
-        return;
-    }
+    require_root("rootless (setpriv)");
     let scratch = world_writable_scratch();
     let out = tar2dir_as_nobody(&scratch.path().join("dest"), &["--strict"], &rootless_tar());
     assert_error_line("--strict as nobody", &out);
@@ -1380,9 +1541,7 @@ fn rootless_strict_unpack_fails_and_leaves_nothing() {
 
 #[test]
 fn rootless_mode_000_directories_unpack_without_warnings() {
-    if !require_root("rootless (setpriv)") {
-        return;
-    }
+    require_root("rootless (setpriv)");
     let scratch = world_writable_scratch();
     let dest = scratch.path().join("dest");
     let tar = Layer::new()
@@ -1422,9 +1581,7 @@ fn rootless_mode_000_directories_unpack_without_warnings() {
 // directory `c/b` keeps its own metadata, with either resolver.
 #[test]
 fn directory_metadata_is_not_applied_through_a_replaced_ancestor() {
-    if !require_root("directory metadata") {
-        return;
-    }
+    require_root("directory metadata");
     let tar = Layer::new()
         .dir("a")
         .raw(
