@@ -8,7 +8,7 @@
 //!   threads, sniffing their compression, verifying their digests;
 //! * [`path`], [`whiteout`], [`tree`], [`links`]: the pieces of OCI layer
 //!   semantics the merge is built from;
-//! * [`meta`], [`tar_writer`], [`tar_stream`]: tar entries in and out;
+//! * [`meta`], [`sparse`], [`tar_writer`], [`tar_stream`]: tar entries in and out;
 //! * [`image`]: resolving OCI layouts and `docker save` archives to layers;
 //! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
 //! * [`unpack`]: unpacking a tar into a directory, safely;
@@ -29,6 +29,7 @@ pub mod links;
 pub mod merge;
 pub mod meta;
 pub mod path;
+pub mod sparse;
 pub mod squashfs;
 pub mod tar_stream;
 pub mod tar_writer;

@@ -189,9 +189,20 @@ impl<'a, W: Write> Merger<'a, W> {
             .context("cannot read tar stream")?
         {
             let mut entry = entry.map_err(|err| tar_stream_error(err, ordinal))?;
-            if let Member::Entry { path, meta } = meta::read_member(&mut entry)? {
-                self.apply(layer, ordinal, &path, meta, &mut entry)
-                    .with_context(|| meta::entry_label(&path))?;
+            if let Member::Entry {
+                path,
+                meta,
+                storage,
+            } = meta::read_member(&mut entry)?
+            {
+                self.apply(
+                    layer,
+                    ordinal,
+                    &path,
+                    meta,
+                    &mut storage.contents(&mut entry),
+                )
+                .with_context(|| meta::entry_label(&path))?;
             }
             ordinal += 1;
         }
@@ -655,7 +666,7 @@ impl<'a, W: Write> Merger<'a, W> {
             .chain(implicit)
             .map(|(id, meta)| (self.tree.path(id), meta))
             .collect();
-        all.sort_by(|(a, _), (b, _)| a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/')));
+        all.sort_by(|(a, _), (b, _)| path::parents_first(a, b));
         for (path, meta) in all {
             self.out.write_empty(&path, &meta)?;
             self.stats.entries_written += 1;
@@ -709,7 +720,7 @@ impl<'a, W: Write> Merger<'a, W> {
             }
             wanted.next();
             let mut entry = entry?;
-            let Member::Entry { meta, .. } = meta::read_member(&mut entry)? else {
+            let Member::Entry { meta, storage, .. } = meta::read_member(&mut entry)? else {
                 return Err(changed());
             };
             if matches!(meta.kind, Kind::Directory | Kind::HardLink) {
@@ -717,7 +728,8 @@ impl<'a, W: Write> Merger<'a, W> {
             }
             let home = self.links.group(g).members[0];
             let home_path = self.tree.path(home);
-            self.out.write_entry(&home_path, &meta, &mut entry)?;
+            self.out
+                .write_entry(&home_path, &meta, &mut storage.contents(&mut entry))?;
             self.stats.entries_written += 1;
             self.settle_group(g, home, &home_path, &meta)?;
         }

@@ -8,6 +8,7 @@
 //! `SCHILY.xattr.*` (file capabilities, SELinux labels) and sub-second
 //! `mtime`.
 
+use crate::sparse::{Expanded, PaxSparse, SparseMap};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use tar::EntryType;
@@ -113,6 +114,50 @@ const DERIVED_KEYS: &[&[u8]] = &[
     b"gname",
 ];
 
+/// How an entry's data is stored in the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `size` bytes back to back: they may be copied straight from the
+    /// input.
+    Contiguous,
+    /// A GNU `S` member: the `tar` crate expands its holes as it reads.
+    GnuSparse,
+    /// A PAX `GNU.sparse.*` member: the stored bytes are this map's regions.
+    PaxSparse(SparseMap),
+}
+
+impl Storage {
+    /// True if the stored bytes are the file's contents as they are.
+    pub fn is_contiguous(&self) -> bool {
+        *self == Storage::Contiguous
+    }
+
+    /// The file's contents, given the entry's stored data.
+    pub fn contents<R: Read>(self, stored: R) -> Contents<R> {
+        match self {
+            Storage::PaxSparse(map) => Contents::Expanded(Expanded::new(stored, map)),
+            Storage::Contiguous | Storage::GnuSparse => Contents::AsStored(stored),
+        }
+    }
+}
+
+/// An entry's contents: what [`Storage::contents`] returns.
+pub enum Contents<R> {
+    /// The stored bytes are the contents.
+    AsStored(R),
+    /// The stored bytes are the regions of a sparse file.
+    Expanded(Expanded<R>),
+}
+
+impl<R: Read> Read for Contents<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Contents::AsStored(r) => r.read(buf),
+            Contents::Expanded(r) => r.read(buf),
+        }
+    }
+}
+
 /// What reading an archive member produced.
 pub enum Member {
     /// A file-system entry: its raw (unnormalised) name and metadata.
@@ -121,6 +166,8 @@ pub enum Member {
         path: Vec<u8>,
         /// Its metadata.
         meta: Meta,
+        /// How its data is stored: read it through [`Storage::contents`].
+        storage: Storage,
     },
     /// A PAX global header, consumed and never re-emitted.
     GlobalHeader,
@@ -150,7 +197,29 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
         EntryType::Fifo => Kind::Fifo,
         other => bail!("unsupported entry type {:?}", other.as_byte() as char),
     };
-    let path = entry.path_bytes().into_owned();
+    let mut path = entry.path_bytes().into_owned();
+    let (pax, sparse) = carried_pax_records(entry)?;
+    let mut storage = match entry_type {
+        EntryType::GNUSparse => Storage::GnuSparse,
+        _ => Storage::Contiguous,
+    };
+    let mut size = if kind == Kind::Regular {
+        entry.size()
+    } else {
+        0
+    };
+    if sparse.is_sparse() {
+        if kind != Kind::Regular || storage != Storage::Contiguous {
+            bail!("PAX sparse records on a {kind:?} entry");
+        }
+        if let Some(name) = sparse.name() {
+            path = name.to_vec();
+        }
+        let stored = entry.size();
+        let map = sparse.into_map(entry, stored)?;
+        size = map.real_size();
+        storage = Storage::PaxSparse(map);
+    }
     let header = entry.header();
     let mode = header.mode().context("bad mode field")? & 0o7777;
     let uid = header.uid().context("bad uid field")?;
@@ -176,13 +245,8 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
             .unwrap_or_default(),
         _ => Vec::new(),
     };
-    let size = if kind == Kind::Regular {
-        entry.size()
-    } else {
-        0
-    };
-    let pax = carried_pax_records(entry)?;
     Ok(Member::Entry {
+        storage,
         path,
         meta: Meta {
             kind,
@@ -198,18 +262,19 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     })
 }
 
-fn carried_pax_records<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<PaxRecord>> {
+/// The PAX records to carry over, and the sparse ones, set apart.
+fn carried_pax_records<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<(Vec<PaxRecord>, PaxSparse)> {
     let mut kept = Vec::new();
+    let mut sparse = PaxSparse::default();
     let Some(records) = entry.pax_extensions().context("bad PAX header")? else {
-        return Ok(kept);
+        return Ok((kept, sparse));
     };
     for record in records {
         let record = record.context("malformed PAX record")?;
         let key = record.key_bytes();
-        if key.starts_with(b"GNU.sparse.") {
-            bail!("PAX sparse files (GNU.sparse.*) are not supported");
-        }
-        if DERIVED_KEYS.contains(&key) {
+        if sparse.record(key, record.value_bytes())? || DERIVED_KEYS.contains(&key) {
             continue;
         }
         kept.push(PaxRecord {
@@ -217,5 +282,5 @@ fn carried_pax_records<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<Pax
             value: record.value_bytes().to_vec(),
         });
     }
-    Ok(kept)
+    Ok((kept, sparse))
 }

@@ -59,6 +59,13 @@ pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
 }
 
 /// Splits a canonical path into its parent and final component.
+/// The order in which directories are written: depth-first, so a parent
+/// comes before its children and before the siblings that sort after it
+/// (`a`, `a/b`, `a-c`: component-wise, not byte-wise).
+pub fn parents_first(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
+}
+
 /// The parent of a top-level name is the root (empty path).
 pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {

@@ -151,9 +151,15 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
     {
         let mut entry =
             entry.with_context(|| format!("invalid tar stream after {count} entries"))?;
-        if let Member::Entry { path, meta } = meta::read_member(&mut entry)? {
+        if let Member::Entry {
+            path,
+            meta,
+            storage,
+        } = meta::read_member(&mut entry)?
+        {
+            let direct = storage.is_contiguous();
             unpacker
-                .apply(&path, &meta, &mut entry)
+                .apply(&path, &meta, &mut storage.contents(&mut entry), direct)
                 .with_context(|| meta::entry_label(&path))?;
         }
     }
@@ -208,7 +214,10 @@ struct Unpacker {
 }
 
 impl Unpacker {
-    fn apply(&mut self, raw: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<()> {
+    /// Makes the entry `raw`. `direct`: its data may be copied straight
+    /// from the input (false for sparse members, whose stored bytes are not
+    /// the file's contents).
+    fn apply(&mut self, raw: &[u8], meta: &Meta, data: &mut dyn Read, direct: bool) -> Result<()> {
         let path = crate::path::normalize(raw)?;
         if path.is_empty() {
             return Ok(()); // The root's own entry: the destination is ours.
@@ -217,7 +226,7 @@ impl Unpacker {
         self.stats.entries += 1;
         let removed_dir = match meta.kind {
             Kind::Directory => self.make_dir(parent, name, &path, meta)?,
-            Kind::Regular => self.make_file(parent, name, meta, data)?,
+            Kind::Regular => self.make_file(parent, name, meta, data, direct)?,
             Kind::Symlink => self.make_symlink(parent, name, meta)?,
             Kind::HardLink => self.make_hard_link(parent, name, meta)?,
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
@@ -260,6 +269,7 @@ impl Unpacker {
         name: &[u8],
         meta: &Meta,
         data: &mut dyn Read,
+        direct: bool,
     ) -> Result<bool> {
         let dir = self.root.dir(parent).map_err(io_err)?;
         let flags =
@@ -282,7 +292,7 @@ impl Unpacker {
         };
         let mut file = File::from(fd);
         match &self.input {
-            Some(shared) if meta.size >= input::DIRECT_COPY_MIN => shared
+            Some(shared) if direct && meta.size >= input::DIRECT_COPY_MIN => shared
                 .copy_direct(&mut file, meta.size)
                 .context("cannot copy entry data")?,
             _ => copy_exact(data, &mut file, meta.size, &mut self.buffer)?,
