@@ -1163,10 +1163,12 @@ fn a_docker25_save_of_several_images_needs_a_tag_naming_one() {
                 &[&[archive, "several images", "--tag"][..], &names].concat(),
             );
         }
+        // No image in index.json has the tag, so manifest.json is searched
+        // too, and the error lists the names it knows (RepoTags).
         assert_fails(
             &format!("{archive} --tag alpine:3.20"),
             &oci_layers(&path, &["--tag", "alpine:3.20"]),
-            &[&[archive, "alpine:3.20"][..], &names].concat(),
+            &[archive, "alpine:3.20", "alpine:latest", "busybox:latest"],
         );
         for (tag, want) in [
             ("alpine", "alpine"),
@@ -1444,6 +1446,67 @@ fn docker25_save_directory_and_archive_resolve() {
     }
     assert_eq!(merged(&s, "saved"), expected_repeated());
     assert_eq!(merged(&s, "saved.tar"), expected_repeated());
+}
+
+/// A Docker 25+ save is an OCI layout and a docker save at once. A broken
+/// image is an error whatever names it: `--tag` must not get around a
+/// corrupt manifest by reading the image through manifest.json instead.
+#[test]
+fn a_corrupt_docker25_image_is_an_error_with_a_tag_too() {
+    let s = Scratch::new();
+    let (layout, written) = docker25_save(
+        &s.path("saved"),
+        "alpine:latest",
+        &[base_layer(), top_layer()],
+    );
+    let manifest = written.manifest["digest"].as_str().unwrap();
+    let text = fs::read_to_string(layout.blob_path(manifest)).unwrap();
+    // Same size, still JSON; only the digest can tell.
+    let tampered = text.replace("\"schemaVersion\":2", "\"schemaVersion\":3");
+    assert_eq!(tampered.len(), text.len());
+    layout.overwrite(manifest, tampered.as_bytes());
+    for flags in [&["--tag", "alpine"][..], &["--tag", "latest"], &[]] {
+        assert_fails(
+            &format!("{flags:?}"),
+            &oci_layers(&layout.root, flags),
+            &[hex_of(manifest), "digest mismatch"],
+        );
+    }
+}
+
+/// manifest.json is read when index.json names no image the tag names (a
+/// layout without name annotations, whose `RepoTags` do name it), or lists
+/// no image at all (`docker save IMAGE-ID` writes no index.json entry).
+#[test]
+fn repo_tags_name_what_index_json_does_not() {
+    let s = Scratch::new();
+    let (layout, written) = docker25_save(
+        &s.path("saved"),
+        "alpine:latest",
+        &[base_layer(), top_layer()],
+    );
+    let expected: Vec<String> = written.layers.iter().map(|d| layout.line(d)).collect();
+    edit_index(&layout, |i| {
+        i["manifests"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+    });
+    assert_eq!(
+        layer_lines(&layout.root, &["--tag", "alpine:latest"]),
+        expected
+    );
+    assert_fails(
+        "--tag busybox",
+        &oci_layers(&layout.root, &["--tag", "busybox"]),
+        &["busybox", "alpine:latest"],
+    );
+    edit_index(&layout, |i| i["manifests"] = json!([]));
+    let manifest_json = layout.root.join("manifest.json");
+    let mut doc: Value = serde_json::from_slice(&fs::read(&manifest_json).unwrap()).unwrap();
+    doc[0]["RepoTags"] = Value::Null;
+    fs::write(&manifest_json, doc.to_string()).unwrap();
+    assert_eq!(layer_lines(&layout.root, &[]), expected);
 }
 
 #[test]

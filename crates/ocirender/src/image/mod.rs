@@ -67,15 +67,16 @@ pub fn resolve(path: &Path, selection: &Selection) -> Result<ResolvedImage> {
     let store = Store::open(path)?;
     if store.exists("index.json") {
         check_layout_marker(&store)?;
-        let oci = resolve_oci(&store, selection);
-        // Docker 25+ archives are also layouts; their RepoTags may name the
-        // image when index.json annotations do not.
-        if oci.is_err() && selection.tag.is_some() && store.exists("manifest.json") {
-            if let Ok(image) = resolve_docker_save(&store, selection) {
-                return Ok(image);
+        return match resolve_oci(&store, selection) {
+            // Docker 25+ archives are also docker saves: their RepoTags may
+            // name an image index.json does not name, and an image saved by
+            // ID has no index.json entry at all. Only then is manifest.json
+            // read instead; a broken image is an error however it is named.
+            Err(e) if e.is::<tags::NoSuchImage>() && store.exists("manifest.json") => {
+                resolve_docker_save(&store, selection)
             }
-        }
-        return oci;
+            oci => oci,
+        };
     }
     if store.exists("manifest.json") {
         return resolve_docker_save(&store, selection);
@@ -154,12 +155,6 @@ fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
     // Only images may be chosen or named: an entry of another type
     // (unknown, an artifact, an attestation) is not a second image.
     let images: Vec<Descriptor> = index.manifests.into_iter().filter(is_image).collect();
-    if images.is_empty() {
-        bail!(
-            "{}: no image manifest in index.json",
-            store.root().display()
-        );
-    }
     let tag = selection.tag.as_deref();
     let entries = tags::choose(store.root(), tag, tags::index_candidates(&images, tag))?;
     let mut candidates = Vec::new();

@@ -42,29 +42,31 @@ impl<T> Candidate<T> {
     }
 }
 
-/// No image carries the requested tag. Typed, so that a caller holding
-/// another list of names (a docker save's `manifest.json`) may look there,
-/// while any other failure stays an error.
+/// No image carries the requested tag, or there is no image at all. Typed,
+/// so that a caller holding another list of names (a docker save's
+/// `manifest.json`) may look there, while any other failure stays an error.
 #[derive(Debug)]
-pub struct NoSuchTag {
+pub struct NoSuchImage {
     root: PathBuf,
-    tag: String,
+    tag: Option<String>,
     names: Vec<String>,
 }
 
-impl fmt::Display for NoSuchTag {
+impl fmt::Display for NoSuchImage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: no image tagged {:?} (tags: {})",
-            self.root.display(),
-            self.tag,
-            list_or_none(&self.names)
-        )
+        let root = self.root.display();
+        match &self.tag {
+            Some(tag) => write!(
+                f,
+                "{root}: no image tagged {tag:?} (tags: {})",
+                list_or_none(&self.names)
+            ),
+            None => write!(f, "{root}: holds no images"),
+        }
     }
 }
 
-impl std::error::Error for NoSuchTag {}
+impl std::error::Error for NoSuchImage {}
 
 /// The one image `tag` (or, without a tag, the archive) names.
 pub(super) fn choose<T>(
@@ -84,13 +86,12 @@ pub(super) fn choose<T>(
     let root_name = root.display();
     match (distinct.len(), tag) {
         (1, _) => Ok(distinct.remove(0).item),
-        (0, Some(tag)) => Err(NoSuchTag {
+        (0, _) => Err(NoSuchImage {
             root: root.to_path_buf(),
-            tag: tag.to_owned(),
+            tag: tag.map(str::to_owned),
             names: all_names,
         }
         .into()),
-        (0, None) => bail!("{root_name}: holds no images"),
         (_, None) => bail!(
             "{root_name}: holds several images; choose one with --tag: {}",
             labels.join(", ")
@@ -352,13 +353,11 @@ mod tests {
     }
 
     #[test]
-    fn no_such_tag_is_typed() {
-        let err = choose(
-            Path::new("/img"),
-            Some("x"),
-            vec![candidate(&["a"], false, "1")],
-        )
-        .unwrap_err();
-        assert!(err.is::<NoSuchTag>(), "{err}");
+    fn no_such_image_is_typed() {
+        let untagged = || vec![candidate(&["a"], false, "1")];
+        for (tag, candidates) in [(Some("x"), untagged()), (None, Vec::new())] {
+            let err = choose(Path::new("/img"), tag, candidates).unwrap_err();
+            assert!(err.is::<NoSuchImage>(), "{err}");
+        }
     }
 }
