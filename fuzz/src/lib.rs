@@ -1,0 +1,478 @@
+//! Helpers shared by the fuzz targets: a strict reading of tar archives
+//! (the `tar` crate ends an archive at EOF or at one zero block; these
+//! checks also want the end-of-archive marker), compression of fuzzed
+//! layers, splitting inputs into pieces, and scratch directories.
+
+use sha2::Digest as _;
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use tar::EntryType;
+
+/// What a target learns about one tar entry (extension headers folded in).
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// The name, after PAX `path` and GNU long names.
+    pub path: Vec<u8>,
+    /// The header's type.
+    pub kind: EntryType,
+    /// The link target, after PAX `linkpath` and GNU long links.
+    pub link: Option<Vec<u8>>,
+    /// The keys of the entry's PAX records.
+    pub pax_keys: Vec<Vec<u8>>,
+    /// User and group names as stored in the header.
+    pub uname: Vec<u8>,
+    /// See `uname`.
+    pub gname: Vec<u8>,
+}
+
+impl EntryInfo {
+    /// A GNU sparse member, either kind: type `S`, or PAX `GNU.sparse.*`.
+    pub fn is_sparse(&self) -> bool {
+        self.kind == EntryType::GNUSparse
+            || self.pax_keys.iter().any(|k| k.starts_with(b"GNU.sparse."))
+    }
+}
+
+struct Counting<'a> {
+    bytes: &'a [u8],
+    pos: Rc<Cell<usize>>,
+    eof: Rc<Cell<bool>>,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let pos = self.pos.get();
+        let n = buf.len().min(self.bytes.len() - pos);
+        buf[..n].copy_from_slice(&self.bytes[pos..pos + n]);
+        if n == 0 && !buf.is_empty() {
+            self.eof.set(true);
+        }
+        self.pos.set(pos + n);
+        Ok(n)
+    }
+}
+
+/// Reads `bytes` as a tar archive with the `tar` crate, to its end, and
+/// insists on the end-of-archive marker: two zero blocks where a header
+/// is due. Returns the entries, or why the archive is not complete.
+pub fn read_complete_tar(bytes: &[u8]) -> Result<Vec<EntryInfo>, String> {
+    let pos = Rc::new(Cell::new(0));
+    let eof = Rc::new(Cell::new(false));
+    let reader = Counting {
+        bytes,
+        pos: pos.clone(),
+        eof: eof.clone(),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = Vec::new();
+    let iter = archive.entries().map_err(|e| format!("entries: {e}"))?;
+    for (i, entry) in iter.enumerate() {
+        let mut entry = entry.map_err(|e| format!("entry {i}: {e}"))?;
+        let pax_keys = match entry.pax_extensions() {
+            Ok(Some(records)) => records
+                .map(|r| r.map(|r| r.key_bytes().to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("entry {i}: PAX: {e}"))?,
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(format!("entry {i}: PAX: {e}")),
+        };
+        let header = entry.header();
+        let info = EntryInfo {
+            path: entry.path_bytes().into_owned(),
+            kind: header.entry_type(),
+            link: entry.link_name_bytes().map(|l| l.into_owned()),
+            pax_keys,
+            uname: header.username_bytes().unwrap_or_default().to_vec(),
+            gname: header.groupname_bytes().unwrap_or_default().to_vec(),
+        };
+        // Read the data, so a truncated entry fails here, not silently.
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| format!("entry {i} data: {e}"))?;
+        entries.push(info);
+    }
+    if eof.get() {
+        return Err(format!(
+            "no end-of-archive marker: the input ends at byte {} where a header is due",
+            bytes.len()
+        ));
+    }
+    // The reader stopped at a zero block that ends at `pos`; the marker is
+    // that block and the next.
+    let end = pos.get();
+    if end < 512 || bytes[end - 512..end].iter().any(|&b| b != 0) {
+        return Err(format!(
+            "tar reader stopped at byte {end} without a zero block"
+        ));
+    }
+    match bytes.get(end..end + 512) {
+        Some(next) if next.iter().all(|&b| b == 0) => Ok(entries),
+        _ => Err(format!(
+            "only one zero block at byte {}: no end-of-archive marker",
+            end - 512
+        )),
+    }
+}
+
+/// How a fuzzed layer is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// As given (which also lets the fuzzer write compressed bytes itself).
+    Plain,
+    /// Compressed with gzip here.
+    Gzip,
+    /// Compressed with zstd here.
+    Zstd,
+}
+
+impl Storage {
+    /// Two bits of a flags byte.
+    pub fn from_bits(bits: u8) -> Storage {
+        match bits & 3 {
+            1 => Storage::Gzip,
+            2 => Storage::Zstd,
+            _ => Storage::Plain,
+        }
+    }
+
+    /// The stored form of `data`.
+    pub fn store(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Storage::Plain => data.to_vec(),
+            Storage::Gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(data).unwrap();
+                enc.finish().unwrap()
+            }
+            Storage::Zstd => zstd::encode_all(data, 1).unwrap(),
+        }
+    }
+}
+
+/// The separator between pieces of an input (see `split`).
+pub const SEPARATOR: &[u8] = b"\n%%OCIRENDER-FUZZ%%\n";
+
+/// Splits `data` at every `SEPARATOR`.
+pub fn split(data: &[u8]) -> Vec<&[u8]> {
+    let mut pieces = Vec::new();
+    let mut rest = data;
+    while let Some(i) = find(rest, SEPARATOR) {
+        pieces.push(&rest[..i]);
+        rest = &rest[i + SEPARATOR.len()..];
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// The first position of `needle` in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Replaces every `from` in `data` by `to`.
+pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(i) = find(rest, from) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(to);
+        rest = &rest[i + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Lowercase hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let digest = sha2::Sha256::digest(data);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A scratch directory for one fuzzing process, on tmpfs when there is
+/// one (fast, and nothing lingers on disk). Removed when the process ends
+/// normally; libFuzzer's `-max_total_time` exits through `exit`, which
+/// skips destructors, so `Scratch::new` also removes what earlier runs of
+/// the same target left behind.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new scratch directory whose name starts with `ocirender-fuzz-NAME-`.
+    pub fn new(name: &str) -> Scratch {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let prefix = format!("ocirender-fuzz-{name}-");
+        remove_stale(&base, &prefix);
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&base)
+            .expect("cannot create a scratch directory");
+        // Record the owner, so a later run only removes dead processes' dirs.
+        std::fs::write(dir.path().join(".pid"), std::process::id().to_string())
+            .expect("cannot write to the scratch directory");
+        Scratch { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn remove_stale(base: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let pid = std::fs::read_to_string(entry.path().join(".pid")).unwrap_or_default();
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid.trim()).exists();
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Removes everything in `dir` but keeps `dir`.
+pub fn empty_dir(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("read scratch dir").flatten() {
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let result = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.unwrap_or_else(|e| panic!("cannot remove {}: {e}", path.display()));
+    }
+}
+
+/// The sorted names in `dir`.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// True when the environment asks to tolerate the library's known bugs
+/// (see fuzz/README.md), so fuzzing can get past them.
+pub fn allow_known_bugs() -> bool {
+    std::env::var_os("OCIRENDER_FUZZ_ALLOW_KNOWN").is_some_and(|v| v == "1")
+}
+
+/// The merge targets' common part: layers made from fuzzed bytes, merged,
+/// and the output checked.
+pub mod merge {
+    use super::*;
+    use ocirender::digest::{Algorithm, Digest};
+    use ocirender::layer_ref::LayerRef;
+    use ocirender::merge::{merge, MergeOptions};
+    use std::collections::HashMap;
+
+    /// How the layers are presented, from a flags byte:
+    ///
+    /// * bits 0-1, 2-3: storage of the first and second layer (`Storage`);
+    /// * bit 4: each layer declares its correct digest;
+    /// * bit 5: each layer declares a wrong digest (the merge must fail);
+    /// * bit 6: each layer is a byte range of a larger file;
+    /// * bit 7: read-ahead 1 instead of 2.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Flags(pub u8);
+
+    impl Flags {
+        fn storage(self, layer: usize) -> Storage {
+            Storage::from_bits(self.0 >> (2 * layer.min(1)))
+        }
+        fn right_digest(self) -> bool {
+            self.0 & 0x10 != 0
+        }
+        fn wrong_digest(self) -> bool {
+            self.0 & 0x20 != 0
+        }
+        fn ranged(self) -> bool {
+            self.0 & 0x40 != 0
+        }
+        fn read_ahead(self) -> usize {
+            if self.0 & 0x80 != 0 {
+                1
+            } else {
+                2
+            }
+        }
+    }
+
+    thread_local! {
+        static SCRATCH: Scratch = Scratch::new("merge");
+    }
+
+    /// Merges `layers` (raw tars, base first) presented as `flags` says,
+    /// and checks the output.
+    pub fn run(flags: Flags, layers: &[&[u8]]) {
+        SCRATCH.with(|scratch| run_in(scratch.path(), flags, layers));
+    }
+
+    fn run_in(dir: &Path, flags: Flags, layers: &[&[u8]]) {
+        let mut refs = Vec::new();
+        for (i, raw) in layers.iter().enumerate() {
+            let stored = flags.storage(i).store(raw);
+            let path = dir.join(format!("layer{i}"));
+            let (file_bytes, range) = if flags.ranged() {
+                // Junk on both sides that a reader overrunning the range
+                // would trip over: a tar header-ish block and zeros.
+                let prefix = vec![b'x'; 1000 + i];
+                let mut bytes = prefix.clone();
+                bytes.extend_from_slice(&stored);
+                bytes.extend_from_slice(&[0xff; 700]);
+                (bytes, Some((prefix.len() as u64, stored.len() as u64)))
+            } else {
+                (stored.clone(), None)
+            };
+            std::fs::write(&path, &file_bytes).expect("write layer");
+            let digest = if flags.wrong_digest() {
+                let mut wrong = stored.clone();
+                wrong.push(b'!');
+                Some(Digest::of_bytes(Algorithm::Sha256, &wrong))
+            } else if flags.right_digest() {
+                Some(Digest::of_bytes(Algorithm::Sha256, &stored))
+            } else {
+                None
+            };
+            refs.push(LayerRef {
+                path,
+                range,
+                digest,
+            });
+        }
+        let options = MergeOptions {
+            read_ahead: flags.read_ahead(),
+        };
+        let mut warnings = 0u64;
+        let mut warn = |_: &str| warnings += 1;
+        let mut out = Vec::new();
+        let result = merge(&refs, &mut out, &options, &mut warn);
+        if verbose() {
+            match &result {
+                Ok((_, stats)) => eprintln!("merge: ok: {stats:?}"),
+                Err(e) => eprintln!("merge: error: {e:#}"),
+            }
+        }
+        // Sparse members are a known bug (being fixed): with
+        // OCIRENDER_FUZZ_ALLOW_KNOWN=1, layers that look sparse are only
+        // checked for panics.
+        if allow_known_bugs() && layers.iter().any(|l| looks_sparse(l)) {
+            return;
+        }
+        match result {
+            Ok((_, stats)) => {
+                assert!(
+                    !flags.wrong_digest(),
+                    "the merge succeeded although every layer declares a wrong digest"
+                );
+                assert_eq!(stats.bytes_written, out.len() as u64, "bytes_written");
+                assert_eq!(stats.layers, layers.len(), "layers");
+                assert_eq!(stats.warnings, warnings, "warnings counted");
+                let entries = read_complete_tar(&out).unwrap_or_else(|why| {
+                    panic!("the merge succeeded but its output is not a complete tar: {why}")
+                });
+                check_entries(&entries, stats.entries_written);
+            }
+            Err(err) => {
+                if let Ok(entries) = read_complete_tar(&out) {
+                    panic!(
+                        "the merge failed ({err:#}) but its output is a complete tar of {} entries",
+                        entries.len()
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_entries(entries: &[EntryInfo], written: u64) {
+        let real: Vec<&EntryInfo> = entries.iter().collect();
+        assert_eq!(real.len() as u64, written, "entries_written");
+        // Canonical path -> is a directory.
+        let mut seen: HashMap<Vec<u8>, EntryType> = HashMap::new();
+        for entry in real {
+            let shown = String::from_utf8_lossy(&entry.path);
+            assert!(
+                !entry.is_sparse(),
+                "a sparse member in the merged output: {shown}"
+            );
+            let canonical = ocirender::path::normalize(&entry.path)
+                .unwrap_or_else(|e| panic!("non-canonical path {shown:?} in the output: {e}"));
+            assert!(!canonical.is_empty(), "an entry for the root: {shown:?}");
+            let expected = if entry.kind == EntryType::Directory {
+                [&canonical[..], b"/"].concat()
+            } else {
+                canonical.clone()
+            };
+            assert_eq!(entry.path, expected, "path written as {shown:?}");
+            let base = canonical.rsplit(|&b| b == b'/').next().unwrap();
+            assert!(
+                !base.starts_with(b".wh."),
+                "a whiteout in the output: {shown}"
+            );
+            match entry.kind {
+                EntryType::Regular
+                | EntryType::Directory
+                | EntryType::Symlink
+                | EntryType::Link
+                | EntryType::Char
+                | EntryType::Block
+                | EntryType::Fifo => {}
+                other => panic!("entry {shown} has type {other:?}"),
+            }
+            if entry.kind == EntryType::Link {
+                let link = entry.link.as_deref().unwrap_or_default();
+                let target = ocirender::path::normalize(link).unwrap_or_else(|e| {
+                    panic!(
+                        "hard link {shown} names a bad path {:?}: {e}",
+                        String::from_utf8_lossy(link)
+                    )
+                });
+                match seen.get(&target) {
+                    None => panic!(
+                        "hard link {shown} names {:?}, which is not an earlier entry",
+                        String::from_utf8_lossy(&target)
+                    ),
+                    Some(EntryType::Directory) => {
+                        panic!("hard link {shown} names a directory")
+                    }
+                    Some(_) => {}
+                }
+            }
+            if seen.insert(canonical, entry.kind).is_some() {
+                panic!("{shown} appears twice in the output");
+            }
+        }
+    }
+}
+
+/// Whether `data` may hold a sparse member: a block typed `S` or PAX
+/// `GNU.sparse` records. Used only to tolerate the known sparse bugs.
+pub fn looks_sparse(data: &[u8]) -> bool {
+    data.chunks(512)
+        .any(|block| block.len() > 156 && block[156] == b'S')
+        || find(data, b"GNU.sparse").is_some()
+}
+
+/// True when `OCIRENDER_FUZZ_VERBOSE=1`: targets then print each result
+/// (to check what seeds reach; far too slow for fuzzing).
+pub fn verbose() -> bool {
+    static VERBOSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VERBOSE.get_or_init(|| std::env::var_os("OCIRENDER_FUZZ_VERBOSE").is_some_and(|v| v == "1"))
+}
