@@ -1384,14 +1384,25 @@ fn legacy_docker_save_directory_and_archive_merge_like_the_layout() {
             layers: vec![base_layer(), top_layer(), base_layer()],
         }],
     );
-    // The repeated layer is Docker's relative symlink.
+    // The repeated layer is Docker's relative symlink to the first copy:
+    // the line names that copy, so oci-merge opens no link.
     let listed: Vec<String> = layer_lines(&saved, &[]);
     assert_eq!(listed.len(), 3);
-    let third = Path::new(listed[2].split('\t').next().unwrap());
-    assert!(fs::symlink_metadata(third)
+    assert_eq!(listed[2], listed[0]);
+    let layer_dirs: Vec<PathBuf> = fs::read_dir(&saved)
         .unwrap()
-        .file_type()
-        .is_symlink());
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(
+        layer_dirs
+            .iter()
+            .any(|d| fs::symlink_metadata(d.join("layer.tar"))
+                .unwrap()
+                .file_type()
+                .is_symlink()),
+        "the save holds a symlinked layer.tar"
+    );
     let diff_ids = [
         digest_of(&base_layer().tar()),
         digest_of(&top_layer().tar()),
@@ -1955,6 +1966,125 @@ fn archive_symlinks_never_leave_the_archive() {
         &oci_layers(&s.path("saved.tar"), &[]),
         &["saved.tar", "layer.tar", "outside"],
     );
+}
+
+/// How `link_out` replaces a file of an image by a symlink.
+#[derive(Clone, Copy, Debug)]
+enum LinkOut {
+    /// The file, by a relative symlink out of the image to its moved copy.
+    Relative,
+    /// The file, by an absolute symlink to its moved copy.
+    Absolute,
+    /// Its directory, by a symlink to the moved directory.
+    Directory,
+}
+
+/// Moves `file` (or its directory) of the image at `root` out to `outside`
+/// and leaves a symlink in its place: the content is still valid, only the
+/// link leaves the image.
+fn link_out(root: &Path, file: &Path, outside: &Path, how: LinkOut) {
+    let (from, to) = match how {
+        LinkOut::Directory => (file.parent().unwrap(), outside.to_path_buf()),
+        _ => (file, outside.join(file.file_name().unwrap())),
+    };
+    fs::create_dir_all(to.parent().unwrap()).unwrap();
+    fs::rename(from, &to).unwrap();
+    let target = match how {
+        LinkOut::Absolute => to.clone(),
+        _ => {
+            let depth = from.strip_prefix(root).unwrap().components().count();
+            let up = "../".repeat(depth);
+            let rel = to.strip_prefix(root.parent().unwrap()).unwrap();
+            PathBuf::from(format!("{up}{}", rel.display()))
+        }
+    };
+    std::os::unix::fs::symlink(&target, from).unwrap();
+    assert_eq!(
+        fs::canonicalize(from).unwrap(),
+        fs::canonicalize(&to).unwrap()
+    );
+}
+
+/// An image directory's files never lead out of it through a symlink, as
+/// an archive's members never do: a blob, the manifest, the config, a
+/// legacy `layer.tar`, or a directory on the way, each linked to a valid
+/// copy outside, is refused, where following the link would have worked.
+#[test]
+fn directory_symlinks_never_leave_the_image() {
+    type Pick = fn(&Written) -> String;
+    let blobs: [(&str, Pick); 3] = [
+        ("manifest", |w| {
+            w.manifest["digest"].as_str().unwrap().to_owned()
+        }),
+        ("config", |w| w.config.clone()),
+        ("layer", |w| w.layers[1].clone()),
+    ];
+    for how in [LinkOut::Relative, LinkOut::Absolute, LinkOut::Directory] {
+        for (what, pick) in blobs {
+            // A linked blobs/sha256 fails at the first blob read.
+            if matches!(how, LinkOut::Directory) && what != "manifest" {
+                continue;
+            }
+            let s = Scratch::new();
+            let (layout, written) = breakable(&s);
+            let digest = pick(&written);
+            link_out(
+                &layout.root,
+                &layout.blob_path(&digest),
+                &s.path("elsewhere"),
+                how,
+            );
+            assert_fails(
+                &format!("{what} {how:?}"),
+                &oci_layers(&layout.root, &[]),
+                &[hex_of(&digest), "symlink"],
+            );
+        }
+        let s = Scratch::new();
+        let saved = s.path("saved");
+        legacy_save(
+            &saved,
+            &[Saved {
+                tags: &["x:1"],
+                platform: "linux/amd64",
+                layers: vec![base_layer()],
+            }],
+        );
+        let line = layer_lines(&saved, &[]).remove(0);
+        let layer = PathBuf::from(line.split('\t').next().unwrap());
+        link_out(&saved, &layer, &s.path("elsewhere"), how);
+        assert_fails(
+            &format!("legacy layer.tar {how:?}"),
+            &oci_layers(&saved, &[]),
+            &["layer.tar", "symlink"],
+        );
+    }
+}
+
+/// A symlink to another file of the image is followed, as in an archive
+/// (`docker save` links a repeated layer to its first copy), and the line
+/// names the file it leads to, so that `oci-merge` opens no link.
+#[test]
+fn directory_symlinks_inside_the_image_are_resolved_in_the_layer_list() {
+    let s = Scratch::new();
+    let (layout, written) = single_image(&s.path("img"), &base_and_top());
+    let blob = layout.blob_path(&written.layers[1]);
+    fs::create_dir(layout.root.join("store")).unwrap();
+    fs::rename(&blob, layout.root.join("store/top.tar.gz")).unwrap();
+    std::os::unix::fs::symlink("../../store/top.tar.gz", &blob).unwrap();
+    let lines = layer_lines(&layout.root, &[]);
+    assert_eq!(
+        lines,
+        [
+            layout.line(&written.layers[0]),
+            format!(
+                "{}\tdigest={}",
+                layout.root.join("store/top.tar.gz").display(),
+                written.layers[1]
+            ),
+        ]
+    );
+    assert_eq!(merged(&s, "img"), expected_stack());
 }
 
 /// A docker-save `Layers` path with a `..` component or an absolute path

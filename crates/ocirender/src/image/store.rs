@@ -4,14 +4,29 @@
 //! Such archives are uncompressed, so every member is a contiguous byte
 //! range of the file: the store indexes the members once (seeking over
 //! their data) and hands layers on as byte ranges, never copying them.
+//!
+//! Both kinds keep every path inside the image, with the same rules: a
+//! file may be a symlink (or, in an archive, a hard link) to another file
+//! of the image, which is how `docker save` stores a repeated layer; a link
+//! that leads out of the image, or a directory that is a link, is refused.
+//! In a directory this is enforced by the kernel: every lookup starts from
+//! the image directory's descriptor and opens each component with
+//! `O_NOFOLLOW`, and a layer is handed on under the path of the file a
+//! link leads to, so `oci-merge` opens no link at all.
 
 use crate::compression::Compression;
 use crate::digest::Digest;
 use crate::layer_ref::LayerRef;
-use anyhow::{bail, Context, Result};
+use crate::unpack::root::c_path;
+use anyhow::{anyhow, bail, Context, Result};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The largest index, manifest or config read into memory.
@@ -80,15 +95,22 @@ impl Store {
     /// is simply absent, an error if the path may not be used at all (it
     /// leaves the image, or names an unusable archive member).
     pub fn check(&self, rel: &str) -> Result<bool> {
-        let result = match self {
-            Store::Dir(root) => canonical(rel).map(|_| root.join(rel).is_file()),
-            Store::Archive(index) => match index.find(rel) {
-                Ok(_) => Ok(true),
-                Err(Find::Absent) => Ok(false),
-                Err(Find::Unusable(why)) => Err(why),
-            },
+        let result = match self.find(rel) {
+            Ok(_) => Ok(true),
+            Err(Find::Absent) => Ok(false),
+            Err(Find::Unusable(why)) => Err(why),
         };
         result.with_context(|| self.describe(rel))
+    }
+
+    /// Where the regular file at `rel` is, links followed inside the image.
+    fn find(&self, rel: &str) -> Result<Located, Find> {
+        match self {
+            Store::Dir(root) => find_in_dir(root, rel).map(Located::InDir),
+            Store::Archive(index) => index
+                .find(rel)
+                .map(|(offset, size)| Located::Range(offset, size)),
+        }
     }
 
     /// Reads a small file (an index, manifest or config) whole.
@@ -97,20 +119,20 @@ impl Store {
     }
 
     fn read_inner(&self, rel: &str) -> Result<Vec<u8>> {
-        canonical(rel)?;
-        let (mut reader, size): (Box<dyn Read>, u64) = match self {
-            Store::Dir(root) => {
-                let file = File::open(root.join(rel)).context("cannot open")?;
-                let size = file.metadata().context("cannot stat")?.len();
-                (Box::new(file), size)
-            }
-            Store::Archive(index) => {
-                let (offset, size) = index.find(rel).map_err(Find::into_error)?;
-                let mut file = File::open(&index.path).context("cannot open the archive")?;
-                file.seek(SeekFrom::Start(offset)).context("cannot seek")?;
-                (Box::new(file.take(size)), size)
-            }
-        };
+        let (mut reader, size): (Box<dyn Read>, u64) =
+            match (self, self.find(rel).map_err(Find::into_error)?) {
+                (Store::Dir(root), Located::InDir(key)) => {
+                    let file = open_in_dir(root, &key)?;
+                    let size = file.metadata().context("cannot stat")?.len();
+                    (Box::new(file), size)
+                }
+                (Store::Archive(index), Located::Range(offset, size)) => {
+                    let mut file = File::open(&index.path).context("cannot open the archive")?;
+                    file.seek(SeekFrom::Start(offset)).context("cannot seek")?;
+                    (Box::new(file.take(size)), size)
+                }
+                _ => unreachable!("a store finds its own kind of location"),
+            };
         if size > MAX_SMALL_BLOB {
             bail!("{size} bytes is too large for an index, manifest or config");
         }
@@ -119,34 +141,126 @@ impl Store {
         Ok(bytes)
     }
 
-    /// A reference to a layer blob at `rel` that `oci-merge` can read.
+    /// A reference to a layer blob at `rel` that `oci-merge` can read: in
+    /// a directory, the path of the file itself (a link resolved), in an
+    /// archive its byte range.
     pub fn layer(&self, rel: &str, digest: Option<Digest>) -> Result<LayerRef> {
-        canonical(rel).with_context(|| self.describe(rel))?;
-        match self {
-            Store::Dir(root) => {
-                let path = root.join(rel);
-                if !path.is_file() {
-                    bail!("{}: layer blob is missing", path.display());
-                }
-                let mut layer = LayerRef::file(path);
+        let located = self
+            .find(rel)
+            .map_err(Find::into_error)
+            .with_context(|| self.describe(rel))?;
+        Ok(match (self, located) {
+            (Store::Dir(root), Located::InDir(key)) => {
+                let mut layer = LayerRef::file(root.join(OsStr::from_bytes(&key)));
                 if digest.is_some() {
                     layer.digest = digest;
                 }
-                Ok(layer)
+                layer
             }
-            Store::Archive(index) => {
-                let (offset, size) = index
-                    .find(rel)
-                    .map_err(Find::into_error)
-                    .with_context(|| self.describe(rel))?;
-                Ok(LayerRef {
-                    path: index.path.clone(),
-                    range: Some((offset, size)),
-                    digest,
-                })
-            }
+            (Store::Archive(index), Located::Range(offset, size)) => LayerRef {
+                path: index.path.clone(),
+                range: Some((offset, size)),
+                digest,
+            },
+            _ => unreachable!("a store finds its own kind of location"),
+        })
+    }
+}
+
+/// Where a file of an image is.
+enum Located {
+    /// This path (canonical, relative, no links) of the image directory.
+    InDir(Vec<u8>),
+    /// This byte range (offset, size) of the archive.
+    Range(u64, u64),
+}
+
+/// Finds the regular file at `rel` in the image directory `root` the way
+/// an archive's members are found: a symlink in the file's place is
+/// followed to another file of the image, never out of it and never
+/// through a symlinked directory. Returns the path it leads to.
+fn find_in_dir(root: &Path, rel: &str) -> Result<Vec<u8>, Find> {
+    let root = open_root(root)?;
+    let mut key = canonical(rel).map_err(Find::Unusable)?;
+    for _ in 0..MAX_LINK_HOPS {
+        let (dir, name) = crate::path::split_parent(&key);
+        let parent = open_dir_beneath(&root, dir)?;
+        match lookup(&parent, name)? {
+            None => return Err(Find::Absent),
+            Some(FileType::RegularFile) => return Ok(key),
+            Some(FileType::Symlink) => key = link_target(&parent, dir, name)?,
+            // A directory, device or pipe is no blob.
+            Some(_) => return Err(Find::Absent),
         }
     }
+    Err(Find::Unusable(anyhow!("too many levels of links")))
+}
+
+/// Opens a file `find_in_dir` found, with the same no-follow walk, so
+/// what is read is the file that was found.
+fn open_in_dir(root: &Path, key: &[u8]) -> Result<File> {
+    let root = open_root(root).map_err(Find::into_error)?;
+    let (dir, name) = crate::path::split_parent(key);
+    let parent = open_dir_beneath(&root, dir).map_err(Find::into_error)?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rfs::openat(&parent, c_path(name), flags, Mode::empty()).context("cannot open")?;
+    Ok(File::from(fd))
+}
+
+fn open_root(root: &Path) -> Result<OwnedFd, Find> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    rfs::open(root, flags, Mode::empty()).map_err(|e| failed("cannot open the image", e))
+}
+
+/// Opens the directory `dir` of the image one component at a time, never
+/// following a symlink.
+fn open_dir_beneath(root: &OwnedFd, dir: &[u8]) -> Result<OwnedFd, Find> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut cur = rfs::openat(root, c".", flags, Mode::empty())
+        .map_err(|e| failed("cannot open the image", e))?;
+    for name in dir.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        match lookup(&cur, name)? {
+            Some(FileType::Directory) => {}
+            Some(FileType::Symlink) => {
+                return Err(Find::Unusable(anyhow!(
+                    "a symlinked directory on the way (only a file may be a link, to another file of the image)"
+                )))
+            }
+            _ => return Err(Find::Absent),
+        }
+        // O_NOFOLLOW: a link swapped in since the lookup fails here.
+        cur = rfs::openat(&cur, c_path(name), flags, Mode::empty())
+            .map_err(|e| failed("cannot open a directory on the way", e))?;
+    }
+    Ok(cur)
+}
+
+/// What `name` in `dir` is, without following a symlink; `None` if absent.
+fn lookup(dir: &OwnedFd, name: &[u8]) -> Result<Option<FileType>, Find> {
+    match rfs::statat(dir, c_path(name), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => Ok(Some(FileType::from_raw_mode(stat.st_mode))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(failed("cannot look up", e)),
+    }
+}
+
+/// Where the symlink `name` in `dir` leads, as a path of the image.
+fn link_target(parent: &OwnedFd, dir: &[u8], name: &[u8]) -> Result<Vec<u8>, Find> {
+    let target = rfs::readlinkat(parent, c_path(name), Vec::new())
+        .map_err(|e| failed("cannot read the symlink", e))?;
+    let target = target.as_bytes();
+    // An absolute link names a host path; honest images link relatively.
+    if target.starts_with(b"/") {
+        return Err(Find::Unusable(anyhow!(
+            "a symlink to an absolute path, outside the image"
+        )));
+    }
+    resolve_inside(dir, target)
+        .ok_or_else(|| Find::Unusable(anyhow!("a symlink pointing outside the image")))
+}
+
+fn failed(what: &str, errno: Errno) -> Find {
+    Find::Unusable(anyhow::Error::new(std::io::Error::from(errno)).context(what.to_owned()))
 }
 
 /// A relative path from an image's metadata, checked to stay inside it.
@@ -206,7 +320,7 @@ impl ArchiveIndex {
     }
 }
 
-/// Why an archive member cannot be read.
+/// Why a file of an image cannot be read.
 enum Find {
     Absent,
     Unusable(anyhow::Error),
@@ -215,7 +329,7 @@ enum Find {
 impl Find {
     fn into_error(self) -> anyhow::Error {
         match self {
-            Find::Absent => anyhow::anyhow!("not in the archive"),
+            Find::Absent => anyhow!("not in the image"),
             Find::Unusable(why) => why,
         }
     }
@@ -291,6 +405,53 @@ mod tests {
         assert_eq!(resolve_inside(b"a/b", b"/x/y"), Some(b"x/y".to_vec()));
         assert_eq!(resolve_inside(b"abc", b"../../etc/passwd"), None);
         assert_eq!(resolve_inside(b"", b"./x"), Some(b"x".to_vec()));
+    }
+
+    /// Links in an image directory resolve as in an archive: to another
+    /// file, through chains, never out, never through a linked directory.
+    #[test]
+    fn directory_links_resolve_inside_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("img");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/file"), b"x").unwrap();
+        std::fs::write(dir.path().join("outside"), b"x").unwrap();
+        for (link, target) in [
+            ("a/same", "b/file"),
+            ("a/chain", "same"),
+            ("up", "a/b/../b/file"),
+            ("out", "../outside"),
+            ("abs", "/etc/passwd"),
+            ("loop1", "loop2"),
+            ("loop2", "loop1"),
+            ("linked", "a/b"),
+        ] {
+            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+        }
+        let store = Store::open(&root).unwrap();
+        for (rel, expected) in [
+            ("a/b/file", Ok("a/b/file")),
+            ("a/same", Ok("a/b/file")),
+            ("a/chain", Ok("a/b/file")),
+            ("up", Ok("a/b/file")),
+            ("absent", Err("not in the image")),
+            ("a", Err("not in the image")),
+            ("out", Err("outside the image")),
+            ("abs", Err("absolute path")),
+            ("loop1", Err("too many levels")),
+            ("linked/file", Err("symlinked directory")),
+        ] {
+            let found = store.find(rel).map_err(|e| e.into_error().to_string());
+            match (found, expected) {
+                (Ok(Located::InDir(key)), Ok(want)) => assert_eq!(key, want.as_bytes(), "{rel}"),
+                (Err(err), Err(want)) => assert!(err.contains(want), "{rel}: {err}"),
+                (Ok(_), want) => panic!("{rel}: found, expected {want:?}"),
+                (Err(err), want) => panic!("{rel}: {err}, expected {want:?}"),
+            }
+        }
+        let layer = store.layer("a/chain", None).unwrap();
+        assert_eq!(layer.path, root.join("a/b/file"));
+        assert_eq!(store.read("up").unwrap(), b"x");
     }
 
     #[test]
