@@ -13,7 +13,8 @@
 //! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
 //! * [`unpack`]: unpacking a tar into a directory, safely;
 //! * [`squashfs`]: building squashfs images with `mksquashfs -tar`;
-//! * [`temporaries`]: removing temporary outputs when a signal interrupts;
+//! * [`staged`], [`temporaries`]: outputs built beside their destination, renamed
+//!   on success, removed on failure or when a signal interrupts;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes).
 
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@ pub mod meta;
 pub mod path;
 pub mod sparse;
 pub mod squashfs;
+pub mod staged;
 pub mod tar_stream;
 pub mod tar_writer;
 pub mod temporaries;

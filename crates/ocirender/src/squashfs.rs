@@ -8,12 +8,12 @@
 //! contiguous for fast random access), a root-owned 0755 root directory,
 //! and reproducible timestamps.
 
+use crate::staged::Staged;
 use crate::tar_stream::{forward_for_mksquashfs, ForwardStats};
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufWriter, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -191,24 +191,12 @@ pub fn write_squashfs(
     tool: &Mksquashfs,
     options: &SquashOptions,
 ) -> Result<ForwardStats> {
-    let name = out
-        .file_name()
-        .with_context(|| format!("{}: not a file name", out.display()))?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if out.is_dir() {
-        bail!("{}: is a directory", out.display());
-    }
-    let temp = tempfile::Builder::new()
-        .prefix(&format!("{}.tmp-", name.to_string_lossy()))
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?
-        .into_temp_path();
-    let _registration = crate::temporaries::register(&temp);
+    let staged = Staged::file(out)?;
     let mut command = Command::new(&tool.path);
-    command.arg("-").arg(&*temp).args(options.arguments()?);
+    command
+        .arg("-")
+        .arg(staged.path())
+        .args(options.arguments()?);
     // mksquashfs 4.6 would clamp every file time to SOURCE_DATE_EPOCH; the
     // filesystem and root times are given explicitly instead.
     command
@@ -253,25 +241,8 @@ pub fn write_squashfs(
     if !status.success() {
         bail!("mksquashfs failed ({status}){}", output.report());
     }
-    // A temporary file is private (0600); the image gets the mode any new
-    // file would.
-    std::fs::set_permissions(
-        &temp,
-        std::fs::Permissions::from_mode(0o666 & !current_umask()),
-    )
-    .with_context(|| format!("{}: cannot set the image's mode", temp.display()))?;
-    temp.persist(out)
-        .map_err(|e| anyhow!(e.error))
-        .with_context(|| format!("{}: cannot move the image into place", out.display()))?;
+    staged.commit()?;
     Ok(stats)
-}
-
-fn current_umask() -> u32 {
-    use rustix::fs::Mode;
-    // Reading the umask means setting it; put it straight back.
-    let old = rustix::process::umask(Mode::from_raw_mode(0o022));
-    rustix::process::umask(old);
-    old.as_raw_mode()
 }
 
 fn drop_flushed(writer: BufWriter<std::process::ChildStdin>) -> std::io::Result<()> {

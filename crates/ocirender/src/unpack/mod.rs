@@ -20,6 +20,7 @@ pub mod xattrs;
 
 use crate::meta::{self, Kind, Member, Meta};
 use crate::path::display;
+use crate::staged::Staged;
 use anyhow::{anyhow, bail, Context, Result};
 use input::SharedInput;
 use root::{c_path, existing_type, remove, Root};
@@ -28,7 +29,7 @@ use rustix::io::Errno;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const COPY_BUFFER: usize = 256 << 10;
 
@@ -76,32 +77,10 @@ impl UnpackStats {
 /// an empty directory. Nothing is left at `dest` unless everything worked.
 pub fn unpack_to_new_dir(dest: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
     check_destination(dest)?;
-    let name = dest
-        .file_name()
-        .with_context(|| format!("{}: not a usable directory name", dest.display()))?;
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.tar2dir-", name.to_string_lossy()))
-        .tempdir_in(&parent)
-        .with_context(|| format!("{}: cannot create a temporary directory", parent.display()))?
-        .keep();
-    let _registration = crate::temporaries::register(&temp);
-    let result = unpack_into(&temp, input, options).and_then(|stats| {
-        std::fs::rename(&temp, dest).with_context(|| {
-            format!(
-                "{}: cannot move the unpacked tree into place",
-                dest.display()
-            )
-        })?;
-        Ok(stats)
-    });
-    if result.is_err() {
-        crate::temporaries::remove_path(&temp);
-    }
-    result
+    let staged = Staged::dir(dest, "tar2dir")?;
+    let stats = unpack_into(staged.path(), input, options)?;
+    staged.commit()?;
+    Ok(stats)
 }
 
 fn check_destination(dest: &Path) -> Result<()> {
@@ -130,9 +109,7 @@ fn check_destination(dest: &Path) -> Result<()> {
 pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
     let root = Root::open(dir, options.force_walk)
         .with_context(|| format!("{}: cannot open", dir.display()))?;
-    // Files are created with their final permission bits; the umask must
-    // not take any away.
-    rustix::process::umask(Mode::empty());
+    creation_umask(); // Read before any file is created.
     let mut unpacker = Unpacker {
         root,
         privileged: rustix::process::geteuid().is_root(),
@@ -483,7 +460,10 @@ fn set_metadata(
         }
     }
     let is_symlink = matches!(target, Target::At { symlink: true, .. });
-    if !is_symlink && (chowned || !fresh || meta.mode & 0o7000 != 0) {
+    // A fresh object was created with the entry's permission bits, less
+    // the umask; the special bits and whatever the umask took need a chmod.
+    let creation_lost_bits = meta.mode & (0o7000 | creation_umask()) != 0;
+    if !is_symlink && (chowned || !fresh || creation_lost_bits) {
         set_mode(target, meta.mode & 0o7777)
             .map_err(io_err)
             .context("cannot set mode")?;
@@ -509,6 +489,13 @@ fn set_metadata(
     set_times(target, meta)
         .map_err(io_err)
         .context("cannot set times")
+}
+
+/// The umask new files are created under, read once: the process's
+/// umask is left alone, and modes it masks are restored by a chmod.
+fn creation_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(crate::staged::current_umask)
 }
 
 /// Our effective uid and gid, which new files get without a chown.
