@@ -1558,6 +1558,56 @@ fn a_tampered_legacy_layer_fails_the_merge() {
     assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
 }
 
+/// `docker load` accepts a compressed legacy `<id>/layer.tar`, whose config
+/// `diff_id` is the digest of the uncompressed tar. Nothing in the image
+/// gives the digest of its stored bytes, so oci-layers checks the diff_id
+/// itself, over the decompressed bytes, and hands oci-merge the digest of
+/// the stored bytes it checked.
+#[test]
+fn a_compressed_legacy_layer_is_checked_against_its_diff_id() {
+    let s = Scratch::new();
+    let saved = s.path("saved");
+    legacy_save(
+        &saved,
+        &[Saved {
+            tags: &["x:1"],
+            platform: "linux/amd64",
+            layers: vec![base_layer(), top_layer()],
+        }],
+    );
+    let lines = layer_lines(&saved, &[]);
+    let top = PathBuf::from(lines[1].split('\t').next().unwrap());
+    let gzip = top_layer().gzip();
+    fs::write(&top, &gzip).unwrap();
+    pack(&saved, &s.path("saved.tar"));
+    for image in ["saved", "saved.tar"] {
+        assert_eq!(merged(&s, image), expected_stack(), "{image}");
+        let json = json_output(&s.path(image), &[]);
+        let layer = &json["layers"][1];
+        assert_eq!(layer["digest"], json!(digest_of(&gzip)), "{image}");
+        assert_eq!(layer["diffId"], json!(digest_of(&top_layer().tar())));
+        assert_eq!(layer["mediaType"], json!(DOCKER_GZIP), "{image}");
+        assert_eq!(layer["size"], json!(gzip.len()), "{image}");
+    }
+    // Other content, or a broken stream, under the same diff_id.
+    let evil = Layer::new().file("evil", b"x").gzip();
+    let truncated = gzip[..gzip.len() - 9].to_vec();
+    for (what, bytes, needle) in [
+        ("other content", evil, "diff_id mismatch"),
+        ("truncated gzip", truncated, "gzip"),
+    ] {
+        fs::write(&top, &bytes).unwrap();
+        pack(&saved, &s.path("broken.tar"));
+        for image in ["saved", "broken.tar"] {
+            assert_fails(
+                &format!("{what} in {image}"),
+                &oci_layers(&s.path(image), &[]),
+                &[image, "layer.tar", needle],
+            );
+        }
+    }
+}
+
 #[test]
 fn a_compressed_archive_is_refused() {
     let s = Scratch::new();

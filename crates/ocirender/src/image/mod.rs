@@ -5,19 +5,22 @@
 //! OCI layout), and either one as a tar file. Every index, manifest and
 //! config read is checked against its descriptor's digest and size; layer
 //! blobs are only located here and are verified by `oci-merge` as it
-//! streams them.
+//! streams them, except a compressed legacy `docker save` `layer.tar`,
+//! whose only digest is the uncompressed one (see `legacy_layer_digest`).
 
 pub mod platform;
 pub mod spec;
 pub mod store;
 pub mod tags;
 
-use crate::digest::{Algorithm, Digest};
+use crate::compression::Compression;
+use crate::digest::{Algorithm, Digest, Hasher};
 use crate::layer_ref::LayerRef;
 use anyhow::{anyhow, bail, Context, Result};
 use platform::{Platform, PlatformRequest};
 use serde::de::DeserializeOwned;
 use spec::{Config, Descriptor, DockerSaveEntry, Index, LayoutMarker, Manifest};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use store::Store;
 
@@ -417,30 +420,121 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
             store.describe(&chosen.config)
         );
     }
-    let mut layers = Vec::new();
-    for (rel, diff_id) in chosen.layers.iter().zip(diff_ids) {
-        // Saved layers are uncompressed tars: their digest is the diff_id,
-        // unless the path itself names the blob (Docker 25+).
-        let digest = declared_digest(rel).unwrap_or_else(|| diff_id.clone());
-        if !store.check(rel)? {
-            bail!("{}: layer file is missing", store.describe(rel));
-        }
-        let layer = store.layer(rel, Some(digest.clone()))?;
-        let size = stored_size(&layer)?;
-        layers.push(ResolvedLayer {
-            digest,
-            media_type: spec::DOCKER_LAYER_TAR.to_owned(),
-            size,
-            diff_id: Some(diff_id),
-            layer,
-        });
-    }
+    let layers = chosen
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(rel, diff_id)| resolve_saved_layer(store, rel, diff_id))
+        .collect::<Result<_>>()?;
     Ok(ResolvedImage {
         manifest: None,
         config: config_digest,
         platform: config.platform(),
         layers,
     })
+}
+
+/// A layer of a docker save. Saved layers are uncompressed tars, so the
+/// digest oci-merge checks is the diff_id, unless the path itself names the
+/// blob (Docker 25+).
+fn resolve_saved_layer(store: &Store, rel: &str, diff_id: Digest) -> Result<ResolvedLayer> {
+    if !store.check(rel)? {
+        bail!("{}: layer file is missing", store.describe(rel));
+    }
+    let (digest, compression) = match declared_digest(rel) {
+        Some(digest) => (digest, Compression::None),
+        None => legacy_layer_digest(store, rel, &diff_id)?,
+    };
+    let layer = store.layer(rel, Some(digest.clone()))?;
+    Ok(ResolvedLayer {
+        digest,
+        media_type: legacy_media_type(compression),
+        size: stored_size(&layer)?,
+        diff_id: Some(diff_id),
+        layer,
+    })
+}
+
+/// The digest oci-merge is to check a legacy `<id>/layer.tar` against,
+/// and how it is compressed. Uncompressed, that is its diff_id, which
+/// oci-merge checks as it streams. But `docker load` accepts a compressed
+/// one too, and then nothing in the image gives the digest of the stored
+/// bytes, while a layer list line carries only that one digest. So such a
+/// layer is read here, once: its diff_id checked over the decompressed
+/// bytes, and the digest of the stored bytes, computed in the same pass,
+/// handed on so oci-merge reads exactly what was checked. One extra read
+/// of a layer, for legacy archives only, which are rarely compressed.
+fn legacy_layer_digest(
+    store: &Store,
+    rel: &str,
+    diff_id: &Digest,
+) -> Result<(Digest, Compression)> {
+    let describe = || store.describe(rel);
+    let mut file = BufReader::new(store.open_file(rel)?);
+    let compression = Compression::sniff(file.fill_buf().with_context(describe)?);
+    if compression == Compression::None {
+        return Ok((diff_id.clone(), compression));
+    }
+    let mut stored = HashingReader::new(file, diff_id.algorithm());
+    let mut decoder = compression
+        .decoder(BufReader::new(&mut stored))
+        .with_context(describe)?;
+    let uncompressed = digest_of_stream(&mut decoder, diff_id.algorithm())
+        .with_context(|| format!("{}: corrupt or truncated {compression} data", describe()))?;
+    drop(decoder);
+    // Bytes after the end of the compressed data still count for its digest.
+    std::io::copy(&mut stored, &mut std::io::sink()).with_context(describe)?;
+    if &uncompressed != diff_id {
+        bail!(
+            "{}: diff_id mismatch: the config says {diff_id}, the uncompressed layer has {uncompressed}",
+            describe()
+        );
+    }
+    Ok((stored.finish(), compression))
+}
+
+/// Docker's media type for a saved layer: `...rootfs.diff.tar`, and for a
+/// compressed one the same with the compression (`.tar.gzip`, as Docker
+/// names gzip layers, `.tar.zstd` as containerd names zstd ones).
+fn legacy_media_type(compression: Compression) -> String {
+    match compression {
+        Compression::None => spec::DOCKER_LAYER_TAR.to_owned(),
+        other => format!("{}.{other}", spec::DOCKER_LAYER_TAR),
+    }
+}
+
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R, algorithm: Algorithm) -> Self {
+        HashingReader {
+            inner,
+            hasher: Hasher::new(algorithm),
+        }
+    }
+
+    fn finish(self) -> Digest {
+        self.hasher.finish()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The digest of everything `reader` yields.
+fn digest_of_stream(reader: &mut dyn Read, algorithm: Algorithm) -> std::io::Result<Digest> {
+    let mut hashing = HashingReader::new(reader, algorithm);
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    Ok(hashing.finish())
 }
 
 /// The digest a path declares: `blobs/<alg>/<hex>` or legacy `<hex>.json`.
@@ -455,6 +549,70 @@ fn declared_digest(rel: &str) -> Option<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn compressed(compression: Compression, data: &[u8]) -> Vec<u8> {
+        match compression {
+            Compression::None => data.to_vec(),
+            Compression::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Zstd => zstd::encode_all(data, 1).unwrap(),
+            Compression::Xz => {
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Bzip2 => {
+                let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+        }
+    }
+
+    /// A legacy layer.tar in any compression is checked against its
+    /// diff_id over the decompressed bytes; oci-merge gets the digest of
+    /// the stored bytes (trailing padding included), or for an
+    /// uncompressed one the diff_id itself.
+    #[test]
+    fn legacy_layers_are_checked_decompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("id")).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = b"a layer tar, as far as digests go".repeat(100);
+        let diff_id = Digest::of_bytes(Algorithm::Sha256, &tar);
+        for (compression, padding) in [
+            (Compression::None, 0),
+            (Compression::Gzip, 0),
+            (Compression::Gzip, 512),
+            (Compression::Zstd, 0),
+            (Compression::Xz, 0),
+            (Compression::Bzip2, 0),
+        ] {
+            let mut stored = compressed(compression, &tar);
+            stored.resize(stored.len() + padding, 0);
+            std::fs::write(dir.path().join("id/layer.tar"), &stored).unwrap();
+            let (digest, found) = legacy_layer_digest(&store, "id/layer.tar", &diff_id).unwrap();
+            assert_eq!(found, compression);
+            let want = match compression {
+                Compression::None => diff_id.clone(),
+                _ => Digest::of_bytes(Algorithm::Sha256, &stored),
+            };
+            assert_eq!(digest, want, "{compression} + {padding}");
+            let other = Digest::of_bytes(Algorithm::Sha256, b"other");
+            if compression != Compression::None {
+                let err = legacy_layer_digest(&store, "id/layer.tar", &other).unwrap_err();
+                assert!(format!("{err:#}").contains("diff_id mismatch"), "{err:#}");
+            }
+        }
+        assert_eq!(
+            legacy_media_type(Compression::Gzip),
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
 
     #[test]
     fn media_types() {

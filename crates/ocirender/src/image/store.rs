@@ -119,26 +119,35 @@ impl Store {
     }
 
     fn read_inner(&self, rel: &str) -> Result<Vec<u8>> {
-        let (mut reader, size): (Box<dyn Read>, u64) =
-            match (self, self.find(rel).map_err(Find::into_error)?) {
-                (Store::Dir(root), Located::InDir(key)) => {
-                    let file = open_in_dir(root, &key)?;
-                    let size = file.metadata().context("cannot stat")?.len();
-                    (Box::new(file), size)
-                }
-                (Store::Archive(index), Located::Range(offset, size)) => {
-                    let mut file = File::open(&index.path).context("cannot open the archive")?;
-                    file.seek(SeekFrom::Start(offset)).context("cannot seek")?;
-                    (Box::new(file.take(size)), size)
-                }
-                _ => unreachable!("a store finds its own kind of location"),
-            };
+        let (mut reader, size) = self.open_inner(rel)?;
         if size > MAX_SMALL_BLOB {
             bail!("{size} bytes is too large for an index, manifest or config");
         }
         let mut bytes = Vec::with_capacity(size as usize);
         reader.read_to_end(&mut bytes).context("cannot read")?;
         Ok(bytes)
+    }
+
+    /// Opens the file at `rel` for streaming.
+    pub fn open_file(&self, rel: &str) -> Result<Box<dyn Read>> {
+        let (reader, _) = self.open_inner(rel).with_context(|| self.describe(rel))?;
+        Ok(reader)
+    }
+
+    fn open_inner(&self, rel: &str) -> Result<(Box<dyn Read>, u64)> {
+        Ok(match (self, self.find(rel).map_err(Find::into_error)?) {
+            (Store::Dir(root), Located::InDir(key)) => {
+                let file = open_in_dir(root, &key)?;
+                let size = file.metadata().context("cannot stat")?.len();
+                (Box::new(file), size)
+            }
+            (Store::Archive(index), Located::Range(offset, size)) => {
+                let mut file = File::open(&index.path).context("cannot open the archive")?;
+                file.seek(SeekFrom::Start(offset)).context("cannot seek")?;
+                (Box::new(file.take(size)), size)
+            }
+            _ => unreachable!("a store finds its own kind of location"),
+        })
     }
 
     /// A reference to a layer blob at `rel` that `oci-merge` can read: in
