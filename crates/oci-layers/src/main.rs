@@ -43,7 +43,9 @@ struct Args {
     /// Platform os/arch[/variant] (default: this machine's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Pick the image by tag (org.opencontainers.image.ref.name or a RepoTags name).
+    /// Pick the image by tag: its org.opencontainers.image.ref.name, or its
+    /// full name (io.containerd.image.name, RepoTags) read as docker does
+    /// (alpine = docker.io/library/alpine:latest).
     #[arg(long, value_name = "NAME")]
     tag: Option<String>,
     /// Print the resolved image as JSON instead of the layer list.
