@@ -385,9 +385,13 @@ pub mod merge {
                 assert_eq!(stats.bytes_written, out.len() as u64, "bytes_written");
                 assert_eq!(stats.layers, layers.len(), "layers");
                 assert_eq!(stats.warnings, warnings, "warnings counted");
-                let entries = read_complete_tar(&out).unwrap_or_else(|why| {
-                    panic!("the merge succeeded but its output is not a complete tar: {why}")
-                });
+                let entries = match read_complete_tar(&out) {
+                    Ok(entries) => entries,
+                    Err(why) if known_pax_newline(&why) => return,
+                    Err(why) => {
+                        panic!("the merge succeeded but its output is not a complete tar: {why}")
+                    }
+                };
                 check_entries(&entries, stats.entries_written);
             }
             Err(err) => {
@@ -460,6 +464,15 @@ pub mod merge {
             }
         }
     }
+}
+
+/// True when `why` (from `read_complete_tar` on ocirender's own output)
+/// is the known PAX newline bug and `OCIRENDER_FUZZ_ALLOW_KNOWN=1`:
+/// `TarWriter` puts names longer than 100 bytes into PAX `path`/`linkpath`
+/// records even when they hold a newline, and the `tar` crate (so every
+/// ocirender reader) splits PAX records at newlines and refuses them.
+pub fn known_pax_newline(why: &str) -> bool {
+    allow_known_bugs() && why.contains("malformed pax extension")
 }
 
 /// Whether `data` may hold a sparse member: a block typed `S` or PAX
