@@ -26,7 +26,7 @@ use crate::links::{GroupId, Links, Wait};
 use crate::meta::{self, Kind, Member, Meta};
 use crate::path::{self, display};
 use crate::tar_writer::TarWriter;
-use crate::tree::{Claim, NodeId, Tree, Version, NO_LAYER, ROOT};
+use crate::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
 use crate::whiteout::{self, Marker};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -223,8 +223,8 @@ impl<'a, W: Write> Merger<'a, W> {
     fn commit_masks(&mut self, layer: u32) {
         for mask in std::mem::take(&mut self.staged) {
             match mask {
-                Mask::Whiteout(id) => self.tree.node_mut(id).whiteout_layer = layer,
-                Mask::Children(id) => self.tree.node_mut(id).children_masked_layer = layer,
+                Mask::Whiteout(id) => self.tree.node_mut(id).white_out(layer),
+                Mask::Children(id) => self.tree.node_mut(id).hide_children(layer),
             }
         }
     }
@@ -279,22 +279,22 @@ impl<'a, W: Write> Merger<'a, W> {
         let mut cur = ROOT;
         let mut components = path.split(|&b| b == b'/').peekable();
         while let Some(name) = components.next() {
-            masked |= self.tree.node(cur).children_masked_layer != NO_LAYER;
+            masked |= self.tree.node(cur).children_hidden();
             cur = self.tree.child(cur, name);
             let node = self.tree.node(cur);
-            masked |= node.whiteout_layer != NO_LAYER;
+            masked |= node.whited_out();
             if components.peek().is_some() {
-                if node.claim == Claim::NonDir {
+                if node.claim() == Claim::NonDir {
                     masked = true;
-                    under_same_layer_file |= node.claim_layer == layer;
+                    under_same_layer_file |= node.claim_layer() == layer;
                 }
                 parents += 1;
                 surviving += usize::from(!masked);
             }
         }
         let node = self.tree.node(cur);
-        if node.version_layer == layer
-            || (node.claim == Claim::ImplicitDir && node.claim_layer == layer && !is_dir)
+        if node.version_in(layer).is_some()
+            || (node.claim() == Claim::ImplicitDir && node.claim_layer() == layer && !is_dir)
             || under_same_layer_file
         {
             let message = format!(
@@ -309,7 +309,7 @@ impl<'a, W: Write> Merger<'a, W> {
             return Ok((cur, Visibility::Hidden));
         }
         let node = self.tree.node(cur);
-        let visible = match (node.claim, is_dir) {
+        let visible = match (node.claim(), is_dir) {
             (Claim::Unclaimed, _) | (Claim::ImplicitDir, true) => true,
             (Claim::ImplicitDir, false) => {
                 self.directory_wins(layer, cur, path)?;
@@ -318,9 +318,8 @@ impl<'a, W: Write> Merger<'a, W> {
             (Claim::Dir | Claim::NonDir, _) => false,
         };
         if visible {
-            let node = self.tree.node_mut(cur);
-            node.claim = if is_dir { Claim::Dir } else { Claim::NonDir };
-            node.claim_layer = layer;
+            let claim = if is_dir { Claim::Dir } else { Claim::NonDir };
+            self.tree.node_mut(cur).claim_by(claim, layer);
             return Ok((cur, Visibility::Visible));
         }
         Ok((cur, Visibility::Hidden))
@@ -338,10 +337,10 @@ impl<'a, W: Write> Merger<'a, W> {
         }
         while parent != ROOT {
             self.imply_dir(layer, parent)?;
-            if self.tree.node(parent).claim == Claim::Unclaimed {
-                let node = self.tree.node_mut(parent);
-                node.claim = Claim::ImplicitDir;
-                node.claim_layer = layer;
+            if self.tree.node(parent).claim() == Claim::Unclaimed {
+                self.tree
+                    .node_mut(parent)
+                    .claim_by(Claim::ImplicitDir, layer);
                 self.implicit_dirs.push(parent);
             }
             parent = self.tree.parent(parent);
@@ -352,7 +351,7 @@ impl<'a, W: Write> Merger<'a, W> {
     /// Records that `id` is a directory in `layer` because an entry lives
     /// below it.
     fn imply_dir(&mut self, layer: u32, id: NodeId) -> Result<()> {
-        self.tree.node_mut(id).implied_layer = layer;
+        self.tree.node_mut(id).imply_dir(layer);
         self.check_no_link_to_dir(id)
     }
 
@@ -361,7 +360,7 @@ impl<'a, W: Write> Merger<'a, W> {
     /// wins; it is a new directory, so it gets no metadata from below this
     /// layer and gets the defaults.
     fn directory_wins(&mut self, layer: u32, id: NodeId, path: &[u8]) -> Result<()> {
-        let newer = self.tree.node(id).claim_layer;
+        let newer = self.tree.node(id).claim_layer();
         let message = format!(
             "{:?} is a directory in {} (implied by its contents) and a non-directory here; the directory wins",
             display(path),
@@ -369,14 +368,12 @@ impl<'a, W: Write> Merger<'a, W> {
         );
         self.warn_in(layer, message);
         self.directories.push((id, Meta::implicit_dir()));
-        self.tree.node_mut(id).claim = Claim::Dir;
+        self.tree.node_mut(id).claim_by(Claim::Dir, newer);
         Ok(())
     }
 
-    fn set_version(&mut self, id: NodeId, layer: u32, version: Version) {
-        let node = self.tree.node_mut(id);
-        node.version_layer = layer;
-        node.version = version;
+    fn set_version(&mut self, id: NodeId, layer: u32, version: LayerVersion) {
+        self.tree.node_mut(id).set_version(layer, version);
     }
 
     fn apply_dir(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
@@ -385,7 +382,7 @@ impl<'a, W: Write> Merger<'a, W> {
             return Ok(());
         }
         self.check_no_link_to_dir(id)?;
-        self.set_version(id, layer, Version::Dir);
+        self.set_version(id, layer, LayerVersion::Dir);
         if visibility == Visibility::Visible {
             self.directories.push((id, meta.clone()));
         }
@@ -443,9 +440,9 @@ impl<'a, W: Write> Merger<'a, W> {
                     for &g in rest {
                         self.merge_groups(first, g, meta)?;
                     }
-                    Version::Group(first)
+                    LayerVersion::Group(first)
                 }
-                None => Version::Skipped(ordinal),
+                None => LayerVersion::Skipped(ordinal),
             };
             self.set_version(id, layer, version);
             return Ok(());
@@ -457,7 +454,7 @@ impl<'a, W: Write> Merger<'a, W> {
         };
         self.out.write_entry(&home_path, meta, data)?;
         self.stats.entries_written += 1;
-        self.set_version(id, layer, Version::Home(home));
+        self.set_version(id, layer, LayerVersion::Home(home));
         for g in groups {
             self.settle_group(g, home, &home_path, meta)?;
         }
@@ -480,13 +477,13 @@ impl<'a, W: Write> Merger<'a, W> {
         let (chained, dangling) = self.take_resolving(id);
         self.drop_dangling(id, &dangling);
         match shared {
-            Version::Home(home) => {
+            LayerVersion::Home(home) => {
                 let home_path = self.tree.path(home);
                 for g in chained {
                     self.settle_group(g, home, &home_path, meta)?;
                 }
             }
-            Version::Group(into) => {
+            LayerVersion::Group(into) => {
                 for g in chained {
                     self.merge_groups(into, g, meta)?;
                 }
@@ -502,12 +499,12 @@ impl<'a, W: Write> Merger<'a, W> {
             return Ok(());
         }
         match shared {
-            Version::Home(home) => {
+            LayerVersion::Home(home) => {
                 let home_path = self.tree.path(home);
                 self.out.write_hard_link(path, &home_path, meta)?;
                 self.stats.entries_written += 1;
             }
-            Version::Group(g) => self.add_member(g, id, meta)?,
+            LayerVersion::Group(g) => self.add_member(g, id, meta)?,
             _ => self.warn_in(
                 layer,
                 format!(
@@ -523,28 +520,28 @@ impl<'a, W: Write> Merger<'a, W> {
     /// The inode a hard link at `id` in `layer` shares: its target's version
     /// in this layer if the target came earlier, else a group waiting for
     /// the target in the layers below.
-    fn link_reference(&mut self, layer: u32, id: NodeId, target: NodeId) -> Result<Version> {
+    fn link_reference(&mut self, layer: u32, id: NodeId, target: NodeId) -> Result<LayerVersion> {
         if target == id {
-            return Ok(Version::Dangling);
+            return Ok(LayerVersion::Dangling);
         }
         let node = self.tree.node(target);
-        if node.implied_layer == layer {
+        if node.implied_in(layer) {
             bail!(
                 "hard link to the directory {:?} (implied by entries below it)",
                 display(&self.tree.path(target))
             );
         }
-        if node.version_layer != layer {
-            return Ok(Version::Group(self.links.await_target(target, layer)));
-        }
-        Ok(match node.version {
-            Version::Group(g) => Version::Group(self.links.find(g)),
-            Version::Skipped(ordinal) => {
+        let Some(version) = node.version_in(layer) else {
+            return Ok(LayerVersion::Group(self.links.await_target(target, layer)));
+        };
+        Ok(match version {
+            LayerVersion::Group(g) => LayerVersion::Group(self.links.find(g)),
+            LayerVersion::Skipped(ordinal) => {
                 let g = self.links.await_reread(layer, ordinal);
-                self.set_version(target, layer, Version::Group(g));
-                Version::Group(g)
+                self.set_version(target, layer, LayerVersion::Group(g));
+                LayerVersion::Group(g)
             }
-            Version::Dir => bail!(
+            LayerVersion::Dir => bail!(
                 "hard link to the directory {:?}",
                 display(&self.tree.path(target))
             ),
@@ -659,7 +656,7 @@ impl<'a, W: Write> Merger<'a, W> {
     fn write_directories(&mut self) -> Result<()> {
         let implicit = std::mem::take(&mut self.implicit_dirs)
             .into_iter()
-            .filter(|&id| self.tree.node(id).claim == Claim::ImplicitDir)
+            .filter(|&id| self.tree.node(id).claim() == Claim::ImplicitDir)
             .map(|id| (id, Meta::implicit_dir()));
         let mut all: Vec<(Vec<u8>, Meta)> = std::mem::take(&mut self.directories)
             .into_iter()

@@ -5,7 +5,8 @@
 //! so a node costs a few dozen bytes however deep it sits; memory grows with
 //! the number of paths, never with file sizes.
 //!
-//! The tree records facts; the rules that read them live in `merge`.
+//! The tree records facts; the rules that read them live in `merge` and
+//! `links`.
 
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
@@ -31,10 +32,16 @@ pub enum Claim {
     NonDir,
 }
 
-/// What a path holds within the layer being read, for hard links that name
-/// it later in the same layer.
+/// What a path holds within one layer, for hard links that name it later in
+/// the same layer.
+///
+/// Named for the layer it belongs to (not just `Version`, which is also
+/// `squashfs::Version`, a program's version) because it only ever describes
+/// the layer being read when it was recorded: [`Node::version_in`] hands it
+/// out only for that layer, and a value left over from a newer layer means
+/// nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
+pub enum LayerVersion {
     /// Written to the output at this node's path.
     Home(NodeId),
     /// Shares the inode of a pending hard-link group.
@@ -48,29 +55,111 @@ pub enum Version {
 }
 
 /// Everything known about one path.
+///
+/// Each fact is set through one method, which writes the layer it belongs
+/// to together with it: a claim, mask or version without its layer would
+/// be misread.
 #[derive(Debug, Clone)]
 pub struct Node {
     parent: NodeId,
     name_start: u32,
     name_len: u32,
     /// Who owns the path in the output.
-    pub claim: Claim,
+    claim: Claim,
     /// The layer that made the claim.
-    pub claim_layer: u32,
+    claim_layer: u32,
     /// Lowest layer with a `.wh.` whiteout of this path (hides it and all
     /// below it in layers under that one), or `NO_LAYER`.
-    pub whiteout_layer: u32,
+    whiteout_layer: u32,
     /// Lowest layer that hides this path's descendants (an opaque marker, or
     /// a non-directory at this path), or `NO_LAYER`.
-    pub children_masked_layer: u32,
+    children_masked_layer: u32,
     /// The layer `version` describes, or `NO_LAYER`.
-    pub version_layer: u32,
+    version_layer: u32,
     /// What the path holds in `version_layer`.
-    pub version: Version,
+    version: LayerVersion,
     /// The last layer read in which an entry lived below this path, making
     /// it a directory there even without an entry of its own (a hard link
     /// naming it later in that layer names a directory), or `NO_LAYER`.
-    pub implied_layer: u32,
+    implied_layer: u32,
+}
+
+impl Node {
+    fn new(parent: NodeId, name_start: u32, name_len: u32) -> Node {
+        Node {
+            parent,
+            name_start,
+            name_len,
+            claim: Claim::Unclaimed,
+            claim_layer: NO_LAYER,
+            whiteout_layer: NO_LAYER,
+            children_masked_layer: NO_LAYER,
+            version_layer: NO_LAYER,
+            version: LayerVersion::Dangling,
+            implied_layer: NO_LAYER,
+        }
+    }
+
+    /// Who owns the path in the output.
+    pub fn claim(&self) -> Claim {
+        self.claim
+    }
+
+    /// The layer that made the claim (`NO_LAYER` if unclaimed).
+    pub fn claim_layer(&self) -> u32 {
+        self.claim_layer
+    }
+
+    /// Records that an entry of `layer` owns the path as `claim`.
+    pub fn claim_by(&mut self, claim: Claim, layer: u32) {
+        self.claim = claim;
+        self.claim_layer = layer;
+    }
+
+    /// True if a committed `.wh.` whiteout hides the path (and all below).
+    pub fn whited_out(&self) -> bool {
+        self.whiteout_layer != NO_LAYER
+    }
+
+    /// True if a committed mask hides the path's descendants.
+    pub fn children_hidden(&self) -> bool {
+        self.children_masked_layer != NO_LAYER
+    }
+
+    /// A whiteout in `layer` hides the path in the layers below it. Layers
+    /// are read newest first, so the last call holds the lowest layer.
+    pub fn white_out(&mut self, layer: u32) {
+        self.whiteout_layer = layer;
+    }
+
+    /// An opaque marker or a non-directory in `layer` hides the path's
+    /// descendants in the layers below it (the lowest layer wins, as for
+    /// [`Node::white_out`]).
+    pub fn hide_children(&mut self, layer: u32) {
+        self.children_masked_layer = layer;
+    }
+
+    /// What the path holds in `layer`, if that is the layer it was last
+    /// recorded for.
+    pub fn version_in(&self, layer: u32) -> Option<LayerVersion> {
+        (self.version_layer == layer).then_some(self.version)
+    }
+
+    /// Records what the path holds in `layer`.
+    pub fn set_version(&mut self, layer: u32, version: LayerVersion) {
+        self.version_layer = layer;
+        self.version = version;
+    }
+
+    /// Records that an entry of `layer` lives below the path.
+    pub fn imply_dir(&mut self, layer: u32) {
+        self.implied_layer = layer;
+    }
+
+    /// True if an entry of `layer` read so far lives below the path.
+    pub fn implied_in(&self, layer: u32) -> bool {
+        self.implied_layer == layer
+    }
 }
 
 /// The path tree.
@@ -97,16 +186,9 @@ impl Tree {
             hasher: Default::default(),
         };
         tree.nodes.push(Node {
-            parent: ROOT,
-            name_start: 0,
-            name_len: 0,
             claim: Claim::Dir,
-            claim_layer: NO_LAYER,
-            whiteout_layer: NO_LAYER,
-            children_masked_layer: NO_LAYER,
-            version_layer: NO_LAYER,
-            version: Version::Dir,
-            implied_layer: NO_LAYER,
+            version: LayerVersion::Dir,
+            ..Node::new(ROOT, 0, 0)
         });
         tree
     }
@@ -143,19 +225,9 @@ impl Tree {
         }
         let id = NodeId::try_from(self.nodes.len()).expect("fewer than 2^32 paths");
         let name_start = u32::try_from(self.names.len()).expect("path names under 4 GiB");
+        let name_len = name.len() as u32;
         self.names.extend_from_slice(name);
-        self.nodes.push(Node {
-            parent,
-            name_start,
-            name_len: name.len() as u32,
-            claim: Claim::Unclaimed,
-            claim_layer: NO_LAYER,
-            whiteout_layer: NO_LAYER,
-            children_masked_layer: NO_LAYER,
-            version_layer: NO_LAYER,
-            version: Version::Dangling,
-            implied_layer: NO_LAYER,
-        });
+        self.nodes.push(Node::new(parent, name_start, name_len));
         let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
         self.index.insert_unique(hash, id, |&id| {
             let node = &nodes[id as usize];
@@ -251,7 +323,7 @@ mod tests {
         let mut t = Tree::new();
         let a = t.lookup(b"a");
         let f = t.lookup(b"a/f");
-        t.node_mut(a).children_masked_layer = 3;
+        t.node_mut(a).hide_children(3);
         assert!(t.masked_at_or_below(f, 3));
         assert!(t.masked_at_or_below(f, 7));
         assert!(!t.masked_at_or_below(f, 2));
@@ -259,7 +331,7 @@ mod tests {
             !t.masked_at_or_below(a, 7),
             "a mask on children spares the directory"
         );
-        t.node_mut(ROOT).children_masked_layer = 1;
+        t.node_mut(ROOT).hide_children(1);
         assert!(t.masked_at_or_below(a, 1));
     }
 }
