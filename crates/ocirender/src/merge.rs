@@ -115,6 +115,20 @@ enum Visibility {
     Duplicate,
 }
 
+/// What the walk down an entry's path found (see `Merger::walk`).
+struct Walk {
+    /// The entry's node.
+    id: NodeId,
+    /// How many of the shallowest parents in `Merger::parents` no newer
+    /// layer removed; the deeper ones are removed.
+    kept: usize,
+    /// A newer layer removed the entry itself.
+    masked: bool,
+    /// A parent is a non-directory claimed by this same layer: the entry
+    /// conflicts with it.
+    under_same_layer_file: bool,
+}
+
 struct Merger<'a, W: Write> {
     layers: &'a [LayerRef],
     tree: Tree,
@@ -124,6 +138,9 @@ struct Merger<'a, W: Write> {
     implicit_dirs: Vec<NodeId>,
     /// Directory entries, written at the end (see `write_directories`).
     directories: Vec<(NodeId, Meta)>,
+    /// The parents of the entry being claimed, shallowest first; reused
+    /// from entry to entry so that claiming allocates nothing.
+    parents: Vec<NodeId>,
     warn: &'a mut dyn FnMut(&str),
     stats: MergeStats,
     reserved_skipped: u64,
@@ -139,6 +156,7 @@ impl<'a, W: Write> Merger<'a, W> {
             staged: Vec::new(),
             implicit_dirs: Vec::new(),
             directories: Vec::new(),
+            parents: Vec::new(),
             warn,
             stats: MergeStats {
                 layers: layers.len(),
@@ -271,79 +289,85 @@ impl<'a, W: Write> Merger<'a, W> {
     /// parents existed in its layer: those no newer layer removed are
     /// claimed as (implicit) directories.
     fn claim(&mut self, layer: u32, path: &[u8], is_dir: bool) -> Result<(NodeId, Visibility)> {
-        // Masking only grows going down, so the parents that survive are the
-        // shallowest ones: counting them is enough to find them again.
-        let (mut parents, mut surviving) = (0, 0);
-        let mut masked = false;
-        let mut under_same_layer_file = false;
-        let mut cur = ROOT;
-        let mut components = path.split(|&b| b == b'/').peekable();
-        while let Some(name) = components.next() {
-            masked |= self.tree.node(cur).children_hidden();
-            cur = self.tree.child(cur, name);
-            let node = self.tree.node(cur);
-            masked |= node.whited_out();
-            if components.peek().is_some() {
-                if node.claim() == Claim::NonDir {
-                    masked = true;
-                    under_same_layer_file |= node.claim_layer() == layer;
-                }
-                parents += 1;
-                surviving += usize::from(!masked);
-            }
-        }
-        let node = self.tree.node(cur);
+        let walk = self.walk(layer, path);
+        let node = self.tree.node(walk.id);
         if node.version_in(layer).is_some()
             || (node.claim() == Claim::ImplicitDir && node.claim_layer() == layer && !is_dir)
-            || under_same_layer_file
+            || walk.under_same_layer_file
         {
             let message = format!(
                 "duplicate or conflicting entry {:?}; keeping the first",
                 display(path)
             );
             self.warn_in(layer, message);
-            return Ok((cur, Visibility::Duplicate));
+            return Ok((walk.id, Visibility::Duplicate));
         }
-        self.claim_parents(layer, cur, parents - surviving)?;
-        if masked {
-            return Ok((cur, Visibility::Hidden));
+        self.claim_parents(layer, walk.kept)?;
+        if walk.masked {
+            return Ok((walk.id, Visibility::Hidden));
         }
-        let node = self.tree.node(cur);
-        let visible = match (node.claim(), is_dir) {
+        let visible = match (self.tree.node(walk.id).claim(), is_dir) {
             (Claim::Unclaimed, _) | (Claim::ImplicitDir, true) => true,
             (Claim::ImplicitDir, false) => {
-                self.directory_wins(layer, cur, path)?;
+                self.directory_wins(layer, walk.id, path)?;
                 false
             }
             (Claim::Dir | Claim::NonDir, _) => false,
         };
-        if visible {
-            let claim = if is_dir { Claim::Dir } else { Claim::NonDir };
-            self.tree.node_mut(cur).claim_by(claim, layer);
-            return Ok((cur, Visibility::Visible));
+        if !visible {
+            return Ok((walk.id, Visibility::Hidden));
         }
-        Ok((cur, Visibility::Hidden))
+        let claim = if is_dir { Claim::Dir } else { Claim::NonDir };
+        self.tree.node_mut(walk.id).claim_by(claim, layer);
+        Ok((walk.id, Visibility::Visible))
     }
 
-    /// Claims the parents of `id` as implicit directories, except the
-    /// `masked` deepest ones, which a newer layer removed. Every parent,
-    /// masked or not, is a directory in this layer: links waiting on one
-    /// name a directory.
-    fn claim_parents(&mut self, layer: u32, id: NodeId, masked: usize) -> Result<()> {
-        let mut parent = self.tree.parent(id);
-        for _ in 0..masked {
-            self.imply_dir(layer, parent)?;
-            parent = self.tree.parent(parent);
+    /// Walks from the root to `path`'s node, creating nodes as needed, and
+    /// notes its parents in `self.parents` and what newer layers did to
+    /// them. A mask hides everything below it, so once one parent is
+    /// removed all deeper ones are: the removed parents are the deepest.
+    fn walk(&mut self, layer: u32, path: &[u8]) -> Walk {
+        self.parents.clear();
+        let mut walk = Walk {
+            id: ROOT,
+            kept: 0,
+            masked: false,
+            under_same_layer_file: false,
+        };
+        let mut components = path.split(|&b| b == b'/').peekable();
+        while let Some(name) = components.next() {
+            walk.masked |= self.tree.node(walk.id).children_hidden();
+            walk.id = self.tree.child(walk.id, name);
+            let node = self.tree.node(walk.id);
+            walk.masked |= node.whited_out();
+            if components.peek().is_none() {
+                break;
+            }
+            if node.claim() == Claim::NonDir {
+                walk.masked = true;
+                walk.under_same_layer_file |= node.claim_layer() == layer;
+            }
+            walk.kept += usize::from(!walk.masked);
+            self.parents.push(walk.id);
         }
-        while parent != ROOT {
+        walk
+    }
+
+    /// Claims the `kept` shallowest parents that `walk` noted as implicit
+    /// directories; a newer layer removed the deeper ones. Every parent,
+    /// removed or not, is a directory in this layer: links waiting on one
+    /// name a directory. Deepest first: of several parents that waiting
+    /// links name, the error names the deepest.
+    fn claim_parents(&mut self, layer: u32, kept: usize) -> Result<()> {
+        for depth in (0..self.parents.len()).rev() {
+            let parent = self.parents[depth];
             self.imply_dir(layer, parent)?;
-            if self.tree.node(parent).claim() == Claim::Unclaimed {
+            if depth < kept && self.tree.node(parent).claim() == Claim::Unclaimed {
                 self.tree
                     .node_mut(parent)
                     .claim_by(Claim::ImplicitDir, layer);
                 self.implicit_dirs.push(parent);
             }
-            parent = self.tree.parent(parent);
         }
         Ok(())
     }
