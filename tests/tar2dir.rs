@@ -995,9 +995,11 @@ fn mode_000_directory_with_files_unpacks() {
 // ---------------------------------------------------------------------------
 // Faithfulness.
 
-/// A version 2 `security.capability` value: CAP_NET_BIND_SERVICE permitted.
+/// A version 2 `security.capability` value: CAP_DAC_OVERRIDE, CAP_FOWNER
+/// and CAP_NET_BIND_SERVICE permitted. The first permitted byte is 0x0a, a
+/// newline, which a PAX parser that splits records at newlines breaks on.
 const CAPABILITY: &[u8] = &[
-    0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x01, 0x00, 0x00, 0x02, 0x0a, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
 fn owned<'a>(kind: EntryType, mode: u32, mtime: u64) -> Raw<'a> {

@@ -24,9 +24,12 @@ const OUT: &str = "out.sqfs";
 const LATE: u64 = 1_750_000_000;
 /// The SOURCE_DATE_EPOCH the reproducibility tests use.
 const EPOCH: u64 = 1_700_000_000;
-/// A `security.capability` value (v2, cap_net_raw+ep): binary, with NULs.
+/// A `security.capability` value (v2, permitted: cap_net_bind_service and
+/// cap_net_raw, and in the high word cap_mac_override and cap_wake_alarm):
+/// binary, with NULs and a newline byte (0x0a), which a PAX parser that
+/// splits records at newlines breaks on.
 const CAPABILITY: &[u8] = &[
-    0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x02, 0x00, 0x24, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00,
 ];
 

@@ -43,11 +43,9 @@ const MTIMES: &[(u64, Option<&str>)] = &[
     (7, Some("7.000000001")),
 ];
 const XATTR_NAMES: &[&str] = &["user.a", "user.b", "security.capability"];
-/// Binary values too. A 0x0a byte is left out here only because the `tar`
-/// crate cannot parse a PAX record holding one (it splits records at
-/// newlines): `binary_xattr_with_a_newline_byte_survives_the_merge` pins
-/// that bug; put `b'\n'` back into the binary value once it passes.
-const XATTR_VALUES: &[&[u8]] = &[b"1", b"two", &[1, 0, 0, 2, 0, b'=', 0xff]];
+/// Binary values too, with the bytes that trip naive PAX parsers: a
+/// newline (records are split by length, not at newlines), `=` and NUL.
+const XATTR_VALUES: &[&[u8]] = &[b"1", b"two", &[1, 0, 0, 2, b'\n', b'=', 0xff]];
 
 /// Owner, time and xattrs of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
