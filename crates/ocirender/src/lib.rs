@@ -30,6 +30,7 @@ pub mod links;
 pub mod merge;
 pub mod meta;
 pub mod path;
+pub mod reread;
 pub mod sparse;
 pub mod squashfs;
 pub mod staged;

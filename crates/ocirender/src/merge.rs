@@ -17,18 +17,23 @@
 //! * directory entries carry no data, so they are kept and written last,
 //!   parents first, where extractors apply their metadata after the
 //!   contents (see `write_directories`);
-//! * hard links wait in groups for the inode they name (see [`crate::links`]).
+//! * hard links wait in groups for the inode they name: [`crate::links`]
+//!   decides what to write for them, this module writes it, and
+//!   [`crate::reread`] fetches the data of links promoted from a target
+//!   that was skipped in their own layer.
 
 use crate::chunk_pipe::ProducerError;
 use crate::decode::{DecodedLayer, Prefetcher};
 use crate::layer_ref::LayerRef;
-use crate::links::{GroupId, Links, Wait};
+use crate::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::meta::{self, Kind, Member, Meta};
 use crate::path::{self, display};
+use crate::reread;
 use crate::tar_writer::TarWriter;
 use crate::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
 use crate::whiteout::{self, Marker};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use std::borrow::Cow;
 use std::io::{Read, Write};
 
 /// Tuning of a merge.
@@ -87,6 +92,17 @@ pub fn merge<W: Write>(
     }
 }
 
+/// How messages name layer `index` of `layers` (base first, counted from
+/// one).
+pub(crate) fn layer_label(layers: &[LayerRef], index: u32) -> String {
+    format!(
+        "layer {}/{} ({})",
+        index + 1,
+        layers.len(),
+        layers[index as usize].describe()
+    )
+}
+
 /// Errors from the layer's bytes (I/O, decompression, digest) speak for
 /// themselves; anything else the tar reader reports is a malformed tar.
 fn tar_stream_error(err: std::io::Error, ordinal: u32) -> anyhow::Error {
@@ -129,6 +145,19 @@ struct Walk {
     under_same_layer_file: bool,
 }
 
+/// The entry whose link actions are being carried out.
+#[derive(Default)]
+struct Source<'e> {
+    /// Its node and path, when it has them: spares building a path the
+    /// caller already holds (`Tree::path` allocates).
+    own: Option<(NodeId, &'e [u8])>,
+    /// Its metadata and data, for a [`Action::WriteData`].
+    data: Option<(&'e Meta, &'e mut dyn Read)>,
+    /// Its header, if it is a hard link: links written for it repeat it
+    /// (links written for a file repeat the file's).
+    link_header: Option<&'e Meta>,
+}
+
 struct Merger<'a, W: Write> {
     layers: &'a [LayerRef],
     tree: Tree,
@@ -141,6 +170,8 @@ struct Merger<'a, W: Write> {
     /// The parents of the entry being claimed, shallowest first; reused
     /// from entry to entry so that claiming allocates nothing.
     parents: Vec<NodeId>,
+    /// What `links` decided and is not carried out yet; reused.
+    actions: Vec<Action>,
     warn: &'a mut dyn FnMut(&str),
     stats: MergeStats,
     reserved_skipped: u64,
@@ -157,6 +188,7 @@ impl<'a, W: Write> Merger<'a, W> {
             implicit_dirs: Vec::new(),
             directories: Vec::new(),
             parents: Vec::new(),
+            actions: Vec::new(),
             warn,
             stats: MergeStats {
                 layers: layers.len(),
@@ -167,12 +199,7 @@ impl<'a, W: Write> Merger<'a, W> {
     }
 
     fn label(&self, layer: u32) -> String {
-        format!(
-            "layer {}/{} ({})",
-            layer + 1,
-            self.layers.len(),
-            self.layers[layer as usize].describe()
-        )
+        layer_label(self.layers, layer)
     }
 
     fn warn(&mut self, message: String) {
@@ -194,7 +221,8 @@ impl<'a, W: Write> Merger<'a, W> {
             self.merge_layer(index, stream).context(label)?;
             self.commit_masks(index);
         }
-        self.drop_unresolved_links();
+        self.links.drop_unresolved(&mut self.actions);
+        self.carry_out(Source::default())?;
         self.reread_promotions()?;
         self.write_directories()
     }
@@ -361,7 +389,12 @@ impl<'a, W: Write> Merger<'a, W> {
     fn claim_parents(&mut self, layer: u32, kept: usize) -> Result<()> {
         for depth in (0..self.parents.len()).rev() {
             let parent = self.parents[depth];
-            self.imply_dir(layer, parent)?;
+            self.tree.node_mut(parent).imply_dir(layer);
+            let decided = self
+                .links
+                .directory_arrives(&self.tree, parent, &mut self.actions);
+            self.carry_out(Source::default())?;
+            decided.map_err(|err| self.link_to_directory(err))?;
             if depth < kept && self.tree.node(parent).claim() == Claim::Unclaimed {
                 self.tree
                     .node_mut(parent)
@@ -370,13 +403,6 @@ impl<'a, W: Write> Merger<'a, W> {
             }
         }
         Ok(())
-    }
-
-    /// Records that `id` is a directory in `layer` because an entry lives
-    /// below it.
-    fn imply_dir(&mut self, layer: u32, id: NodeId) -> Result<()> {
-        self.tree.node_mut(id).imply_dir(layer);
-        self.check_no_link_to_dir(id)
     }
 
     /// A newer layer needs `path` as a directory (it has contents there) but
@@ -396,37 +422,19 @@ impl<'a, W: Write> Merger<'a, W> {
         Ok(())
     }
 
-    fn set_version(&mut self, id: NodeId, layer: u32, version: LayerVersion) {
-        self.tree.node_mut(id).set_version(layer, version);
-    }
-
     fn apply_dir(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
         let (id, visibility) = self.claim(layer, path, true)?;
         if visibility == Visibility::Duplicate {
             return Ok(());
         }
-        self.check_no_link_to_dir(id)?;
-        self.set_version(id, layer, LayerVersion::Dir);
+        let decided = self
+            .links
+            .directory_arrives(&self.tree, id, &mut self.actions);
+        self.carry_out(Source::default())?;
+        decided.map_err(|err| self.link_to_directory(err))?;
+        self.tree.node_mut(id).set_version(layer, LayerVersion::Dir);
         if visibility == Visibility::Visible {
             self.directories.push((id, meta.clone()));
-        }
-        Ok(())
-    }
-
-    /// Links waiting on a path that turns out to be a directory are an error.
-    fn check_no_link_to_dir(&mut self, id: NodeId) -> Result<()> {
-        if !self.links.has_waiting(id) {
-            return Ok(());
-        }
-        let (resolved, dangling) = self.take_resolving(id);
-        self.drop_dangling(id, &dangling);
-        // An error even when a newer layer hides every link of the group:
-        // the layer that holds them cannot be applied.
-        if !resolved.is_empty() {
-            bail!(
-                "a hard link names the directory {:?}",
-                display(&self.tree.path(id))
-            );
         }
         Ok(())
     }
@@ -445,44 +453,20 @@ impl<'a, W: Write> Merger<'a, W> {
             return Ok(());
         }
         self.staged.push(Mask::Children(id));
-        let (groups, dangling) = self.take_resolving(id);
-        self.drop_dangling(id, &dangling);
-        let home = if visibility == Visibility::Visible {
-            Some(id)
-        } else {
-            groups
-                .iter()
-                .find_map(|&g| self.links.group(g).members.first().copied())
-        };
-        let Some(home) = home else {
-            // Nobody needs the data yet, but links waiting on this inode may
-            // still gain members from later entries of this layer: make them
-            // one group that a second read of this entry can settle.
-            let version = match groups.split_first() {
-                Some((&first, rest)) => {
-                    self.links.group_mut(first).wait = Wait::Reread { layer, ordinal };
-                    for &g in rest {
-                        self.merge_groups(first, g, meta)?;
-                    }
-                    LayerVersion::Group(first)
-                }
-                None => LayerVersion::Skipped(ordinal),
-            };
-            self.set_version(id, layer, version);
-            return Ok(());
-        };
-        let home_path = if home == id {
-            path.to_vec()
-        } else {
-            self.tree.path(home)
-        };
-        self.out.write_entry(&home_path, meta, data)?;
-        self.stats.entries_written += 1;
-        self.set_version(id, layer, LayerVersion::Home(home));
-        for g in groups {
-            self.settle_group(g, home, &home_path, meta)?;
-        }
-        Ok(())
+        let version = self.links.file_arrives(
+            &self.tree,
+            (layer, ordinal),
+            id,
+            visibility == Visibility::Visible,
+            meta,
+            &mut self.actions,
+        );
+        self.tree.node_mut(id).set_version(layer, version);
+        self.carry_out(Source {
+            own: Some((id, path)),
+            data: Some((meta, data)),
+            link_header: None,
+        })
     }
 
     fn apply_hard_link(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
@@ -496,178 +480,90 @@ impl<'a, W: Write> Merger<'a, W> {
         }
         self.staged.push(Mask::Children(id));
         let target_id = self.tree.lookup(&target);
-        let shared = self.link_reference(layer, id, target_id)?;
-        // Older links that named this path share whatever this link shares.
-        let (chained, dangling) = self.take_resolving(id);
-        self.drop_dangling(id, &dangling);
-        match shared {
-            LayerVersion::Home(home) => {
-                let home_path = self.tree.path(home);
-                for g in chained {
-                    self.settle_group(g, home, &home_path, meta)?;
-                }
-            }
-            LayerVersion::Group(into) => {
-                for g in chained {
-                    self.merge_groups(into, g, meta)?;
-                }
-            }
-            _ => {
-                for g in chained {
-                    self.drop_group(g, &target);
-                }
-            }
+        let decided = self.links.link_arrives(
+            &self.tree,
+            layer,
+            (id, target_id),
+            visibility == Visibility::Visible,
+            &mut self.actions,
+        );
+        let versions = decided.map_err(|err| self.link_to_directory(err))?;
+        if let Some(version) = versions.target {
+            self.tree.node_mut(target_id).set_version(layer, version);
         }
-        self.set_version(id, layer, shared);
-        if visibility != Visibility::Visible {
-            return Ok(());
-        }
-        match shared {
-            LayerVersion::Home(home) => {
-                let home_path = self.tree.path(home);
-                self.out.write_hard_link(path, &home_path, meta)?;
-                self.stats.entries_written += 1;
-            }
-            LayerVersion::Group(g) => self.add_member(g, id, meta)?,
-            _ => self.warn_in(
-                layer,
-                format!(
-                    "hard link {:?} names {:?}, which does not exist; dropped",
-                    display(path),
-                    display(&target)
-                ),
-            ),
-        }
-        Ok(())
-    }
-
-    /// The inode a hard link at `id` in `layer` shares: its target's version
-    /// in this layer if the target came earlier, else a group waiting for
-    /// the target in the layers below.
-    fn link_reference(&mut self, layer: u32, id: NodeId, target: NodeId) -> Result<LayerVersion> {
-        if target == id {
-            return Ok(LayerVersion::Dangling);
-        }
-        let node = self.tree.node(target);
-        if node.implied_in(layer) {
-            bail!(
-                "hard link to the directory {:?} (implied by entries below it)",
-                display(&self.tree.path(target))
-            );
-        }
-        let Some(version) = node.version_in(layer) else {
-            return Ok(LayerVersion::Group(self.links.await_target(target, layer)));
-        };
-        Ok(match version {
-            LayerVersion::Group(g) => LayerVersion::Group(self.links.find(g)),
-            LayerVersion::Skipped(ordinal) => {
-                let g = self.links.await_reread(layer, ordinal);
-                self.set_version(target, layer, LayerVersion::Group(g));
-                LayerVersion::Group(g)
-            }
-            LayerVersion::Dir => bail!(
-                "hard link to the directory {:?}",
-                display(&self.tree.path(target))
-            ),
-            other => other,
+        self.tree.node_mut(id).set_version(layer, versions.link);
+        self.carry_out(Source {
+            own: Some((id, path)),
+            data: None,
+            link_header: Some(meta),
         })
     }
 
-    /// Removes the groups waiting on `id`, split into those for which this
-    /// layer's entry is the target they name, and those whose view of the
-    /// tree had the target deleted (their links dangle).
-    fn take_resolving(&mut self, id: NodeId) -> (Vec<GroupId>, Vec<GroupId>) {
-        let mut resolved = Vec::new();
-        let mut dangling = Vec::new();
-        for g in self.links.take_waiting(id) {
-            let Wait::Target { view, .. } = self.links.group(g).wait else {
-                continue;
-            };
-            self.links.group_mut(g).wait = Wait::Done;
-            if self.tree.masked_at_or_below(id, view) {
-                dangling.push(g);
-            } else {
-                resolved.push(g);
+    /// The error for a hard link naming a directory.
+    fn link_to_directory(&self, err: LinkToDirectory) -> anyhow::Error {
+        let dir = display(&self.tree.path(err.dir));
+        match err.seen {
+            DirectorySeen::Entry => anyhow!("hard link to the directory {dir:?}"),
+            DirectorySeen::Implied => {
+                anyhow!("hard link to the directory {dir:?} (implied by entries below it)")
             }
-        }
-        (resolved, dangling)
-    }
-
-    fn drop_dangling(&mut self, target: NodeId, groups: &[GroupId]) {
-        if groups.is_empty() {
-            return;
-        }
-        let target = self.tree.path(target);
-        for &g in groups {
-            self.drop_group(g, &target);
+            DirectorySeen::Later => anyhow!("a hard link names the directory {dir:?}"),
         }
     }
 
-    /// Drops the links of a group whose target does not exist.
-    fn drop_group(&mut self, g: GroupId, target: &[u8]) {
-        let members = std::mem::take(&mut self.links.group_mut(g).members);
-        self.links.group_mut(g).wait = Wait::Done;
-        for member in members {
-            let path = self.tree.path(member);
-            self.warn(format!(
-                "hard link {:?} names {:?}, which does not exist in the link's layer; dropped",
-                display(&path),
-                display(target)
-            ));
+    /// Carries out, in order, the actions `links` decided for `source`.
+    fn carry_out(&mut self, mut source: Source<'_>) -> Result<()> {
+        if self.actions.is_empty() {
+            return Ok(());
         }
+        let mut actions = std::mem::take(&mut self.actions);
+        let done = actions
+            .drain(..)
+            .try_for_each(|action| self.act(action, &mut source));
+        self.actions = actions;
+        done
     }
 
-    /// The inode of group `g` now lives at `home`: write its members as
-    /// links to it.
-    fn settle_group(
-        &mut self,
-        g: GroupId,
-        home: NodeId,
-        home_path: &[u8],
-        meta: &Meta,
-    ) -> Result<()> {
-        let group = self.links.group_mut(g);
-        group.home = Some(home);
-        group.wait = Wait::Done;
-        let members = std::mem::take(&mut group.members);
-        for member in members.into_iter().filter(|&m| m != home) {
-            let path = self.tree.path(member);
-            self.out.write_hard_link(&path, home_path, meta)?;
-            self.stats.entries_written += 1;
-        }
-        Ok(())
-    }
-
-    /// Group `from` turned out to share group `into`'s inode.
-    fn merge_groups(&mut self, into: GroupId, from: GroupId, meta: &Meta) -> Result<()> {
-        let into = self.links.find(into);
-        for member in self.links.merge(into, from) {
-            self.add_member(into, member, meta)?;
-        }
-        Ok(())
-    }
-
-    fn add_member(&mut self, g: GroupId, member: NodeId, meta: &Meta) -> Result<()> {
-        let g = self.links.find(g);
-        match self.links.group(g).home {
-            Some(home) => {
-                let (path, home_path) = (self.tree.path(member), self.tree.path(home));
-                self.out.write_hard_link(&path, &home_path, meta)?;
+    fn act(&mut self, action: Action, source: &mut Source<'_>) -> Result<()> {
+        match action {
+            Action::WriteData { home } => {
+                let (meta, data) = source
+                    .data
+                    .as_mut()
+                    .expect("only a file's own decisions write its data");
+                let home = path_of(&self.tree, home, source.own);
+                self.out.write_entry(&home, meta, *data)?;
                 self.stats.entries_written += 1;
             }
-            None => self.links.group_mut(g).members.push(member),
-        }
-        Ok(())
-    }
-
-    /// Links whose target never showed up are dropped.
-    fn drop_unresolved_links(&mut self) {
-        for g in self.links.take_all_waiting() {
-            if let Wait::Target { target, .. } = self.links.group(g).wait {
-                let target = self.tree.path(target);
-                self.drop_group(g, &target);
+            Action::WriteLink { link, inode } => {
+                let path = path_of(&self.tree, link, source.own);
+                let home = path_of(&self.tree, inode.home, source.own);
+                let header = match source.link_header {
+                    Some(meta) => meta.clone(),
+                    None => link_header(&inode),
+                };
+                self.out.write_hard_link(&path, &home, &header)?;
+                self.stats.entries_written += 1;
+            }
+            Action::Drop {
+                link,
+                target,
+                noticed,
+            } => {
+                let (link, target) = (self.tree.path(link), self.tree.path(target));
+                let (link, target) = (display(&link), display(&target));
+                match noticed {
+                    Noticed::InItsLayer(layer) => self.warn_in(
+                        layer,
+                        format!("hard link {link:?} names {target:?}, which does not exist; dropped"),
+                    ),
+                    Noticed::Below => self.warn(format!(
+                        "hard link {link:?} names {target:?}, which does not exist in the link's layer; dropped"
+                    )),
+                }
             }
         }
+        Ok(())
     }
 
     /// Writes every directory entry after all other entries, in depth-first
@@ -709,55 +605,41 @@ impl<'a, W: Write> Merger<'a, W> {
 
     /// Hard links whose target was skipped earlier in the same layer, and
     /// replaced or deleted by a newer one, need the target's data under the
-    /// first link's name. The layer is read again for them, once.
+    /// first link's name: see [`crate::reread`].
     fn reread_promotions(&mut self) -> Result<()> {
         let wanted = self.links.rereads();
-        let mut i = 0;
-        while i < wanted.len() {
-            let layer = wanted[i].0;
-            let end = wanted[i..]
-                .iter()
-                .position(|w| w.0 != layer)
-                .map_or(wanted.len(), |n| i + n);
-            let label = self.label(layer);
-            self.reread_layer(layer, &wanted[i..end])
-                .with_context(|| format!("{label}: second read"))?;
-            i = end;
-        }
-        Ok(())
+        let layers = self.layers;
+        reread::reread(layers, &wanted, &mut |group, meta, data| {
+            self.links.reread_arrives(group, meta, &mut self.actions);
+            self.carry_out(Source {
+                own: None,
+                data: Some((meta, data)),
+                link_header: None,
+            })
+        })
     }
+}
 
-    fn reread_layer(&mut self, layer: u32, wanted: &[(u32, u32, GroupId)]) -> Result<()> {
-        let changed = || anyhow::anyhow!("the layer changed between reads");
-        let stream = DecodedLayer::spawn(&self.layers[layer as usize]);
-        let mut archive = tar::Archive::new(stream);
-        let mut wanted = wanted.iter().peekable();
-        for (ordinal, entry) in archive.entries_with_seek()?.enumerate() {
-            let Some(&&(_, want, g)) = wanted.peek() else {
-                break;
-            };
-            if want as usize != ordinal {
-                continue;
-            }
-            wanted.next();
-            let mut entry = entry?;
-            let Member::Entry { meta, storage, .. } = meta::read_member(&mut entry)? else {
-                return Err(changed());
-            };
-            if matches!(meta.kind, Kind::Directory | Kind::HardLink) {
-                return Err(changed());
-            }
-            let home = self.links.group(g).members[0];
-            let home_path = self.tree.path(home);
-            self.out
-                .write_entry(&home_path, &meta, &mut storage.contents(&mut entry))?;
-            self.stats.entries_written += 1;
-            self.settle_group(g, home, &home_path, &meta)?;
-        }
-        if wanted.peek().is_some() {
-            return Err(changed());
-        }
-        archive.into_inner().finish()?;
-        Ok(())
+/// The path of `id`, borrowed from `own` when that is the node's.
+fn path_of<'p>(tree: &Tree, id: NodeId, own: Option<(NodeId, &'p [u8])>) -> Cow<'p, [u8]> {
+    match own {
+        Some((own, path)) if own == id => Cow::Borrowed(path),
+        _ => Cow::Owned(tree.path(id)),
+    }
+}
+
+/// The header of a hard link to `inode`: the inode's ownership, mode and
+/// time, whatever the link's own header said (see [`Inode`]).
+fn link_header(inode: &Inode) -> Meta {
+    Meta {
+        kind: Kind::HardLink,
+        mode: inode.mode,
+        uid: inode.uid,
+        gid: inode.gid,
+        mtime: inode.mtime,
+        size: 0,
+        link_target: Vec::new(),
+        device: (0, 0),
+        pax: Vec::new(),
     }
 }

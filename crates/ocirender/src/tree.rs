@@ -37,13 +37,14 @@ pub enum Claim {
 ///
 /// Named for the layer it belongs to (not just `Version`, which is also
 /// `squashfs::Version`, a program's version) because it only ever describes
-/// the layer being read when it was recorded: [`Node::version_in`] hands it
-/// out only for that layer, and a value left over from a newer layer means
-/// nothing.
+/// the layer being read when it was recorded: homes and groups are
+/// numbered per layer, so [`Node::version_in`] hands it out only for that
+/// layer, and a value left over from a newer layer means nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerVersion {
-    /// Written to the output at this node's path.
-    Home(NodeId),
+    /// Its data was written to the output: entry `.0` of the layer's table
+    /// of written inodes (see `links::Links`).
+    Home(u32),
     /// Shares the inode of a pending hard-link group.
     Group(u32),
     /// A file whose data was skipped; it is the layer's member number `.0`.
