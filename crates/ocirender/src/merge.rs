@@ -153,9 +153,6 @@ struct Source<'e> {
     own: Option<(NodeId, &'e [u8])>,
     /// Its metadata and data, for a [`Action::WriteData`].
     data: Option<(&'e Meta, &'e mut dyn Read)>,
-    /// Its header, if it is a hard link: links written for it repeat it
-    /// (links written for a file repeat the file's).
-    link_header: Option<&'e Meta>,
 }
 
 struct Merger<'a, W: Write> {
@@ -465,7 +462,6 @@ impl<'a, W: Write> Merger<'a, W> {
         self.carry_out(Source {
             own: Some((id, path)),
             data: Some((meta, data)),
-            link_header: None,
         })
     }
 
@@ -495,7 +491,6 @@ impl<'a, W: Write> Merger<'a, W> {
         self.carry_out(Source {
             own: Some((id, path)),
             data: None,
-            link_header: Some(meta),
         })
     }
 
@@ -538,11 +533,8 @@ impl<'a, W: Write> Merger<'a, W> {
             Action::WriteLink { link, inode } => {
                 let path = path_of(&self.tree, link, source.own);
                 let home = path_of(&self.tree, inode.home, source.own);
-                let header = match source.link_header {
-                    Some(meta) => meta.clone(),
-                    None => link_header(&inode),
-                };
-                self.out.write_hard_link(&path, &home, &header)?;
+                self.out
+                    .write_hard_link(&path, &home, &link_header(&inode))?;
                 self.stats.entries_written += 1;
             }
             Action::Drop {
@@ -614,7 +606,6 @@ impl<'a, W: Write> Merger<'a, W> {
             self.carry_out(Source {
                 own: None,
                 data: Some((meta, data)),
-                link_header: None,
             })
         })
     }

@@ -436,7 +436,10 @@ fn hard_link_to_an_implicit_directory_is_an_error() {
             Layer::new().hardlink("l", "d"),
             Layer::new().file("d/x", b"x"),
         ],
-        &[Layer::new().file("d/y", b"y"), Layer::new().hardlink("l", "d")],
+        &[
+            Layer::new().file("d/y", b"y"),
+            Layer::new().hardlink("l", "d"),
+        ],
         &[Layer::new().file("d/y", b"y").hardlink("l", "d")],
         &[Layer::new().hardlink("l", "d").file("d/y", b"y")],
     ];
@@ -447,7 +450,11 @@ fn hard_link_to_an_implicit_directory_is_an_error() {
             "case {i}: merged although a link names a directory; warnings {:?}",
             out.warnings
         );
-        assert!(out.error().contains("directory"), "case {i}: {}", out.error());
+        assert!(
+            out.error().contains("directory"),
+            "case {i}: {}",
+            out.error()
+        );
     }
 }
 
@@ -504,6 +511,117 @@ fn hard_link_header_metadata_is_ignored() {
         (entries[0].path.as_str(), entries[0].mode, entries[0].uid),
         ("l", 0o4755, 0)
     );
+}
+
+/// The target's header in [`link_headers_repeat_the_target_not_the_link`].
+const TARGET: Raw<'static> = Raw {
+    kind: EntryType::Regular,
+    mode: 0o640,
+    uid: 1,
+    gid: 2,
+    mtime: 100,
+    link: b"",
+    data: b"data",
+    pax: Vec::new(),
+    gnu_long_name: false,
+    uname: "",
+};
+
+fn target(layer: Layer, path: &str) -> Layer {
+    layer.raw(path.as_bytes(), TARGET)
+}
+
+/// A hard link whose own header disagrees with its target's.
+fn odd_link(layer: Layer, path: &str, to: &str) -> Layer {
+    layer.raw(
+        path.as_bytes(),
+        Raw {
+            kind: EntryType::Link,
+            link: to.as_bytes(),
+            mode: 0o600,
+            uid: 99,
+            gid: 98,
+            mtime: 200,
+            ..Raw::default()
+        },
+    )
+}
+
+#[test]
+fn link_headers_repeat_the_target_not_the_link() {
+    // Extractors take a link's inode, and so its owner, mode and time, from
+    // the target: every header of the inode says the same, whichever way
+    // the merge came to write it.
+    let cases: [(&str, Vec<Layer>, &[&str]); 6] = [
+        (
+            "links after the target in its layer, one naming the other",
+            vec![odd_link(
+                odd_link(target(Layer::new(), "t"), "a", "t"),
+                "b",
+                "a",
+            )],
+            &["a", "b"],
+        ),
+        (
+            "a link settled when its target arrives from a lower layer",
+            vec![target(Layer::new(), "t"), odd_link(Layer::new(), "a", "t")],
+            &["a"],
+        ),
+        (
+            "a link to a link settled earlier in the layer",
+            vec![odd_link(
+                target(odd_link(Layer::new(), "a", "t"), "t"),
+                "b",
+                "a",
+            )],
+            &["a", "b"],
+        ),
+        (
+            "links promoted while streaming (the target whited out above)",
+            vec![
+                target(Layer::new(), "t"),
+                odd_link(odd_link(Layer::new(), "a", "t"), "b", "t"),
+                Layer::new().whiteout("t"),
+            ],
+            &["a", "b"],
+        ),
+        (
+            "links promoted by a second read (the target replaced above)",
+            vec![
+                odd_link(odd_link(target(Layer::new(), "t"), "a", "t"), "b", "a"),
+                Layer::new().file("t", b"new"),
+            ],
+            &["a", "b"],
+        ),
+        (
+            "a promoted group that a newer layer links to",
+            vec![
+                odd_link(target(Layer::new(), "t"), "a", "t"),
+                odd_link(Layer::new(), "b", "a"),
+                Layer::new().file("t", b"new"),
+            ],
+            &["a", "b"],
+        ),
+    ];
+    for (case, layers, links) in cases {
+        let entries = merge_layers(&layers).entries();
+        for name in links {
+            let e = entries
+                .iter()
+                .find(|e| e.path == *name)
+                .unwrap_or_else(|| panic!("{case}: {name} missing"));
+            assert_eq!(
+                (e.mode, e.uid, e.gid, e.mtime),
+                (TARGET.mode, TARGET.uid, TARGET.gid, TARGET.mtime),
+                "{case}: {name} ({:?})",
+                e.kind
+            );
+        }
+        assert!(
+            entries.iter().any(|e| e.kind == EntryType::Link),
+            "{case}: no link written"
+        );
+    }
 }
 
 #[test]
