@@ -78,7 +78,7 @@ pub enum Action {
     },
     /// Warn that the link at `link`, naming `target`, is dropped: the
     /// target does not exist as the link's layer sees the tree.
-    Drop {
+    DropLink {
         /// The link's node.
         link: NodeId,
         /// The node the link names.
@@ -261,7 +261,8 @@ impl Links {
         &mut self,
         tree: &Tree,
         layer: u32,
-        (id, target): (NodeId, NodeId),
+        id: NodeId,
+        target: NodeId,
         visible: bool,
         actions: &mut Vec<Action>,
     ) -> Result<LinkVersions, LinkToDirectory> {
@@ -281,7 +282,7 @@ impl Links {
                     inode: self.homes[h as usize],
                 }),
                 LayerVersion::Group(g) => self.add_member(g, id, actions),
-                _ => actions.push(Action::Drop {
+                _ => actions.push(Action::DropLink {
                     link: id,
                     target,
                     noticed: Noticed::InItsLayer(layer),
@@ -440,7 +441,7 @@ impl Links {
         let group = &mut self.groups[g as usize];
         group.wait = Wait::Done;
         for link in std::mem::take(&mut group.members) {
-            actions.push(Action::Drop {
+            actions.push(Action::DropLink {
                 link,
                 target,
                 noticed,
@@ -517,4 +518,86 @@ fn push_group(groups: &mut Vec<Group>, wait: Wait) -> GroupId {
         merged_into: None,
     });
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Kind;
+
+    fn file(mode: u32) -> Meta {
+        Meta {
+            kind: Kind::Regular,
+            mode,
+            uid: 1,
+            gid: 2,
+            mtime: 3,
+            size: 0,
+            link_target: Vec::new(),
+            device: (0, 0),
+            pax: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_link_waits_for_its_target_then_follows_its_data() {
+        let (mut tree, mut links, mut actions) = (Tree::new(), Links::default(), Vec::new());
+        let (l, t) = (tree.lookup(b"l"), tree.lookup(b"t"));
+        let versions = links.link_arrives(&tree, 0, l, t, true, &mut actions);
+        assert!(matches!(
+            versions,
+            Ok(LinkVersions {
+                link: LayerVersion::Group(_),
+                target: None
+            })
+        ));
+        assert_eq!(actions, [], "nothing to write before the data");
+        let meta = file(0o640);
+        let version = links.file_arrives(&tree, (0, 1), t, true, &meta, &mut actions);
+        assert_eq!(version, LayerVersion::Home(0));
+        let inode = Inode::at(t, &meta);
+        assert_eq!(
+            actions,
+            [
+                Action::WriteData { home: t },
+                Action::WriteLink { link: l, inode }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hidden_target_is_written_at_its_first_link() {
+        let (mut tree, mut links, mut actions) = (Tree::new(), Links::default(), Vec::new());
+        let (a, b, t) = (tree.lookup(b"a"), tree.lookup(b"b"), tree.lookup(b"t"));
+        for link in [a, b] {
+            links
+                .link_arrives(&tree, 1, link, t, true, &mut actions)
+                .unwrap();
+        }
+        let meta = file(0o600);
+        links.file_arrives(&tree, (0, 0), t, false, &meta, &mut actions);
+        let inode = Inode::at(a, &meta);
+        assert_eq!(
+            actions,
+            [
+                Action::WriteData { home: a },
+                Action::WriteLink { link: b, inode }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_link_to_a_directory_of_its_layer_is_refused() {
+        let (mut tree, mut links, mut actions) = (Tree::new(), Links::default(), Vec::new());
+        let (l, d) = (tree.lookup(b"l"), tree.lookup(b"d"));
+        tree.node_mut(d).set_version(0, LayerVersion::Dir);
+        let refused = links.link_arrives(&tree, 0, l, d, true, &mut actions);
+        assert_eq!(
+            refused,
+            Err(LinkToDirectory {
+                dir: d,
+                seen: DirectorySeen::Entry
+            })
+        );
+    }
 }

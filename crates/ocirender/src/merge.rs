@@ -387,11 +387,7 @@ impl<'a, W: Write> Merger<'a, W> {
         for depth in (0..self.parents.len()).rev() {
             let parent = self.parents[depth];
             self.tree.node_mut(parent).imply_dir(layer);
-            let decided = self
-                .links
-                .directory_arrives(&self.tree, parent, &mut self.actions);
-            self.carry_out(Source::default())?;
-            decided.map_err(|err| self.link_to_directory(err))?;
+            self.directory_arrives(parent)?;
             if depth < kept && self.tree.node(parent).claim() == Claim::Unclaimed {
                 self.tree
                     .node_mut(parent)
@@ -400,6 +396,16 @@ impl<'a, W: Write> Merger<'a, W> {
             }
         }
         Ok(())
+    }
+
+    /// A directory turned up at `id` (its entry, or entries below it): hard
+    /// links waiting on it name a directory.
+    fn directory_arrives(&mut self, id: NodeId) -> Result<()> {
+        let decided = self
+            .links
+            .directory_arrives(&self.tree, id, &mut self.actions);
+        self.carry_out(Source::default())?;
+        decided.map_err(|err| self.link_to_directory(err))
     }
 
     /// A newer layer needs `path` as a directory (it has contents there) but
@@ -424,11 +430,7 @@ impl<'a, W: Write> Merger<'a, W> {
         if visibility == Visibility::Duplicate {
             return Ok(());
         }
-        let decided = self
-            .links
-            .directory_arrives(&self.tree, id, &mut self.actions);
-        self.carry_out(Source::default())?;
-        decided.map_err(|err| self.link_to_directory(err))?;
+        self.directory_arrives(id)?;
         self.tree.node_mut(id).set_version(layer, LayerVersion::Dir);
         if visibility == Visibility::Visible {
             self.directories.push((id, meta.clone()));
@@ -479,7 +481,8 @@ impl<'a, W: Write> Merger<'a, W> {
         let decided = self.links.link_arrives(
             &self.tree,
             layer,
-            (id, target_id),
+            id,
+            target_id,
             visibility == Visibility::Visible,
             &mut self.actions,
         );
@@ -519,6 +522,8 @@ impl<'a, W: Write> Merger<'a, W> {
         done
     }
 
+    /// Carries out one action: writes (paths built from node ids, or taken
+    /// from `source` when they are its own) and counts, or warns.
     fn act(&mut self, action: Action, source: &mut Source<'_>) -> Result<()> {
         match action {
             Action::WriteData { home } => {
@@ -537,7 +542,7 @@ impl<'a, W: Write> Merger<'a, W> {
                     .write_hard_link(&path, &home, &link_header(&inode))?;
                 self.stats.entries_written += 1;
             }
-            Action::Drop {
+            Action::DropLink {
                 link,
                 target,
                 noticed,
