@@ -4,8 +4,9 @@
 //! zstd storage, right or wrong declared digest, byte range of a larger
 //! file, read-ahead), then the layer's tar bytes.
 //!
-//! Properties: no panic. On success: the output is a complete tar (the
-//! `tar` crate reads every entry and the end-of-archive marker follows);
+//! Properties: no panic. On success: the output is a complete tar (read as
+//! GNU tar does, every header and all data there, two zero blocks where a
+//! header is due) with well-formed PAX records;
 //! every path is canonical and appears once; hard links name an earlier
 //! non-directory entry; no sparse member, whiteout or extension type is
 //! left; the stats match the output; a wrong declared digest never
