@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ocirender::blob::layer_ref::{self, LayerRef};
 use ocirender::cli;
-use ocirender::layer_ref::{self, LayerRef};
 use ocirender::merge::{merge, MergeOptions};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read};

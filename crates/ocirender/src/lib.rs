@@ -1,42 +1,29 @@
 //! ocirender: turn OCI and Docker image layers into one flat root
 //! filesystem, streaming, without extracting layers to disk.
 //!
-//! The crate is the shared core of the `oci-*` and `tar2*` binaries:
+//! The crate is the shared core of the `oci-*` and `tar2*` binaries. Its
+//! folders follow the pipeline, left to right:
 //!
-//! * [`merge`]: the overlay merge of layer tars into one tar;
-//! * [`decode`], [`chunk_pipe`], [`compression`], [`digest`]: reading blobs on background
-//!   threads, sniffing their compression, verifying their digests;
-//! * [`path`], [`whiteout`], [`tree`], [`links`]: the pieces of OCI layer
-//!   semantics the merge is built from;
-//! * [`meta`], [`sparse`], [`tar_writer`], [`tar_stream`]: tar entries in and out;
-//! * [`image`]: resolving OCI layouts and `docker save` archives to layers;
-//! * [`layer_ref`]: the line format that joins `oci-layers` to `oci-merge`;
-//! * [`unpack`]: unpacking a tar into a directory, safely;
-//! * [`squashfs`]: building squashfs images with `mksquashfs -tar`;
-//! * [`staged`], [`temporaries`]: outputs built beside their destination, renamed
-//!   on success, removed on failure or when a signal interrupts;
+//! * [`image`]: resolving an image (OCI layout, `docker save`) to its layers;
+//! * [`blob`]: reading one layer: the layer-list line that names it,
+//!   compression sniffed from its bytes, decoding on background threads,
+//!   its digest verified while it streams;
+//! * [`merge`]: the overlay: which version of each path survives the layers
+//!   above it (whiteouts, opaque directories, type changes, hard links);
+//! * [`tar`]: entries in and out: one reader (sparse members included), one
+//!   writer, entry names, and the checked forwarding `tar2sqfs` does;
+//! * [`unpack`]: a merged tar into a directory, confined by the kernel;
+//! * [`sink`]: image builders (`mksquashfs -tar`) and the staged outputs
+//!   every sink writes: built beside the destination, renamed on success,
+//!   removed on failure or a signal;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes).
 
 #![deny(missing_docs)]
 
-pub mod chunk_pipe;
+pub mod blob;
 pub mod cli;
-pub mod compression;
-pub mod decode;
-pub mod digest;
 pub mod image;
-pub mod layer_ref;
-pub mod links;
 pub mod merge;
-pub mod meta;
-pub mod path;
-pub mod reread;
-pub mod sparse;
-pub mod squashfs;
-pub mod staged;
-pub mod tar_stream;
-pub mod tar_writer;
-pub mod temporaries;
-pub mod tree;
+pub mod sink;
+pub mod tar;
 pub mod unpack;
-pub mod whiteout;

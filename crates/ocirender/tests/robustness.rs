@@ -15,9 +15,9 @@
 
 mod common;
 
-use ocirender::digest::{Algorithm, Digest};
-use ocirender::layer_ref::LayerRef;
-use ocirender::tar_stream::forward_for_mksquashfs;
+use ocirender::blob::digest::{Algorithm, Digest};
+use ocirender::blob::layer_ref::LayerRef;
+use ocirender::tar::forward::forward_for_mksquashfs;
 use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
 use proptest::prelude::*;
 use tar::EntryType;

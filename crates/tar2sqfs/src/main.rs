@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
-use ocirender::squashfs::{write_squashfs, Mksquashfs, SquashOptions};
+use ocirender::sink::squashfs::{write_squashfs, Mksquashfs, SquashOptions};
 use std::ffi::OsString;
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::sink::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2sqfs OUT")?;
     let stdin = std::io::stdin();
     let tool = Mksquashfs::find(args.mksquashfs.as_deref())?;

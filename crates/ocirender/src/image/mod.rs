@@ -13,9 +13,9 @@ pub mod spec;
 pub mod store;
 pub mod tags;
 
-use crate::compression::Compression;
-use crate::digest::{Algorithm, Digest, Hasher};
-use crate::layer_ref::LayerRef;
+use crate::blob::compression::Compression;
+use crate::blob::digest::{Algorithm, Digest, Hasher};
+use crate::blob::layer_ref::LayerRef;
 use anyhow::{anyhow, bail, Context, Result};
 use platform::{Platform, PlatformRequest};
 use serde::de::DeserializeOwned;

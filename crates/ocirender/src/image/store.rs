@@ -14,9 +14,9 @@
 //! `O_NOFOLLOW`, and a layer is handed on under the path of the file a
 //! link leads to, so `oci-merge` opens no link at all.
 
-use crate::compression::Compression;
-use crate::digest::Digest;
-use crate::layer_ref::LayerRef;
+use crate::blob::compression::Compression;
+use crate::blob::digest::Digest;
+use crate::blob::layer_ref::LayerRef;
 use crate::unpack::root::c_path;
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
@@ -45,11 +45,11 @@ pub enum Store {
 /// The members of an archive, by canonical path.
 pub struct ArchiveIndex {
     path: PathBuf,
-    members: HashMap<Vec<u8>, Member>,
+    members: HashMap<Vec<u8>, ArchivedFile>,
 }
 
 #[derive(Debug, Clone)]
-enum Member {
+enum ArchivedFile {
     File { offset: u64, size: u64 },
     Link(Vec<u8>),
     Unusable(&'static str),
@@ -192,7 +192,7 @@ fn find_in_dir(root: &Path, rel: &str) -> Result<Vec<u8>, Find> {
     let root = open_root(root)?;
     let mut key = canonical(rel).map_err(Find::Unusable)?;
     for _ in 0..MAX_LINK_HOPS {
-        let (dir, name) = crate::path::split_parent(&key);
+        let (dir, name) = crate::tar::path::split_parent(&key);
         let parent = open_dir_beneath(&root, dir)?;
         match lookup(&parent, name)? {
             None => return Err(Find::Absent),
@@ -209,7 +209,7 @@ fn find_in_dir(root: &Path, rel: &str) -> Result<Vec<u8>, Find> {
 /// what is read is the file that was found.
 fn open_in_dir(root: &Path, key: &[u8]) -> Result<File> {
     let root = open_root(root).map_err(Find::into_error)?;
-    let (dir, name) = crate::path::split_parent(key);
+    let (dir, name) = crate::tar::path::split_parent(key);
     let parent = open_dir_beneath(&root, dir).map_err(Find::into_error)?;
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rfs::openat(&parent, c_path(name), flags, Mode::empty()).context("cannot open")?;
@@ -277,7 +277,7 @@ fn canonical(rel: &str) -> Result<Vec<u8>> {
     if rel.starts_with('/') {
         bail!("absolute path {rel:?} in image metadata");
     }
-    let path = crate::path::normalize(rel.as_bytes())
+    let path = crate::tar::path::normalize(rel.as_bytes())
         .with_context(|| format!("bad path {rel:?} in image metadata"))?;
     if path.is_empty() {
         bail!("bad path {rel:?} in image metadata");
@@ -320,9 +320,11 @@ impl ArchiveIndex {
         for _ in 0..MAX_LINK_HOPS {
             match self.members.get(&key) {
                 None => return Err(Find::Absent),
-                Some(Member::File { offset, size }) => return Ok((*offset, *size)),
-                Some(Member::Link(target)) => key = target.clone(),
-                Some(Member::Unusable(why)) => return Err(Find::Unusable(anyhow::anyhow!(*why))),
+                Some(ArchivedFile::File { offset, size }) => return Ok((*offset, *size)),
+                Some(ArchivedFile::Link(target)) => key = target.clone(),
+                Some(ArchivedFile::Unusable(why)) => {
+                    return Err(Find::Unusable(anyhow::anyhow!(*why)))
+                }
             }
         }
         Err(Find::Unusable(anyhow::anyhow!("too many levels of links")))
@@ -344,35 +346,35 @@ impl Find {
     }
 }
 
-fn index_members(file: File) -> Result<HashMap<Vec<u8>, Member>> {
+fn index_members(file: File) -> Result<HashMap<Vec<u8>, ArchivedFile>> {
     let mut archive = tar::Archive::new(file);
     let mut members = HashMap::new();
     for entry in archive.entries_with_seek()? {
         let entry = entry?;
-        let Ok(path) = crate::path::normalize(&entry.path_bytes()) else {
+        let Ok(path) = crate::tar::path::normalize(&entry.path_bytes()) else {
             continue;
         };
         let member = match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => Member::File {
+            tar::EntryType::Regular | tar::EntryType::Continuous => ArchivedFile::File {
                 offset: entry.raw_file_position(),
                 size: entry.size(),
             },
             tar::EntryType::GNUSparse => {
-                Member::Unusable("a sparse archive member cannot be read in place")
+                ArchivedFile::Unusable("a sparse archive member cannot be read in place")
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default();
-                let (dir, _) = crate::path::split_parent(&path);
+                let (dir, _) = crate::tar::path::split_parent(&path);
                 match resolve_inside(dir, &target) {
-                    Some(target) => Member::Link(target),
-                    None => Member::Unusable("a symlink pointing outside the archive"),
+                    Some(target) => ArchivedFile::Link(target),
+                    None => ArchivedFile::Unusable("a symlink pointing outside the archive"),
                 }
             }
             tar::EntryType::Link => {
                 let target = entry.link_name_bytes().unwrap_or_default();
                 match resolve_inside(b"", &target) {
-                    Some(target) => Member::Link(target),
-                    None => Member::Unusable("a hard link pointing outside the archive"),
+                    Some(target) => ArchivedFile::Link(target),
+                    None => ArchivedFile::Unusable("a hard link pointing outside the archive"),
                 }
             }
             _ => continue,

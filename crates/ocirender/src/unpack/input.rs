@@ -9,6 +9,7 @@
 //! forward seek the tar reader makes to reach the following header is
 //! shortened by them, which keeps its view of the stream position right.
 
+use crate::tar::BLOCK;
 use rustix::io::Errno;
 use std::cell::RefCell;
 use std::fs::File;
@@ -64,11 +65,11 @@ impl SharedInput {
     /// Reads one block and tells whether it is all zeros (the second half
     /// of the end marker); `false` at the end of the input.
     pub fn zero_block_follows(&self) -> io::Result<bool> {
-        let mut block = [0u8; 512];
+        let mut block = [0u8; BLOCK];
         let mut state = self.0.borrow_mut();
         match state.reader.read_exact(&mut block) {
             Ok(()) => {
-                state.position += 512;
+                state.position += BLOCK as u64;
                 Ok(block.iter().all(|&b| b == 0))
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),

@@ -18,9 +18,9 @@ mod input;
 pub mod root;
 pub mod xattrs;
 
-use crate::meta::{self, Kind, Member, Meta};
-use crate::path::display;
-use crate::staged::Staged;
+use crate::sink::staged::Staged;
+use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::tar::path::display;
 use anyhow::{anyhow, bail, Context, Result};
 use input::SharedInput;
 use root::{c_path, existing_type, remove, Root};
@@ -132,12 +132,12 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
             path,
             meta,
             storage,
-        } = meta::read_member(&mut entry)?
+        } = read_member(&mut entry)?
         {
             let direct = storage.is_contiguous();
             unpacker
                 .apply(&path, &meta, &mut storage.contents(&mut entry), direct)
-                .with_context(|| meta::entry_label(&path))?;
+                .with_context(|| entry_label(&path))?;
         }
     }
     // The tar reader stops at the first zero block, or at the end of the
@@ -175,7 +175,7 @@ enum Target<'a> {
 /// A directory entry whose metadata is applied at the end.
 struct DirectoryEntry {
     path: Vec<u8>,
-    meta: Meta,
+    meta: EntryMeta,
     /// (device, inode) of the directory the entry made or kept.
     id: (u64, u64),
 }
@@ -194,12 +194,18 @@ impl Unpacker {
     /// Makes the entry `raw`. `direct`: its data may be copied straight
     /// from the input (false for sparse members, whose stored bytes are not
     /// the file's contents).
-    fn apply(&mut self, raw: &[u8], meta: &Meta, data: &mut dyn Read, direct: bool) -> Result<()> {
-        let path = crate::path::normalize(raw)?;
+    fn apply(
+        &mut self,
+        raw: &[u8],
+        meta: &EntryMeta,
+        data: &mut dyn Read,
+        direct: bool,
+    ) -> Result<()> {
+        let path = crate::tar::path::normalize(raw)?;
         if path.is_empty() {
             return Ok(()); // The root's own entry: the destination is ours.
         }
-        let (parent, name) = crate::path::split_parent(&path);
+        let (parent, name) = crate::tar::path::split_parent(&path);
         self.stats.entries += 1;
         let removed_dir = match meta.kind {
             Kind::Directory => self.make_dir(parent, name, &path, meta)?,
@@ -216,7 +222,13 @@ impl Unpacker {
         Ok(())
     }
 
-    fn make_dir(&mut self, parent: &[u8], name: &[u8], path: &[u8], meta: &Meta) -> Result<bool> {
+    fn make_dir(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        path: &[u8],
+        meta: &EntryMeta,
+    ) -> Result<bool> {
         let dir = self.root.dir(parent).map_err(io_err)?;
         let removed = match existing_type(dir, name).map_err(io_err)? {
             Some(FileType::Directory) => false,
@@ -244,7 +256,7 @@ impl Unpacker {
         &mut self,
         parent: &[u8],
         name: &[u8],
-        meta: &Meta,
+        meta: &EntryMeta,
         data: &mut dyn Read,
         direct: bool,
     ) -> Result<bool> {
@@ -280,7 +292,7 @@ impl Unpacker {
         Ok(removed)
     }
 
-    fn make_symlink(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<bool> {
+    fn make_symlink(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<bool> {
         let dir = self.root.dir(parent).map_err(io_err)?;
         let removed = clear_slot(dir, name)?;
         rfs::symlinkat(c_path(&meta.link_target), dir, c_path(name)).map_err(io_err)?;
@@ -293,9 +305,10 @@ impl Unpacker {
         Ok(removed)
     }
 
-    fn make_hard_link(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<bool> {
-        let target = crate::path::normalize(&meta.link_target).context("bad hard link target")?;
-        let (target_parent, target_name) = crate::path::split_parent(&target);
+    fn make_hard_link(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<bool> {
+        let target =
+            crate::tar::path::normalize(&meta.link_target).context("bad hard link target")?;
+        let (target_parent, target_name) = crate::tar::path::split_parent(&target);
         if target.is_empty() || target_parent == parent && target_name == name {
             bail!("hard link to itself or to the root");
         }
@@ -324,7 +337,7 @@ impl Unpacker {
         Ok(removed)
     }
 
-    fn make_node(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<bool> {
+    fn make_node(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<bool> {
         let file_type = match meta.kind {
             Kind::CharDevice => FileType::CharacterDevice,
             Kind::BlockDevice => FileType::BlockDevice,
@@ -429,12 +442,8 @@ fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8])
     let mut left = size;
     while left > 0 {
         let want = left.min(buffer.len() as u64) as usize;
-        let n = match data.read(&mut buffer[..want]) {
-            Ok(0) => bail!("entry data ends after {} of {size} bytes", size - left),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("cannot read entry data"),
-        };
+        let n = crate::tar::read_entry_data(data, &mut buffer[..want], size - left, size)
+            .context("cannot read entry data")?;
         out.write_all(&buffer[..n]).context("cannot write")?;
         left -= n as u64;
     }
@@ -445,7 +454,7 @@ fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8])
 /// just created by us (owned by our uid/gid, with its mode already set).
 fn set_metadata(
     target: Target<'_>,
-    meta: &Meta,
+    meta: &EntryMeta,
     privileged: bool,
     stats: &mut UnpackStats,
     fresh: bool,
@@ -495,7 +504,7 @@ fn set_metadata(
 /// umask is left alone, and modes it masks are restored by a chmod.
 fn creation_umask() -> u32 {
     static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *UMASK.get_or_init(crate::staged::current_umask)
+    *UMASK.get_or_init(crate::sink::staged::current_umask)
 }
 
 /// Our effective uid and gid, which new files get without a chown.
@@ -550,7 +559,7 @@ fn set_xattr(target: Target<'_>, name: &[u8], value: &[u8]) -> Result<(), Errno>
     }
 }
 
-fn set_times(target: Target<'_>, meta: &Meta) -> Result<(), Errno> {
+fn set_times(target: Target<'_>, meta: &EntryMeta) -> Result<(), Errno> {
     let mtime = pax_time(meta, b"mtime").unwrap_or(Timespec {
         tv_sec: meta.mtime as i64,
         tv_nsec: 0,
@@ -569,7 +578,7 @@ fn set_times(target: Target<'_>, meta: &Meta) -> Result<(), Errno> {
 }
 
 /// A PAX time record (`1600000000.123456789`, possibly negative).
-fn pax_time(meta: &Meta, key: &[u8]) -> Option<Timespec> {
+fn pax_time(meta: &EntryMeta, key: &[u8]) -> Option<Timespec> {
     let record = meta.pax.iter().find(|r| r.key == key)?;
     let text = std::str::from_utf8(&record.value).ok()?;
     let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
@@ -601,11 +610,11 @@ fn io_err(errno: Errno) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::PaxRecord;
+    use crate::tar::entry::PaxRecord;
 
     #[test]
     fn pax_times_keep_nanoseconds() {
-        let mut meta = Meta::implicit_dir();
+        let mut meta = EntryMeta::implicit_dir();
         meta.pax.push(PaxRecord {
             key: b"mtime".to_vec(),
             value: b"1600000000.5".to_vec(),

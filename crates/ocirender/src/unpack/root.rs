@@ -90,7 +90,7 @@ impl Root {
                 rfs::openat2(&self.fd, c_path(path), flags, Mode::empty(), in_root())
             }
             Resolver::Walk => {
-                let (parent, name) = crate::path::split_parent(path);
+                let (parent, name) = crate::tar::path::split_parent(path);
                 let parent = walk(&self.fd, parent)?;
                 rfs::openat(&parent, c_path(name), flags, Mode::empty())
             }
@@ -115,7 +115,7 @@ impl Root {
     fn create_dirs(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
         // Usually only the last component is missing: try the parent first,
         // and go further up only when it is missing too.
-        let (parent, name) = crate::path::split_parent(path);
+        let (parent, name) = crate::tar::path::split_parent(path);
         let parent_fd = match self.resolve_dir(parent) {
             Err(Errno::NOENT) if !parent.is_empty() => self.create_dirs(parent)?,
             other => other?,

@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-use ocirender::digest::{Algorithm, Digest};
-use ocirender::layer_ref::LayerRef;
+use ocirender::blob::digest::{Algorithm, Digest};
+use ocirender::blob::layer_ref::LayerRef;
 use ocirender::merge::{merge, MergeOptions};
 use std::collections::BTreeMap;
 use tar::EntryType;

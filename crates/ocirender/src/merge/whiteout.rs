@@ -18,8 +18,8 @@ pub const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 /// What a canonical entry path means to the merge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marker<'a> {
-    /// An ordinary entry.
-    None,
+    /// An ordinary entry (not a marker at all).
+    Plain,
     /// A whiteout hiding this canonical path (and all below it).
     Whiteout(Vec<u8>),
     /// An opaque marker: every child of this directory in lower layers is hidden.
@@ -43,7 +43,7 @@ impl std::error::Error for BareWhiteout {}
 
 /// Classifies a canonical (non-root) path.
 pub fn classify(path: &[u8]) -> Result<Marker<'_>, BareWhiteout> {
-    let (parent, name) = crate::path::split_parent(path);
+    let (parent, name) = crate::tar::path::split_parent(path);
     if parent
         .split(|&b| b == b'/')
         .any(|component| component.starts_with(PREFIX))
@@ -51,7 +51,7 @@ pub fn classify(path: &[u8]) -> Result<Marker<'_>, BareWhiteout> {
         return Ok(Marker::Reserved);
     }
     if !name.starts_with(PREFIX) {
-        return Ok(Marker::None);
+        return Ok(Marker::Plain);
     }
     if name == OPAQUE {
         return Ok(Marker::Opaque(parent));
@@ -61,7 +61,7 @@ pub fn classify(path: &[u8]) -> Result<Marker<'_>, BareWhiteout> {
     }
     match &name[PREFIX.len()..] {
         b"" | b"." | b".." => Err(BareWhiteout),
-        hidden => Ok(Marker::Whiteout(crate::path::join(parent, hidden))),
+        hidden => Ok(Marker::Whiteout(crate::tar::path::join(parent, hidden))),
     }
 }
 
@@ -71,9 +71,9 @@ mod tests {
 
     #[test]
     fn plain_names_are_not_markers() {
-        assert_eq!(classify(b"a/b"), Ok(Marker::None));
-        assert_eq!(classify(b"a/wh.b"), Ok(Marker::None));
-        assert_eq!(classify(b"a/x.wh.b"), Ok(Marker::None));
+        assert_eq!(classify(b"a/b"), Ok(Marker::Plain));
+        assert_eq!(classify(b"a/wh.b"), Ok(Marker::Plain));
+        assert_eq!(classify(b"a/x.wh.b"), Ok(Marker::Plain));
     }
 
     #[test]

@@ -5,25 +5,25 @@
 //! the link's name. By the time the link is seen that data has streamed
 //! past, and holding every skipped file in case a link names it later
 //! would cost memory with file sizes. So the merge notes which members it
-//! needs ([`crate::links::Links::rereads`]) and, once every layer is read,
+//! needs ([`crate::merge::links::Links::rereads`]) and, once every layer is read,
 //! reads each such layer once more, from its start, picking those members.
 
-use crate::decode::DecodedLayer;
-use crate::layer_ref::LayerRef;
-use crate::links::{GroupId, Reread};
+use crate::blob::decode::DecodedLayer;
+use crate::blob::layer_ref::LayerRef;
 use crate::merge::layer_label;
-use crate::meta::{self, Kind, Member, Meta};
+use crate::merge::links::{GroupId, Reread};
+use crate::tar::entry::{read_member, EntryMeta, Kind, Member};
 use anyhow::{Context, Result};
 use std::io::Read;
 
 /// Reads every layer that `wanted` names once more (`wanted` sorted by
-/// layer, then member, as [`crate::links::Links::rereads`] gives it) and
+/// layer, then member, as [`crate::merge::links::Links::rereads`] gives it) and
 /// hands each wanted member to `found`, with its group, its metadata and
 /// its data, in that order.
 pub fn reread(
     layers: &[LayerRef],
     wanted: &[Reread],
-    found: &mut dyn FnMut(GroupId, &Meta, &mut dyn Read) -> Result<()>,
+    found: &mut dyn FnMut(GroupId, &EntryMeta, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
     for one_layer in wanted.chunk_by(|a, b| a.layer == b.layer) {
         let layer = one_layer[0].layer;
@@ -38,7 +38,7 @@ pub fn reread(
 fn reread_layer(
     layer: &LayerRef,
     wanted: &[Reread],
-    found: &mut dyn FnMut(GroupId, &Meta, &mut dyn Read) -> Result<()>,
+    found: &mut dyn FnMut(GroupId, &EntryMeta, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
     let changed = || anyhow::anyhow!("the layer changed between reads");
     let mut archive = tar::Archive::new(DecodedLayer::spawn(layer));
@@ -57,7 +57,7 @@ fn reread_layer(
         }
         wanted.next();
         let mut entry = entry?;
-        let Member::Entry { meta, storage, .. } = meta::read_member(&mut entry)? else {
+        let Member::Entry { meta, storage, .. } = read_member(&mut entry)? else {
             return Err(changed());
         };
         if matches!(meta.kind, Kind::Directory | Kind::HardLink) {

@@ -1,15 +1,15 @@
 //! Building squashfs images with `mksquashfs -tar` (squashfs-tools 4.6+).
 //!
 //! The tar stream is checked and normalised on its way to mksquashfs (see
-//! [`crate::tar_stream`]), the image is written to a temporary file beside
+//! [`crate::tar::forward`]), the image is written to a temporary file beside
 //! the destination and renamed over it only when both the stream and
 //! mksquashfs succeeded, so a failed run leaves the destination as it was.
 //! Defaults suit container root filesystems: zstd, no fragments (files stay
 //! contiguous for fast random access), a root-owned 0755 root directory,
 //! and reproducible timestamps.
 
-use crate::staged::Staged;
-use crate::tar_stream::{forward_for_mksquashfs, ForwardStats};
+use crate::sink::staged::Staged;
+use crate::tar::forward::{forward_for_mksquashfs, ForwardStats};
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
@@ -211,7 +211,7 @@ pub fn write_squashfs(
     let mut child = command
         .spawn()
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
-    let _child_registration = crate::temporaries::register_child(child.id());
+    let _child_registration = crate::sink::temporaries::register_child(child.id());
     let output = OutputTail::collect(&mut child);
     let mut stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
     let forwarded = forward_for_mksquashfs(input, &mut stdin, options.timestamp);

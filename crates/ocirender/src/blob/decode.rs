@@ -12,13 +12,13 @@
 //!
 //! Hashing on its own thread keeps it off the decompressor's critical
 //! path. Every stage can run ahead only as far as its small, fixed pool of
-//! buffers allows (see [`crate::chunk_pipe`]), which bounds memory however
+//! buffers allows (see [`crate::blob::chunk_pipe`]), which bounds memory however
 //! large the layer is.
 
-use crate::chunk_pipe::{chunk_pipe, ChunkReader, ChunkWriter, Closed};
-use crate::compression::Compression;
-use crate::digest::{Digest, Hasher};
-use crate::layer_ref::LayerRef;
+use crate::blob::chunk_pipe::{chunk_pipe, ChunkReader, ChunkWriter, Closed};
+use crate::blob::compression::Compression;
+use crate::blob::digest::{Digest, Hasher};
+use crate::blob::layer_ref::LayerRef;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -50,7 +50,7 @@ struct Stored {
 
 /// The decoded bytes of one layer, readable as a stream. Errors from the
 /// background threads (I/O, corrupt data, digest mismatch) surface as read
-/// errors carrying a [`crate::chunk_pipe::ProducerError`].
+/// errors carrying a [`crate::blob::chunk_pipe::ProducerError`].
 pub struct DecodedLayer {
     decoded: ChunkReader<LayerSummary>,
 }
@@ -192,7 +192,7 @@ fn decode(layer: &LayerRef, mut stored: ChunkReader<Stored>, mut out: ChunkWrite
 /// A read error from the stored stream speaks for itself; anything else
 /// the decoder reports means the compressed data is bad.
 fn stored_or_decode_error(err: io::Error, compression: Compression) -> anyhow::Error {
-    if crate::chunk_pipe::ProducerError::is_in(&err) {
+    if crate::blob::chunk_pipe::ProducerError::is_in(&err) {
         anyhow::Error::new(err)
     } else {
         anyhow::Error::new(err).context(format!("corrupt or truncated {compression} data"))

@@ -18,7 +18,7 @@
 //! Paths are bytes and may hold anything but a newline or a tab; those two
 //! cannot be represented and are refused when a line is written.
 
-use crate::digest::Digest;
+use crate::blob::digest::Digest;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::fmt::Write as _;

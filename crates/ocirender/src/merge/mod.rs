@@ -17,24 +17,28 @@
 //! * directory entries carry no data, so they are kept and written last,
 //!   parents first, where extractors apply their metadata after the
 //!   contents (see `write_directories`);
-//! * hard links wait in groups for the inode they name: [`crate::links`]
+//! * hard links wait in groups for the inode they name: [`crate::merge::links`]
 //!   decides what to write for them, this module writes it, and
-//!   [`crate::reread`] fetches the data of links promoted from a target
+//!   [`crate::merge::reread`] fetches the data of links promoted from a target
 //!   that was skipped in their own layer.
 
-use crate::chunk_pipe::ProducerError;
-use crate::decode::{DecodedLayer, Prefetcher};
-use crate::layer_ref::LayerRef;
-use crate::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
-use crate::meta::{self, Kind, Member, Meta};
-use crate::path::{self, display};
-use crate::reread;
-use crate::tar_writer::TarWriter;
-use crate::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
-use crate::whiteout::{self, Marker};
+pub mod links;
+pub mod reread;
+pub mod tree;
+pub mod whiteout;
+
+use crate::blob::chunk_pipe::ProducerError;
+use crate::blob::decode::{DecodedLayer, Prefetcher};
+use crate::blob::layer_ref::LayerRef;
+use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
+use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
+use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::tar::path::{self, display};
+use crate::tar::writer::TarWriter;
 use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
 use std::io::{Read, Write};
+use whiteout::Marker;
 
 /// Tuning of a merge.
 #[derive(Debug, Clone)]
@@ -152,7 +156,7 @@ struct Source<'e> {
     /// caller already holds (`Tree::path` allocates).
     own: Option<(NodeId, &'e [u8])>,
     /// Its metadata and data, for a [`Action::WriteData`].
-    data: Option<(&'e Meta, &'e mut dyn Read)>,
+    data: Option<(&'e EntryMeta, &'e mut dyn Read)>,
 }
 
 struct Merger<'a, W: Write> {
@@ -163,7 +167,7 @@ struct Merger<'a, W: Write> {
     staged: Vec<Mask>,
     implicit_dirs: Vec<NodeId>,
     /// Directory entries, written at the end (see `write_directories`).
-    directories: Vec<(NodeId, Meta)>,
+    directories: Vec<(NodeId, EntryMeta)>,
     /// The parents of the entry being claimed, shallowest first; reused
     /// from entry to entry so that claiming allocates nothing.
     parents: Vec<NodeId>,
@@ -236,7 +240,7 @@ impl<'a, W: Write> Merger<'a, W> {
                 path,
                 meta,
                 storage,
-            } = meta::read_member(&mut entry)?
+            } = read_member(&mut entry)?
             {
                 self.apply(
                     layer,
@@ -245,7 +249,7 @@ impl<'a, W: Write> Merger<'a, W> {
                     meta,
                     &mut storage.contents(&mut entry),
                 )
-                .with_context(|| meta::entry_label(&path))?;
+                .with_context(|| entry_label(&path))?;
             }
             ordinal += 1;
         }
@@ -277,7 +281,7 @@ impl<'a, W: Write> Merger<'a, W> {
         layer: u32,
         ordinal: u32,
         raw: &[u8],
-        meta: Meta,
+        meta: EntryMeta,
         data: &mut dyn Read,
     ) -> Result<()> {
         let path = path::normalize(raw)?;
@@ -300,7 +304,7 @@ impl<'a, W: Write> Merger<'a, W> {
                 self.staged.push(Mask::Children(id));
             }
             Marker::Reserved => self.reserved_skipped += 1,
-            Marker::None => match meta.kind {
+            Marker::Plain => match meta.kind {
                 Kind::Directory => self.apply_dir(layer, &path, &meta)?,
                 Kind::HardLink => self.apply_hard_link(layer, &path, &meta)?,
                 _ => self.apply_file(layer, ordinal, &path, &meta, data)?,
@@ -420,12 +424,12 @@ impl<'a, W: Write> Merger<'a, W> {
             self.label(newer)
         );
         self.warn_in(layer, message);
-        self.directories.push((id, Meta::implicit_dir()));
+        self.directories.push((id, EntryMeta::implicit_dir()));
         self.tree.node_mut(id).claim_by(Claim::Dir, newer);
         Ok(())
     }
 
-    fn apply_dir(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
+    fn apply_dir(&mut self, layer: u32, path: &[u8], meta: &EntryMeta) -> Result<()> {
         let (id, visibility) = self.claim(layer, path, true)?;
         if visibility == Visibility::Duplicate {
             return Ok(());
@@ -444,7 +448,7 @@ impl<'a, W: Write> Merger<'a, W> {
         layer: u32,
         ordinal: u32,
         path: &[u8],
-        meta: &Meta,
+        meta: &EntryMeta,
         data: &mut dyn Read,
     ) -> Result<()> {
         let (id, visibility) = self.claim(layer, path, false)?;
@@ -467,7 +471,7 @@ impl<'a, W: Write> Merger<'a, W> {
         })
     }
 
-    fn apply_hard_link(&mut self, layer: u32, path: &[u8], meta: &Meta) -> Result<()> {
+    fn apply_hard_link(&mut self, layer: u32, path: &[u8], meta: &EntryMeta) -> Result<()> {
         let target = path::normalize(&meta.link_target).context("bad hard link target")?;
         if target.is_empty() {
             bail!("hard link to the root directory");
@@ -574,8 +578,8 @@ impl<'a, W: Write> Merger<'a, W> {
         let implicit = std::mem::take(&mut self.implicit_dirs)
             .into_iter()
             .filter(|&id| self.tree.node(id).claim() == Claim::ImplicitDir)
-            .map(|id| (id, Meta::implicit_dir()));
-        let mut all: Vec<(Vec<u8>, Meta)> = std::mem::take(&mut self.directories)
+            .map(|id| (id, EntryMeta::implicit_dir()));
+        let mut all: Vec<(Vec<u8>, EntryMeta)> = std::mem::take(&mut self.directories)
             .into_iter()
             .chain(implicit)
             .map(|(id, meta)| (self.tree.path(id), meta))
@@ -602,7 +606,7 @@ impl<'a, W: Write> Merger<'a, W> {
 
     /// Hard links whose target was skipped earlier in the same layer, and
     /// replaced or deleted by a newer one, need the target's data under the
-    /// first link's name: see [`crate::reread`].
+    /// first link's name: see [`crate::merge::reread`].
     fn reread_promotions(&mut self) -> Result<()> {
         let wanted = self.links.rereads();
         let layers = self.layers;
@@ -626,8 +630,8 @@ fn path_of<'p>(tree: &Tree, id: NodeId, own: Option<(NodeId, &'p [u8])>) -> Cow<
 
 /// The header of a hard link to `inode`: the inode's ownership, mode and
 /// time, whatever the link's own header said (see [`Inode`]).
-fn link_header(inode: &Inode) -> Meta {
-    Meta {
+fn link_header(inode: &Inode) -> EntryMeta {
+    EntryMeta {
         kind: Kind::HardLink,
         mode: inode.mode,
         uid: inode.uid,

@@ -8,7 +8,7 @@
 //! `SCHILY.xattr.*` (file capabilities, SELinux labels) and sub-second
 //! `mtime`.
 
-use crate::sparse::{Expanded, PaxSparse, SparseMap};
+use crate::tar::sparse::{Expanded, PaxSparse, SparseMap};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use tar::EntryType;
@@ -49,9 +49,9 @@ pub struct PaxRecord {
     pub value: Vec<u8>,
 }
 
-/// Entry metadata independent of its name.
+/// An entry's metadata: everything about it but its name and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
+pub struct EntryMeta {
     /// The file type.
     pub kind: Kind,
     /// Permission bits including setuid, setgid and sticky (`0o7777` mask).
@@ -73,10 +73,10 @@ pub struct Meta {
     pub pax: Vec<PaxRecord>,
 }
 
-impl Meta {
+impl EntryMeta {
     /// A directory that no layer describes: `0755 root:root`, time zero.
-    pub fn implicit_dir() -> Meta {
-        Meta {
+    pub fn implicit_dir() -> EntryMeta {
+        EntryMeta {
             kind: Kind::Directory,
             mode: 0o755,
             uid: 0,
@@ -165,7 +165,7 @@ pub enum Member {
         /// The name as the archive spells it (long-name and PAX aware).
         path: Vec<u8>,
         /// Its metadata.
-        meta: Meta,
+        meta: EntryMeta,
         /// How its data is stored: read it through [`Storage::contents`].
         storage: Storage,
     },
@@ -248,7 +248,7 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     Ok(Member::Entry {
         storage,
         path,
-        meta: Meta {
+        meta: EntryMeta {
             kind,
             mode,
             uid,

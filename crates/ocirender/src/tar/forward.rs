@@ -1,7 +1,7 @@
 //! Forwarding a tar stream entry by entry, checking and normalising it.
 //!
 //! `tar2sqfs` feeds `mksquashfs -tar` through this. The stream is read with
-//! the reader the merge uses (`tar::Archive` and [`meta::read_member`]) and
+//! the reader the merge uses (`tar::Archive` and [`read_member`]) and
 //! written again with [`TarWriter`], so one piece of code knows the format:
 //!
 //! * every header checksum is verified, and the stream must end with its
@@ -18,14 +18,14 @@
 //!   (`0755 root:root` and a given time): mksquashfs would otherwise stamp
 //!   them with the build time, and the image would not be reproducible.
 
-use crate::meta::{self, Kind, Member, Meta};
-use crate::path;
-use crate::tar_writer::TarWriter;
+use super::BLOCK;
+use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::tar::path;
+use crate::tar::writer::TarWriter;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::io::{self, BufReader, Read, Write};
 
-const BLOCK: usize = 512;
 const INPUT_BUFFER: usize = 1 << 20;
 
 /// What was forwarded.
@@ -96,18 +96,18 @@ impl Forwarder<'_> {
                 path,
                 meta,
                 storage,
-            } = meta::read_member(&mut entry)?
+            } = read_member(&mut entry)?
             else {
                 continue;
             };
             self.forward(&path, &meta, &mut storage.contents(&mut entry))
-                .with_context(|| meta::entry_label(&path))?;
+                .with_context(|| entry_label(&path))?;
             self.entries += 1;
         }
         Ok(())
     }
 
-    fn forward(&mut self, raw: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<()> {
+    fn forward(&mut self, raw: &[u8], meta: &EntryMeta, data: &mut dyn Read) -> Result<()> {
         let path = path::normalize(raw)?;
         if path.is_empty() {
             return Ok(()); // The root: mksquashfs takes it from its options.
@@ -141,9 +141,9 @@ impl Forwarder<'_> {
     fn describe_missing_dirs(&mut self, dir_time: u64) -> Result<()> {
         let mut missing: Vec<&Vec<u8>> = self.parent_dirs.difference(&self.declared_dirs).collect();
         missing.sort_by(|a, b| path::parents_first(a, b));
-        let meta = Meta {
+        let meta = EntryMeta {
             mtime: dir_time,
-            ..Meta::implicit_dir()
+            ..EntryMeta::implicit_dir()
         };
         for dir in missing {
             self.out.write_empty(dir, &meta).context("cannot write")?;

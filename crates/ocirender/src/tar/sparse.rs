@@ -18,13 +18,13 @@
 //! overlapping, inside the real size, and describing exactly the stored
 //! data. A hostile map is an error, never a file with wrong bytes.
 
+use super::BLOCK;
 use std::fmt;
 use std::io::{self, Read};
 
 /// Largest map accepted: 4 Mi regions (64 MiB in memory), far more than
 /// real files have, few enough that memory stays bounded.
 const MAX_REGIONS: usize = 4 << 20;
-const BLOCK: usize = 512;
 
 /// One run of stored data in the expanded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,12 +12,12 @@
 //! `tar` crate's `Builder`, which finishes the archive when dropped, is not
 //! used here.
 
-use crate::meta::{Kind, Meta};
+use super::BLOCK;
+use crate::tar::entry::{EntryMeta, Kind};
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use tar::{EntryType, Header};
 
-const BLOCK: usize = 512;
 const NAME_FIELD: usize = 100;
 const MAX_OCTAL_7: u64 = 0o7777777;
 const MAX_OCTAL_11: u64 = 0o77777777777;
@@ -54,7 +54,12 @@ impl<W: Write> TarWriter<W> {
 
     /// Writes an entry at `path` (canonical, non-empty) whose data, for a
     /// regular file, is the next `meta.size` bytes of `data`.
-    pub fn write_entry(&mut self, path: &[u8], meta: &Meta, data: &mut dyn Read) -> io::Result<()> {
+    pub fn write_entry(
+        &mut self,
+        path: &[u8],
+        meta: &EntryMeta,
+        data: &mut dyn Read,
+    ) -> io::Result<()> {
         self.write_header(path, meta, &meta.link_target, entry_type(meta.kind))?;
         if meta.kind == Kind::Regular {
             self.copy_data(data, meta.size)?;
@@ -64,15 +69,20 @@ impl<W: Write> TarWriter<W> {
 
     /// Writes an entry with no data (anything but a regular file, or a
     /// regular file of size zero).
-    pub fn write_empty(&mut self, path: &[u8], meta: &Meta) -> io::Result<()> {
+    pub fn write_empty(&mut self, path: &[u8], meta: &EntryMeta) -> io::Result<()> {
         self.write_entry(path, meta, &mut io::empty())
     }
 
     /// Writes a hard link at `path` to the earlier entry `target`.
     /// The header repeats `meta`'s ownership and times as GNU tar does;
     /// readers take the inode from the target.
-    pub fn write_hard_link(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
-        let link = Meta {
+    pub fn write_hard_link(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        meta: &EntryMeta,
+    ) -> io::Result<()> {
+        let link = EntryMeta {
             kind: Kind::HardLink,
             size: 0,
             device: (0, 0),
@@ -109,7 +119,7 @@ impl<W: Write> TarWriter<W> {
     fn write_header(
         &mut self,
         path: &[u8],
-        meta: &Meta,
+        meta: &EntryMeta,
         link: &[u8],
         kind: EntryType,
     ) -> io::Result<()> {
@@ -178,17 +188,8 @@ impl<W: Write> TarWriter<W> {
             }
             let room = self.staging.len() - self.staged;
             let want = left.min(room as u64) as usize;
-            let n = match data.read(&mut self.staging[self.staged..self.staged + want]) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("entry data ends after {} of {size} bytes", size - left),
-                    ))
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            let buf = &mut self.staging[self.staged..self.staged + want];
+            let n = super::read_entry_data(data, buf, size - left, size)?;
             self.staged += n;
             self.bytes_written += n as u64;
             left -= n as u64;
@@ -276,17 +277,17 @@ pub fn push_pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::PaxRecord;
+    use crate::tar::entry::PaxRecord;
 
-    fn file(size: u64) -> Meta {
-        Meta {
+    fn file(size: u64) -> EntryMeta {
+        EntryMeta {
             kind: Kind::Regular,
             mode: 0o4755,
             uid: 0,
             gid: 0,
             mtime: 1,
             size,
-            ..Meta::implicit_dir()
+            ..EntryMeta::implicit_dir()
         }
     }
 
@@ -334,7 +335,7 @@ mod tests {
         });
         let mut w = TarWriter::new(Vec::new());
         w.write_entry(&long, &meta, &mut &b"abc"[..]).unwrap();
-        w.write_empty(b"dir", &Meta::implicit_dir()).unwrap();
+        w.write_empty(b"dir", &EntryMeta::implicit_dir()).unwrap();
         let bytes = w.finish().unwrap();
         assert_eq!(bytes.len() % 512, 0);
         let entries = read_back(&bytes);
@@ -377,7 +378,7 @@ mod tests {
     /// Writes a directory `d` and a file `d/f` of `size` non-zero bytes.
     fn two_entries<W: Write>(w: &mut TarWriter<W>, size: usize) {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
-        w.write_empty(b"d", &Meta::implicit_dir()).unwrap();
+        w.write_empty(b"d", &EntryMeta::implicit_dir()).unwrap();
         w.write_entry(b"d/f", &file(size as u64), &mut &data[..])
             .unwrap();
     }

@@ -14,8 +14,8 @@
 //! carry out in order. Actions name nodes, never paths: the merge turns
 //! them into paths, writes the tar and counts what it wrote.
 
-use crate::meta::Meta;
-use crate::tree::{LayerVersion, NodeId, Tree, NO_LAYER};
+use crate::merge::tree::{LayerVersion, NodeId, Tree, NO_LAYER};
+use crate::tar::entry::EntryMeta;
 use std::collections::HashMap;
 
 /// Index of a group.
@@ -48,7 +48,7 @@ pub struct Inode {
 
 impl Inode {
     /// The inode described by `meta`, written at `home`.
-    pub fn at(home: NodeId, meta: &Meta) -> Inode {
+    pub fn at(home: NodeId, meta: &EntryMeta) -> Inode {
         Inode {
             home,
             mode: meta.mode,
@@ -236,7 +236,7 @@ impl Links {
         (layer, ordinal): (u32, u32),
         id: NodeId,
         visible: bool,
-        meta: &Meta,
+        meta: &EntryMeta,
         actions: &mut Vec<Action>,
     ) -> LayerVersion {
         let groups = self.resolve(tree, id, actions);
@@ -314,7 +314,7 @@ impl Links {
 
     /// The second read found the data of `group`, described by `meta`: it
     /// goes to the group's first link, the others link to that.
-    pub fn reread_arrives(&mut self, group: GroupId, meta: &Meta, actions: &mut Vec<Action>) {
+    pub fn reread_arrives(&mut self, group: GroupId, meta: &EntryMeta, actions: &mut Vec<Action>) {
         let home = self.groups[group as usize].members[0];
         self.write_data(Inode::at(home, meta), &[group], actions);
     }
@@ -523,10 +523,10 @@ fn push_group(groups: &mut Vec<Group>, wait: Wait) -> GroupId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::Kind;
+    use crate::tar::entry::Kind;
 
-    fn file(mode: u32) -> Meta {
-        Meta {
+    fn file(mode: u32) -> EntryMeta {
+        EntryMeta {
             kind: Kind::Regular,
             mode,
             uid: 1,
