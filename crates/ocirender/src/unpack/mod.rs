@@ -15,6 +15,7 @@
 //!   `security.*`/`trusted.*` xattrs) is skipped and counted.
 
 mod input;
+mod metadata;
 pub mod root;
 pub mod xattrs;
 
@@ -23,12 +24,13 @@ use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::path::display;
 use anyhow::{anyhow, bail, Context, Result};
 use input::SharedInput;
+use metadata::{creation_umask, set_metadata, Target};
 use root::{c_path, existing_type, remove, Root};
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 const COPY_BUFFER: usize = 256 << 10;
@@ -158,18 +160,6 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
         }
     }
     Ok(unpacker.stats)
-}
-
-/// Where to apply metadata: an open file, or a name in a directory (for
-/// symlinks and nodes that cannot be opened for writing).
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    Fd(BorrowedFd<'a>),
-    At {
-        dir: BorrowedFd<'a>,
-        name: &'a [u8],
-        symlink: bool,
-    },
 }
 
 /// A directory entry whose metadata is applied at the end.
@@ -450,182 +440,6 @@ fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8])
     Ok(())
 }
 
-/// Owner, mode, xattrs, times, in that order. `fresh` means the object was
-/// just created by us (owned by our uid/gid, with its mode already set).
-fn set_metadata(
-    target: Target<'_>,
-    meta: &EntryMeta,
-    privileged: bool,
-    stats: &mut UnpackStats,
-    fresh: bool,
-) -> Result<()> {
-    let wants_owner = (meta.uid, meta.gid) != our_ids();
-    let mut chowned = false;
-    if wants_owner || !fresh {
-        match set_owner(target, meta.uid, meta.gid) {
-            Ok(()) => chowned = true,
-            Err(Errno::PERM | Errno::INVAL) if !privileged => stats.skipped_ownership += 1,
-            Err(e) => return Err(io_err(e)).context("cannot set owner"),
-        }
-    }
-    let is_symlink = matches!(target, Target::At { symlink: true, .. });
-    // A fresh object was created with the entry's permission bits, less
-    // the umask; the special bits and whatever the umask took need a chmod.
-    let creation_lost_bits = meta.mode & (0o7000 | creation_umask()) != 0;
-    if !is_symlink && (chowned || !fresh || creation_lost_bits) {
-        set_mode(target, meta.mode & 0o7777)
-            .map_err(io_err)
-            .context("cannot set mode")?;
-    }
-    for (name, value) in meta.xattrs() {
-        let Some(host_name) = xattrs::host_name(name) else {
-            continue;
-        };
-        match set_xattr(target, &host_name, value) {
-            Ok(()) => {}
-            Err(Errno::PERM | Errno::ACCESS)
-                if !privileged || !xattrs::needs_privilege(&host_name) =>
-            {
-                stats.skipped_xattrs += 1
-            }
-            Err(Errno::OPNOTSUPP) => stats.skipped_xattrs += 1,
-            Err(e) => {
-                return Err(io_err(e))
-                    .with_context(|| format!("cannot set xattr {:?}", display(&host_name)))
-            }
-        }
-    }
-    set_times(target, meta)
-        .map_err(io_err)
-        .context("cannot set times")
-}
-
-/// The umask new files are created under, read once: the process's
-/// umask is left alone, and modes it masks are restored by a chmod.
-fn creation_umask() -> u32 {
-    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *UMASK.get_or_init(crate::sink::staged::current_umask)
-}
-
-/// Our effective uid and gid, which new files get without a chown.
-fn our_ids() -> (u64, u64) {
-    static IDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-    *IDS.get_or_init(|| {
-        (
-            u64::from(rustix::process::geteuid().as_raw()),
-            u64::from(rustix::process::getegid().as_raw()),
-        )
-    })
-}
-
-fn set_owner(target: Target<'_>, uid: u64, gid: u64) -> Result<(), Errno> {
-    let uid = rustix::fs::Uid::from_raw(u32::try_from(uid).map_err(|_| Errno::INVAL)?);
-    let gid = rustix::fs::Gid::from_raw(u32::try_from(gid).map_err(|_| Errno::INVAL)?);
-    match target {
-        Target::Fd(fd) => rfs::fchown(fd, Some(uid), Some(gid)),
-        Target::At { dir, name, .. } => rfs::chownat(
-            dir,
-            c_path(name),
-            Some(uid),
-            Some(gid),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ),
-    }
-}
-
-fn set_mode(target: Target<'_>, mode: u32) -> Result<(), Errno> {
-    let mode = Mode::from_raw_mode(mode);
-    match target {
-        Target::Fd(fd) => rfs::fchmod(fd, mode),
-        // Only for nodes we just created inside our private directory.
-        Target::At { dir, name, .. } => rfs::chmodat(dir, c_path(name), mode, AtFlags::empty()),
-    }
-}
-
-fn set_xattr(target: Target<'_>, name: &[u8], value: &[u8]) -> Result<(), Errno> {
-    let name = c_path(name);
-    match target {
-        Target::Fd(fd) => rfs::fsetxattr(fd, &name, value, rfs::XattrFlags::empty()),
-        // No descriptor-based call exists for a symlink or a device node:
-        // go through its parent directory's descriptor, not following the
-        // last component.
-        Target::At {
-            dir, name: entry, ..
-        } => {
-            let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-            path.extend_from_slice(entry);
-            rfs::lsetxattr(c_path(&path), &name, value, rfs::XattrFlags::empty())
-        }
-    }
-}
-
-fn set_times(target: Target<'_>, meta: &EntryMeta) -> Result<(), Errno> {
-    let mtime = pax_time(meta, b"mtime").unwrap_or(Timespec {
-        tv_sec: meta.mtime as i64,
-        tv_nsec: 0,
-    });
-    let atime = pax_time(meta, b"atime").unwrap_or(mtime);
-    let times = Timestamps {
-        last_access: atime,
-        last_modification: mtime,
-    };
-    match target {
-        Target::Fd(fd) => rfs::futimens(fd, &times),
-        Target::At { dir, name, .. } => {
-            rfs::utimensat(dir, c_path(name), &times, AtFlags::SYMLINK_NOFOLLOW)
-        }
-    }
-}
-
-/// A PAX time record (`1600000000.123456789`, possibly negative).
-fn pax_time(meta: &EntryMeta, key: &[u8]) -> Option<Timespec> {
-    let record = meta.pax.iter().find(|r| r.key == key)?;
-    let text = std::str::from_utf8(&record.value).ok()?;
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    let negative = secs.starts_with('-');
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i64 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
-    Some(if negative && nanos > 0 {
-        Timespec {
-            tv_sec: secs - 1,
-            tv_nsec: (1_000_000_000 - nanos) as _,
-        }
-    } else {
-        Timespec {
-            tv_sec: secs,
-            tv_nsec: nanos as _,
-        }
-    })
-}
-
-fn io_err(errno: Errno) -> anyhow::Error {
+pub(super) fn io_err(errno: Errno) -> anyhow::Error {
     anyhow::Error::new(io::Error::from(errno))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tar::entry::PaxRecord;
-
-    #[test]
-    fn pax_times_keep_nanoseconds() {
-        let mut meta = EntryMeta::implicit_dir();
-        meta.pax.push(PaxRecord {
-            key: b"mtime".to_vec(),
-            value: b"1600000000.5".to_vec(),
-        });
-        meta.pax.push(PaxRecord {
-            key: b"atime".to_vec(),
-            value: b"-1.25".to_vec(),
-        });
-        let m = pax_time(&meta, b"mtime").unwrap();
-        assert_eq!((m.tv_sec, m.tv_nsec), (1_600_000_000, 500_000_000));
-        let a = pax_time(&meta, b"atime").unwrap();
-        assert_eq!((a.tv_sec, a.tv_nsec), (-2, 750_000_000));
-    }
 }
