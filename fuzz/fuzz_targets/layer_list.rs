@@ -1,4 +1,4 @@
-//! The layer-list line format (`ocirender::layer_ref`), which joins
+//! The layer-list line format (`ocirender::blob::layer_ref`), which joins
 //! `oci-layers` to `oci-merge`.
 //!
 //! Properties: parsing never panics; whatever parses is printed back by
@@ -11,8 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::digest::Digest;
-use ocirender::layer_ref::{parse_list, LayerRef};
+use ocirender::blob::digest::Digest;
+use ocirender::blob::layer_ref::{parse_list, LayerRef};
 use std::os::unix::ffi::OsStrExt;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,4 +1,4 @@
-//! `ocirender::tar_stream::forward_for_mksquashfs`, the stream check
+//! `ocirender::tar::forward::forward_for_mksquashfs`, the stream check
 //! `tar2sqfs` puts in front of `mksquashfs -tar`, on fuzzed bytes.
 //!
 //! Properties: no panic. On success: the whole input was read; the output
@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::tar_stream::forward_for_mksquashfs;
-use ocirender_fuzz::{allow_known_bugs, looks_sparse, read_complete_tar};
+use ocirender::tar::forward::forward_for_mksquashfs;
+use ocirender_fuzz::read_complete_tar;
 use std::collections::HashSet;
 use tar::EntryType;
 
@@ -24,12 +24,6 @@ fuzz_target!(|data: &[u8]| {
             Ok(stats) => eprintln!("forward: ok: {stats:?}"),
             Err(e) => eprintln!("forward: error: {e:#}"),
         }
-    }
-    // Sparse members are a known bug of the stream check (being fixed):
-    // with OCIRENDER_FUZZ_ALLOW_KNOWN=1, inputs that look sparse are only
-    // checked for panics.
-    if allow_known_bugs() && looks_sparse(data) {
-        return;
     }
     match result {
         Ok(stats) => {
@@ -58,16 +52,16 @@ fuzz_target!(|data: &[u8]| {
                         String::from_utf8_lossy(key)
                     );
                 }
-                let Ok(path) = ocirender::path::normalize(&entry.path) else {
+                let Ok(path) = ocirender::tar::path::normalize(&entry.path) else {
                     continue;
                 };
                 if entry.kind == EntryType::Directory {
                     dirs.insert(path.clone());
                 }
-                let mut parent = ocirender::path::split_parent(&path).0;
+                let mut parent = ocirender::tar::path::split_parent(&path).0;
                 while !parent.is_empty() {
                     parents.push((parent.to_vec(), shown.clone().into_owned()));
-                    parent = ocirender::path::split_parent(parent).0;
+                    parent = ocirender::tar::path::split_parent(parent).0;
                 }
             }
             for (parent, child) in parents {

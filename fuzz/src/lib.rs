@@ -348,18 +348,12 @@ pub fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-/// True when the environment asks to tolerate the library's known bugs
-/// (see fuzz/README.md), so fuzzing can get past them.
-pub fn allow_known_bugs() -> bool {
-    std::env::var_os("OCIRENDER_FUZZ_ALLOW_KNOWN").is_some_and(|v| v == "1")
-}
-
 /// The merge targets' common part: layers made from fuzzed bytes, merged,
 /// and the output checked.
 pub mod merge {
     use super::*;
-    use ocirender::digest::{Algorithm, Digest};
-    use ocirender::layer_ref::LayerRef;
+    use ocirender::blob::digest::{Algorithm, Digest};
+    use ocirender::blob::layer_ref::LayerRef;
     use ocirender::merge::{merge, MergeOptions};
     use std::collections::HashMap;
 
@@ -450,12 +444,6 @@ pub mod merge {
                 Err(e) => eprintln!("merge: error: {e:#}"),
             }
         }
-        // Sparse members are a known bug (being fixed): with
-        // OCIRENDER_FUZZ_ALLOW_KNOWN=1, layers that look sparse are only
-        // checked for panics.
-        if allow_known_bugs() && layers.iter().any(|l| looks_sparse(l)) {
-            return;
-        }
         match result {
             Ok((_, stats)) => {
                 assert!(
@@ -492,7 +480,7 @@ pub mod merge {
                 !entry.is_sparse(),
                 "a sparse member in the merged output: {shown}"
             );
-            let canonical = ocirender::path::normalize(&entry.path)
+            let canonical = ocirender::tar::path::normalize(&entry.path)
                 .unwrap_or_else(|e| panic!("non-canonical path {shown:?} in the output: {e}"));
             assert!(!canonical.is_empty(), "an entry for the root: {shown:?}");
             let expected = if entry.kind == EntryType::Directory {
@@ -518,7 +506,7 @@ pub mod merge {
             }
             if entry.kind == EntryType::Link {
                 let link = entry.link.as_deref().unwrap_or_default();
-                let target = ocirender::path::normalize(link).unwrap_or_else(|e| {
+                let target = ocirender::tar::path::normalize(link).unwrap_or_else(|e| {
                     panic!(
                         "hard link {shown} names a bad path {:?}: {e}",
                         String::from_utf8_lossy(link)
@@ -540,14 +528,6 @@ pub mod merge {
             }
         }
     }
-}
-
-/// Whether `data` may hold a sparse member: a block typed `S` or PAX
-/// `GNU.sparse` records. Used only to tolerate the known sparse bugs.
-pub fn looks_sparse(data: &[u8]) -> bool {
-    data.chunks(512)
-        .any(|block| block.len() > 156 && block[156] == b'S')
-        || find(data, b"GNU.sparse").is_some()
 }
 
 /// True when `OCIRENDER_FUZZ_VERBOSE=1`: targets then print each result
