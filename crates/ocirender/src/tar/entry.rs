@@ -186,40 +186,28 @@ pub fn entry_label(raw_path: &[u8]) -> String {
 
 fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     let entry_type = entry.header().entry_type();
-    let kind = match entry_type {
-        EntryType::XGlobalHeader => return Ok(Member::GlobalHeader),
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::Regular,
-        EntryType::Link => Kind::HardLink,
-        EntryType::Symlink => Kind::Symlink,
-        EntryType::Char => Kind::CharDevice,
-        EntryType::Block => Kind::BlockDevice,
-        EntryType::Directory => Kind::Directory,
-        EntryType::Fifo => Kind::Fifo,
-        other => bail!("unsupported entry type {:?}", other.as_byte() as char),
+    let Some(kind) = kind_of(entry_type)? else {
+        return Ok(Member::GlobalHeader);
     };
     let mut path = entry.path_bytes().into_owned();
     let (pax, sparse) = carried_pax_records(entry)?;
-    let mut storage = match entry_type {
-        EntryType::GNUSparse => Storage::GnuSparse,
-        _ => Storage::Contiguous,
-    };
-    let mut size = if kind == Kind::Regular {
-        entry.size()
-    } else {
-        0
-    };
-    if sparse.is_sparse() {
-        if kind != Kind::Regular || storage != Storage::Contiguous {
-            bail!("PAX sparse records on a {kind:?} entry");
+    let (size, storage) = match kind {
+        Kind::Regular if sparse.is_sparse() => {
+            if entry_type == EntryType::GNUSparse {
+                bail!("PAX sparse records on a GNU sparse entry");
+            }
+            if let Some(name) = sparse.name() {
+                path = name.to_vec();
+            }
+            let stored = entry.size();
+            let map = sparse.into_map(entry, stored)?;
+            (map.real_size(), Storage::PaxSparse(map))
         }
-        if let Some(name) = sparse.name() {
-            path = name.to_vec();
-        }
-        let stored = entry.size();
-        let map = sparse.into_map(entry, stored)?;
-        size = map.real_size();
-        storage = Storage::PaxSparse(map);
-    }
+        _ if sparse.is_sparse() => bail!("PAX sparse records on a {kind:?} entry"),
+        Kind::Regular if entry_type == EntryType::GNUSparse => (entry.size(), Storage::GnuSparse),
+        Kind::Regular => (entry.size(), Storage::Contiguous),
+        _ => (0, Storage::Contiguous),
+    };
     let header = entry.header();
     let mode = header.mode().context("bad mode field")? & 0o7777;
     let uid = header.uid().context("bad uid field")?;
@@ -260,6 +248,22 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
             pax,
         },
     })
+}
+
+/// The kind of file an entry type makes; `None` for a PAX global header,
+/// which describes no file.
+fn kind_of(entry_type: EntryType) -> Result<Option<Kind>> {
+    Ok(Some(match entry_type {
+        EntryType::XGlobalHeader => return Ok(None),
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::Regular,
+        EntryType::Link => Kind::HardLink,
+        EntryType::Symlink => Kind::Symlink,
+        EntryType::Char => Kind::CharDevice,
+        EntryType::Block => Kind::BlockDevice,
+        EntryType::Directory => Kind::Directory,
+        EntryType::Fifo => Kind::Fifo,
+        other => bail!("unsupported entry type {:?}", other.as_byte() as char),
+    }))
 }
 
 /// The PAX records to carry over, and the sparse ones, set apart.
