@@ -113,12 +113,17 @@ fn check_layout_marker(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Reads the blob a descriptor names, checking its size and digest.
-fn read_blob(store: &Store, descriptor: &Descriptor) -> Result<(Digest, Vec<u8>)> {
-    let digest: Digest = descriptor
+/// The digest a descriptor (`what`, for the message) names.
+fn descriptor_digest(store: &Store, descriptor: &Descriptor, what: &str) -> Result<Digest> {
+    descriptor
         .digest
         .parse()
-        .with_context(|| format!("{}: bad descriptor digest", store.root().display()))?;
+        .with_context(|| format!("{}: bad {what} digest", store.root().display()))
+}
+
+/// Reads the blob a descriptor names, checking its size and digest.
+fn read_blob(store: &Store, descriptor: &Descriptor) -> Result<(Digest, Vec<u8>)> {
+    let digest = descriptor_digest(store, descriptor, "descriptor")?;
     let rel = digest.layout_path();
     if !store.check(&rel)? {
         bail!("{}: blob is missing", store.describe(&rel));
@@ -347,10 +352,7 @@ fn resolve_layer(
             descriptor.digest
         );
     }
-    let digest: Digest = descriptor
-        .digest
-        .parse()
-        .with_context(|| format!("{}: bad layer descriptor", store.root().display()))?;
+    let digest = descriptor_digest(store, descriptor, "layer descriptor")?;
     let rel = digest.layout_path();
     if !store.check(&rel)? {
         let hint = if spec::is_foreign(&media_type) || !descriptor.urls.is_empty() {
