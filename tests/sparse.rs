@@ -109,15 +109,44 @@ fn run(mut command: Command, stdin: &Path) -> Output {
         .unwrap()
 }
 
-#[test]
-fn oci_merge_writes_every_sparse_form_as_plain_files() {
+/// The source files, and GNU tar's archive of them in each sparse format.
+struct SparseArchives {
+    scratch: Scratch,
+    src: PathBuf,
+    files: Vec<&'static str>,
+    archives: Vec<(&'static str, PathBuf)>,
+}
+
+fn sparse_archives() -> SparseArchives {
     let scratch = Scratch::new();
     let src = scratch.path("src");
     let files = make_sources(&src);
-    for (name, args) in FORMATS {
-        let layer = scratch.path(&format!("{name}.tar"));
-        gnu_tar(&src, args, &files, &layer);
-        let out = cmd("oci-merge").arg(&layer).output().unwrap();
+    let archives = FORMATS
+        .iter()
+        .map(|(name, args)| {
+            let layer = scratch.path(&format!("{name}.tar"));
+            gnu_tar(&src, args, &files, &layer);
+            (*name, layer)
+        })
+        .collect();
+    SparseArchives {
+        scratch,
+        src,
+        files,
+        archives,
+    }
+}
+
+#[test]
+fn oci_merge_writes_every_sparse_form_as_plain_files() {
+    let SparseArchives {
+        scratch,
+        src,
+        files,
+        archives,
+    } = sparse_archives();
+    for (name, layer) in &archives {
+        let out = cmd("oci-merge").arg(layer).output().unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert_eq!(sparse_members(&out.stdout), 0, "{name}: sparse member left");
         let merged = scratch.path(&format!("{name}.merged.tar"));
@@ -139,14 +168,15 @@ fn oci_merge_writes_every_sparse_form_as_plain_files() {
 
 #[test]
 fn tar2dir_unpacks_every_sparse_form() {
-    let scratch = Scratch::new();
-    let src = scratch.path("src");
-    let files = make_sources(&src);
-    for (name, args) in FORMATS {
-        let layer = scratch.path(&format!("{name}.tar"));
-        gnu_tar(&src, args, &files, &layer);
+    let SparseArchives {
+        scratch,
+        src,
+        files,
+        archives,
+    } = sparse_archives();
+    for (name, layer) in &archives {
         let dest = scratch.path(&format!("{name}.dir"));
-        let out = run(Command::new(bin("tar2dir")).tap_arg(&dest), &layer);
+        let out = run(tool("tar2dir", &dest), layer);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert_same_files(&dest, &src, &files, &format!("tar2dir {name}"));
     }
@@ -154,14 +184,15 @@ fn tar2dir_unpacks_every_sparse_form() {
 
 #[test]
 fn tar2sqfs_builds_images_of_every_sparse_form() {
-    let scratch = Scratch::new();
-    let src = scratch.path("src");
-    let files = make_sources(&src);
-    for (name, args) in FORMATS {
-        let layer = scratch.path(&format!("{name}.tar"));
-        gnu_tar(&src, args, &files, &layer);
+    let SparseArchives {
+        scratch,
+        src,
+        files,
+        archives,
+    } = sparse_archives();
+    for (name, layer) in &archives {
         let image = scratch.path(&format!("{name}.sqfs"));
-        let out = run(Command::new(bin("tar2sqfs")).tap_arg(&image), &layer);
+        let out = run(tool("tar2sqfs", &image), layer);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let dest = scratch.path(&format!("{name}.unsquashed"));
         let status = Command::new("unsquashfs")
@@ -177,15 +208,11 @@ fn tar2sqfs_builds_images_of_every_sparse_form() {
     }
 }
 
-trait TapArg {
-    fn tap_arg(self, arg: &Path) -> Self;
-}
-
-impl TapArg for Command {
-    fn tap_arg(mut self, arg: &Path) -> Self {
-        self.arg(arg);
-        self
-    }
+/// `tool ARG`, one of the workspace binaries.
+fn tool(name: &str, arg: &Path) -> Command {
+    let mut command = Command::new(bin(name));
+    command.arg(arg);
+    command
 }
 
 // ---------------------------------------------------------------------------
@@ -340,10 +367,7 @@ fn a_crafted_map_with_a_hole_unpacks_with_the_hole() {
     ] {
         let scratch = Scratch::new();
         let dest = scratch.path("out");
-        let out = run_with_stdin(
-            Command::new(bin("tar2dir")).tap_arg(&dest),
-            &with_end(member.clone()),
-        );
+        let out = run_with_stdin(tool("tar2dir", &dest), &with_end(member.clone()));
         assert!(out.status.success(), "{form}: {}", stderr(&out));
         assert!(
             std::fs::read(dest.join("f")).unwrap() == want,
@@ -373,11 +397,11 @@ fn many_regions_in_gnu_extension_headers() {
     let member = with_end(gnu_sparse_member("f", 60 * 4096 + 7, &regions, &stored));
     let scratch = Scratch::new();
     let dest = scratch.path("out");
-    let out = run_with_stdin(Command::new(bin("tar2dir")).tap_arg(&dest), &member);
+    let out = run_with_stdin(tool("tar2dir", &dest), &member);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::fs::read(dest.join("f")).unwrap() == want);
     let image = scratch.path("f.sqfs");
-    let out = run_with_stdin(Command::new(bin("tar2sqfs")).tap_arg(&image), &member);
+    let out = run_with_stdin(tool("tar2sqfs", &image), &member);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = Command::new("unsquashfs")
         .arg("-cat")
@@ -434,12 +458,12 @@ fn hostile_maps_fail_cleanly_everywhere() {
         let scratch = Scratch::new();
         // tar2dir: fails, and DEST does not appear.
         let dest = scratch.path("dest");
-        let out = run_with_stdin(Command::new(bin("tar2dir")).tap_arg(&dest), &tar);
+        let out = run_with_stdin(tool("tar2dir", &dest), &tar);
         assert_clean_failure(what, "tar2dir", &out);
         assert!(!dest.exists(), "{what}: tar2dir left {}", dest.display());
         // tar2sqfs: fails, and OUT does not appear.
         let image = scratch.path("out.sqfs");
-        let out = run_with_stdin(Command::new(bin("tar2sqfs")).tap_arg(&image), &tar);
+        let out = run_with_stdin(tool("tar2sqfs", &image), &tar);
         assert_clean_failure(what, "tar2sqfs", &out);
         assert!(!image.exists(), "{what}: tar2sqfs left an image");
         // oci-merge: fails, and its output has no end-of-archive marker.
