@@ -5,8 +5,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
 use ocirender::image::platform::PlatformRequest;
-use ocirender::image::{resolve, ResolvedImage, Selection};
-use serde_json::json;
+use ocirender::image::{listing, resolve, Selection};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,9 +64,9 @@ fn run(args: Args) -> Result<()> {
     };
     let image = resolve(&args.image, &selection)?;
     let output = if args.json {
-        render_json(&image)?
+        listing::json(&image, true)?
     } else {
-        render_lines(&image)?
+        listing::layer_lines(&image)?
     };
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -75,43 +74,4 @@ fn run(args: Args) -> Result<()> {
         .and_then(|()| stdout.flush())
         .context("cannot write to stdout")?;
     Ok(())
-}
-
-fn render_lines(image: &ResolvedImage) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for layer in &image.layers {
-        out.extend(layer.layer.to_line()?);
-        out.push(b'\n');
-    }
-    Ok(out)
-}
-
-/// The resolved image for scripts. A layer's location is `path` (the file
-/// to read) and `offset` (where its `size` bytes start inside that file, for
-/// a layer inside an archive; null for a whole file): with `digest`, all a
-/// layer list line says.
-fn render_json(image: &ResolvedImage) -> Result<Vec<u8>> {
-    let layers: Vec<_> = image
-        .layers
-        .iter()
-        .map(|l| {
-            json!({
-                "digest": l.digest.to_string(),
-                "mediaType": l.media_type,
-                "size": l.size,
-                "diffId": l.diff_id.as_ref().map(ToString::to_string),
-                "path": l.layer.path.to_string_lossy(),
-                "offset": l.layer.range.map(|(offset, _)| offset),
-            })
-        })
-        .collect();
-    let value = json!({
-        "manifest": image.manifest.as_ref().map(ToString::to_string),
-        "config": image.config.to_string(),
-        "platform": image.platform.as_ref().map(ToString::to_string),
-        "layers": layers,
-    });
-    let mut out = serde_json::to_vec_pretty(&value)?;
-    out.push(b'\n');
-    Ok(out)
 }

@@ -4,7 +4,12 @@
 //! The crate is the shared core of the `oci-*` and `tar2*` binaries. Its
 //! folders follow the pipeline, left to right:
 //!
-//! * [`image`]: resolving an image (OCI layout, `docker save`) to its layers;
+//! * [`image`]: resolving an image (OCI layout, `docker save`) to its layers,
+//!   by one selection policy over any [`image::source::BlobSource`];
+//! * [`registry`]: the distribution API client: references, credentials,
+//!   token auth, retries, resumable verified blob streams;
+//! * [`fetch`]: `oci-fetch`, a registry image served to `oci-merge` through
+//!   named pipes, or kept in a shared layout store;
 //! * [`blob`]: reading one layer: the layer-list line that names it,
 //!   compression sniffed from its bytes, decoding on background threads,
 //!   its digest verified while it streams;
@@ -22,8 +27,10 @@
 
 pub mod blob;
 pub mod cli;
+pub mod fetch;
 pub mod image;
 pub mod merge;
+pub mod registry;
 pub mod sink;
 pub mod tar;
 pub mod unpack;

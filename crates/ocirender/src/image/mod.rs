@@ -8,7 +8,10 @@
 //! streams them, except a compressed legacy `docker save` `layer.tar`,
 //! whose only digest is the uncompressed one (see `legacy_layer_digest`).
 
+pub mod listing;
+pub mod manifest;
 pub mod platform;
+pub mod source;
 pub mod spec;
 pub mod store;
 pub mod tags;
@@ -16,16 +19,13 @@ pub mod tags;
 use crate::blob::compression::Compression;
 use crate::blob::digest::{Algorithm, Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use manifest::{check_platform, check_schema, diff_ids, is_image, parse_json};
 use platform::{Platform, PlatformRequest};
-use serde::de::DeserializeOwned;
-use spec::{Config, Descriptor, DockerSaveEntry, Index, LayoutMarker, Manifest};
+use spec::{Config, Descriptor, DockerSaveEntry, Index, LayoutMarker};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use store::Store;
-
-/// Nested indexes followed before giving up (a loop would never end).
-const MAX_INDEX_DEPTH: usize = 8;
 
 /// Which image to pick.
 #[derive(Debug, Clone)]
@@ -90,11 +90,6 @@ pub fn resolve(path: &Path, selection: &Selection) -> Result<ResolvedImage> {
     )
 }
 
-fn parse_json<T: DeserializeOwned>(store: &Store, rel: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| anyhow!("{}: malformed JSON: {e}", store.describe(rel)))
-}
-
 fn check_layout_marker(store: &Store) -> Result<()> {
     if !store.exists("oci-layout") {
         bail!(
@@ -102,7 +97,8 @@ fn check_layout_marker(store: &Store) -> Result<()> {
             store.root().display()
         );
     }
-    let marker: LayoutMarker = parse_json(store, "oci-layout", &store.read("oci-layout")?)?;
+    let marker: LayoutMarker =
+        parse_json(&store.describe("oci-layout"), &store.read("oci-layout")?)?;
     if !marker.image_layout_version.starts_with("1.") {
         bail!(
             "{}: unsupported image layout version {:?}",
@@ -113,277 +109,19 @@ fn check_layout_marker(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// The digest a descriptor (`what`, for the message) names.
-fn descriptor_digest(store: &Store, descriptor: &Descriptor, what: &str) -> Result<Digest> {
-    descriptor
-        .digest
-        .parse()
-        .with_context(|| format!("{}: bad {what} digest", store.root().display()))
-}
-
-/// Reads the blob a descriptor names, checking its size and digest.
-fn read_blob(store: &Store, descriptor: &Descriptor) -> Result<(Digest, Vec<u8>)> {
-    let digest = descriptor_digest(store, descriptor, "descriptor")?;
-    let rel = digest.layout_path();
-    if !store.check(&rel)? {
-        bail!("{}: blob is missing", store.describe(&rel));
-    }
-    let bytes = store.read(&rel)?;
-    if bytes.len() as u64 != descriptor.size {
-        bail!(
-            "{}: size mismatch: the descriptor says {} bytes, the blob has {}",
-            store.describe(&rel),
-            descriptor.size,
-            bytes.len()
-        );
-    }
-    let actual = Digest::of_bytes(digest.algorithm(), &bytes);
-    if actual != digest {
-        bail!(
-            "{}: digest mismatch: content has {actual}",
-            store.describe(&rel)
-        );
-    }
-    Ok((digest, bytes))
-}
-
-fn check_schema(store: &Store, rel: &str, version: u32) -> Result<()> {
-    if version != 2 {
-        bail!(
-            "{}: unknown schemaVersion {version} (expected 2)",
-            store.describe(rel)
-        );
-    }
-    Ok(())
-}
-
 fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
-    let index: Index = parse_json(store, "index.json", &store.read("index.json")?)?;
-    check_schema(store, "index.json", index.schema_version)?;
+    let what = store.describe("index.json");
+    let index: Index = parse_json(&what, &store.read("index.json")?)?;
+    check_schema(&what, index.schema_version)?;
     // Only images may be chosen or named: an entry of another type
     // (unknown, an artifact, an attestation) is not a second image.
     let images: Vec<Descriptor> = index.manifests.into_iter().filter(is_image).collect();
     let tag = selection.tag.as_deref();
     let entries = tags::choose(store.root(), tag, tags::index_candidates(&images, tag))?;
-    let mut candidates = Vec::new();
-    for entry in entries {
-        collect_manifests(store, entry, 0, &mut candidates)?;
-    }
-    if candidates.is_empty() {
-        bail!(
-            "{}: no image manifest in index.json",
-            store.root().display()
-        );
-    }
-    let Some(chosen) = selection.platform.choose(&candidates) else {
-        let available: Vec<String> = candidates
-            .iter()
-            .filter_map(|(p, _)| p.as_ref().map(Platform::to_string))
-            .collect();
-        bail!(
-            "{}: no manifest for platform {} (available: {})",
-            store.root().display(),
-            selection.platform.platform,
-            available.join(", ")
-        );
-    };
-    resolve_manifest(store, chosen, selection)
+    manifest::resolve_entries(store, &entries, selection)
 }
 
-/// True for an index entry that is an image or an index of images.
-/// Anything else is ignored wherever it appears, as image-spec requires of
-/// unknown media types: artifacts, signatures, and BuildKit's attestation
-/// manifests (which are image manifests, but label themselves).
-fn is_image(descriptor: &Descriptor) -> bool {
-    let media_type = descriptor.media_type.as_deref().unwrap_or_default();
-    let attestation = descriptor
-        .platform
-        .as_ref()
-        .is_some_and(Platform::is_unknown)
-        || descriptor
-            .annotations
-            .get(spec::DOCKER_REFERENCE_TYPE)
-            .is_some_and(|t| t == "attestation-manifest");
-    (spec::is_manifest(media_type) || spec::is_index(media_type))
-        && !attestation
-        && descriptor.artifact_type.is_none()
-}
-
-/// Walks an index entry down to image manifests, in order.
-fn collect_manifests(
-    store: &Store,
-    descriptor: &Descriptor,
-    depth: usize,
-    out: &mut Vec<(Option<Platform>, Descriptor)>,
-) -> Result<()> {
-    if !is_image(descriptor) {
-        return Ok(());
-    }
-    let media_type = descriptor.media_type.as_deref().unwrap_or_default();
-    if spec::is_manifest(media_type) {
-        out.push((descriptor.platform.clone(), descriptor.clone()));
-    } else if spec::is_index(media_type) {
-        if depth >= MAX_INDEX_DEPTH {
-            bail!(
-                "{}: indexes nested more than {MAX_INDEX_DEPTH} deep",
-                store.root().display()
-            );
-        }
-        let (digest, bytes) = read_blob(store, descriptor)?;
-        let rel = digest.layout_path();
-        let index: Index = parse_json(store, &rel, &bytes)?;
-        check_schema(store, &rel, index.schema_version)?;
-        for entry in &index.manifests {
-            collect_manifests(store, entry, depth + 1, out)?;
-        }
-    }
-    Ok(())
-}
-
-fn resolve_manifest(
-    store: &Store,
-    descriptor: &Descriptor,
-    selection: &Selection,
-) -> Result<ResolvedImage> {
-    let (digest, bytes) = read_blob(store, descriptor)?;
-    let rel = digest.layout_path();
-    let manifest: Manifest = parse_json(store, &rel, &bytes)?;
-    check_schema(store, &rel, manifest.schema_version)?;
-    if let Some(media_type) = &manifest.media_type {
-        if !spec::is_manifest(media_type) {
-            bail!(
-                "{}: not an image manifest (media type {media_type})",
-                store.describe(&rel)
-            );
-        }
-    }
-    let config_type = manifest.config.media_type.as_deref().unwrap_or_default();
-    if !spec::is_image_config(config_type) {
-        bail!(
-            "{}: not a container image: the config has media type {config_type:?}",
-            store.describe(&rel)
-        );
-    }
-    let (config_digest, config_bytes) = read_blob(store, &manifest.config)?;
-    let config: Config = parse_json(store, &config_digest.layout_path(), &config_bytes)?;
-    let platform = descriptor
-        .platform
-        .clone()
-        .map(Platform::normalized)
-        .or_else(|| config.platform());
-    check_platform(store, descriptor.platform.is_none(), &config, selection)?;
-    let diff_ids = diff_ids(
-        store,
-        &config_digest.layout_path(),
-        &config,
-        manifest.layers.len(),
-    )?;
-    let mut layers = Vec::new();
-    for (i, layer) in manifest.layers.iter().enumerate() {
-        layers.push(resolve_layer(store, layer, diff_ids.get(i).cloned())?);
-    }
-    Ok(ResolvedImage {
-        manifest: Some(digest),
-        config: config_digest,
-        platform,
-        layers,
-    })
-}
-
-/// A manifest reached without platform information (a single-image
-/// layout, a docker-save archive) matches any platform, as an unlabelled
-/// index entry does; but if the user asked for a platform explicitly, the
-/// config must not contradict it.
-fn check_platform(
-    store: &Store,
-    unlabelled: bool,
-    config: &Config,
-    selection: &Selection,
-) -> Result<()> {
-    let explicit = selection.platform.explicit;
-    let (Some(declared), true, true) = (config.platform(), unlabelled, explicit) else {
-        return Ok(());
-    };
-    if selection
-        .platform
-        .choose(&[(Some(declared.clone()), ())])
-        .is_none()
-    {
-        bail!(
-            "{}: the image is for {declared}, not {} (choose with --platform)",
-            store.root().display(),
-            selection.platform.platform
-        );
-    }
-    Ok(())
-}
-
-fn diff_ids(store: &Store, rel: &str, config: &Config, layers: usize) -> Result<Vec<Digest>> {
-    let ids = config
-        .rootfs
-        .as_ref()
-        .map(|r| r.diff_ids.as_slice())
-        .unwrap_or_default();
-    if !ids.is_empty() && ids.len() != layers {
-        bail!(
-            "{}: the config lists {} diff_ids for {layers} layers",
-            store.describe(rel),
-            ids.len()
-        );
-    }
-    ids.iter()
-        .map(|id| {
-            id.parse()
-                .with_context(|| format!("{}: bad diff_id", store.describe(rel)))
-        })
-        .collect()
-}
-
-fn resolve_layer(
-    store: &Store,
-    descriptor: &Descriptor,
-    diff_id: Option<Digest>,
-) -> Result<ResolvedLayer> {
-    let media_type = descriptor.media_type.clone().unwrap_or_default();
-    if !spec::is_tar_layer(&media_type) {
-        bail!(
-            "{}: layer {} has media type {media_type:?}, which is not a filesystem layer",
-            store.root().display(),
-            descriptor.digest
-        );
-    }
-    let digest = descriptor_digest(store, descriptor, "layer descriptor")?;
-    let rel = digest.layout_path();
-    if !store.check(&rel)? {
-        let hint = if spec::is_foreign(&media_type) || !descriptor.urls.is_empty() {
-            format!(
-                " (a foreign layer, to be fetched from: {})",
-                tags::list_or_none(&descriptor.urls)
-            )
-        } else {
-            String::new()
-        };
-        bail!("{}: layer blob is missing{hint}", store.describe(&rel));
-    }
-    let layer = store.layer(&rel, Some(digest.clone()))?;
-    let size = stored_size(&layer)?;
-    if size != descriptor.size {
-        bail!(
-            "{}: size mismatch: the descriptor says {} bytes, the blob has {size}",
-            store.describe(&rel),
-            descriptor.size
-        );
-    }
-    Ok(ResolvedLayer {
-        digest,
-        media_type,
-        size: descriptor.size,
-        diff_id,
-        layer,
-    })
-}
-
-fn stored_size(layer: &LayerRef) -> Result<u64> {
+pub(super) fn stored_size(layer: &LayerRef) -> Result<u64> {
     Ok(match layer.range {
         Some((_, size)) => size,
         None => std::fs::metadata(&layer.path)
@@ -393,8 +131,10 @@ fn stored_size(layer: &LayerRef) -> Result<u64> {
 }
 
 fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
-    let entries: Vec<DockerSaveEntry> =
-        parse_json(store, "manifest.json", &store.read("manifest.json")?)?;
+    let entries: Vec<DockerSaveEntry> = parse_json(
+        &store.describe("manifest.json"),
+        &store.read("manifest.json")?,
+    )?;
     if entries.is_empty() {
         bail!(
             "{}: manifest.json lists no images",
@@ -413,9 +153,18 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
             );
         }
     }
-    let config: Config = parse_json(store, &chosen.config, &config_bytes)?;
-    check_platform(store, true, &config, selection)?;
-    let diff_ids = diff_ids(store, &chosen.config, &config, chosen.layers.len())?;
+    let config: Config = parse_json(&store.describe(&chosen.config), &config_bytes)?;
+    check_platform(
+        &store.root().display().to_string(),
+        true,
+        &config,
+        selection,
+    )?;
+    let diff_ids = diff_ids(
+        &store.describe(&chosen.config),
+        &config,
+        chosen.layers.len(),
+    )?;
     if diff_ids.len() != chosen.layers.len() {
         bail!(
             "{}: the config lists no diff_ids",

@@ -1,0 +1,147 @@
+//! `oci-fetch`: resolve an image in a registry and hand its layers to
+//! `oci-merge`, streamed through named pipes or kept in a shared layout.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ocirender::cli;
+use ocirender::fetch::{self, Request};
+use ocirender::image::platform::PlatformRequest;
+use ocirender::image::Selection;
+use ocirender::registry::reference::Reference;
+use ocirender::registry::{ClientOptions, Registry};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const PROGRAM: &str = "oci-fetch";
+
+const AFTER_HELP: &str = "\
+REFERENCE
+  [registry[:port]/]repository[:tag][@digest], read as docker does:
+  debian = docker.io/library/debian:latest, served at registry-1.docker.io.
+  A docker:// prefix is accepted. A digest pins the content: what the
+  registry sends is checked against it. Manifests, indexes and configs are
+  always checked against their digests; layers are checked by oci-merge
+  (streaming) or before they enter the store (--store).
+
+STREAMING (the default)
+  No layer byte touches the disk. oci-fetch makes a private directory
+  (mode 0700, in $XDG_RUNTIME_DIR or $TMPDIR) with one named pipe per
+  layer, and prints their paths, each with the layer's digest. A thread
+  per pipe downloads the layer when the reader opens it, as fast as the
+  reader consumes it: oci-merge reads the newest layer first, a few at a
+  time, so the merge runs while older layers download. A layer opened
+  again (oci-merge's second read for promoted hard links) is downloaded
+  again. oci-fetch stays until every process reading its output (found in
+  /proc by the pipe on stdout) has exited, then removes the directory; a
+  signal removes it too. A download that fails makes oci-fetch exit
+  non-zero and leaves the reader a short or wrong layer, which oci-merge
+  detects by its digest: the merge fails, no end-of-archive marker.
+  Streaming needs stdout to be a pipe to the reader.
+
+--store DIR
+  Downloads into DIR, an OCI image layout shared by many images: a blob
+  already there is not fetched again, a blob appears only complete and
+  verified (temporary name, then rename), and concurrent runs are safe.
+  The reference is recorded in DIR/index.json (org.opencontainers.image.
+  ref.name), so `oci-layers --tag REFERENCE DIR` works later offline. The
+  printed list names the blob files, as oci-layers prints them.
+
+AUTHENTICATION
+  Anonymous and credentialed bearer tokens (reused while valid) and basic
+  auth. Credentials are looked up, first match wins, in: --authfile FILE
+  only, if given; else $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/
+  auth.json, ~/.config/containers/auth.json, then $DOCKER_CONFIG/config.json
+  or ~/.docker/config.json (auths, credHelpers, credsStore through the
+  docker-credential-* helpers). Credentials and tokens are never printed.
+
+NETWORK
+  HTTPS with the system's trust store (SSL_CERT_FILE, SSL_CERT_DIR);
+  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY. Plain HTTP only for
+  loopback registries or with --plain-http. Blob redirects (to a CDN or
+  object store) are followed without the registry's Authorization header.
+  Retries with backoff on 429 (honouring Retry-After), 5xx and dropped
+  connections, resuming a blob with a Range request.
+
+EXIT STATUS
+  0 when the image resolved and every layer asked for was served (or
+  stored) and verified; 1 on any error, with one line on stderr.
+
+EXAMPLES
+  oci-fetch debian:12 | oci-merge | tar2sqfs debian.sqfs
+  oci-fetch --platform linux/arm64 ghcr.io/org/app@sha256:... | oci-merge | tar2dir rootfs/
+  oci-fetch --store ~/.cache/ocirender quay.io/org/img:1.2 | oci-merge > rootfs.tar
+  oci-fetch --json alpine | jq -r '.layers[].digest'";
+
+/// Resolve a registry image and serve its layers to oci-merge, base first.
+#[derive(Parser)]
+#[command(name = PROGRAM, version, after_help = AFTER_HELP)]
+struct Args {
+    /// The image: [registry[:port]/]repository[:tag][@digest].
+    reference: String,
+    /// Platform os/arch[/variant] (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Print the resolved image as JSON instead of the layer list (no
+    /// layer is downloaded unless --store is given).
+    #[arg(long)]
+    json: bool,
+    /// Keep blobs in this shared OCI layout and list the files, instead
+    /// of streaming.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Read credentials from this file only (docker config.json or
+    /// containers auth.json format).
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Allow plain HTTP to a registry that is not on a loopback address.
+    #[arg(long)]
+    plain_http: bool,
+    /// Layers downloaded at once into --store. Streaming downloads what
+    /// the reader has open (oci-merge's read-ahead).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Seconds without data before a connection counts as stalled and is
+    /// retried.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::run(PROGRAM, || run(args))
+}
+
+fn run(args: Args) -> Result<()> {
+    ocirender::sink::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    let reference: Reference = args.reference.parse()?;
+    let options = ClientOptions {
+        plain_http: args.plain_http,
+        authfile: args.authfile,
+        stall_timeout: Duration::from_secs(args.timeout),
+        ..ClientOptions::default()
+    };
+    let registry = Registry::new(&reference, &options)?;
+    let request = Request {
+        reference,
+        selection: Selection {
+            platform: PlatformRequest::new(args.platform.as_deref())?,
+            tag: None,
+        },
+        json: args.json,
+        store: args.store,
+        jobs: usize::from(args.jobs),
+    };
+    let mut print = |bytes: &[u8]| -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(bytes)
+            .and_then(|()| stdout.flush())
+            .context("cannot write to stdout")
+    };
+    match &request.store {
+        Some(dir) => fetch::store(&registry, &request, dir, &mut print),
+        None => fetch::stream(&registry, &request, &mut print),
+    }
+}

@@ -1,0 +1,86 @@
+//! A registry repository as a [`BlobSource`], so registry images are
+//! selected by exactly the policy local images are.
+
+use super::store::LayoutStore;
+use crate::blob::digest::Digest;
+use crate::blob::layer_ref::LayerRef;
+use crate::image::source::BlobSource;
+use crate::image::spec::{self, Descriptor};
+use crate::registry::{Fetched, Registry};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// Where the layers of a registry image will be read from.
+pub enum LayerPlace {
+    /// Named pipes in this directory, one per position of the list.
+    Pipes(PathBuf),
+    /// Blob files of a layout store.
+    Store(LayoutStore),
+    /// Nowhere: the image is only described (`--json` while streaming).
+    Nowhere,
+}
+
+/// One repository of a registry, with the manifest or index its reference
+/// named already fetched.
+pub struct RegistrySource<'a> {
+    /// The repository.
+    pub registry: &'a Registry,
+    /// The manifest or index the reference named.
+    pub top: &'a Fetched,
+    /// Where layers are read.
+    pub place: &'a LayerPlace,
+}
+
+impl RegistrySource<'_> {
+    fn fetch_remote(&self, descriptor: &Descriptor, digest: &Digest) -> Result<Vec<u8>> {
+        if *digest == self.top.digest {
+            return Ok(self.top.bytes.clone());
+        }
+        let media_type = descriptor.media_type.as_deref().unwrap_or_default();
+        if spec::is_manifest(media_type) || spec::is_index(media_type) {
+            Ok(self.registry.manifest(&digest.to_string())?.bytes)
+        } else {
+            self.registry.blob(digest, descriptor.size)
+        }
+    }
+}
+
+impl BlobSource for RegistrySource<'_> {
+    fn name(&self) -> String {
+        self.registry.name()
+    }
+
+    fn describe(&self, digest: &Digest) -> String {
+        format!("{}@{digest}", self.registry.name())
+    }
+
+    fn fetch(&self, descriptor: &Descriptor, digest: &Digest) -> Result<Vec<u8>> {
+        let LayerPlace::Store(store) = self.place else {
+            return self.fetch_remote(descriptor, digest);
+        };
+        // What the store has, by digest, needs no network.
+        if store.has(digest, descriptor.size) {
+            if let Ok(bytes) = std::fs::read(store.blob_path(digest)) {
+                if Digest::of_bytes(digest.algorithm(), &bytes) == *digest {
+                    return Ok(bytes);
+                }
+            }
+        }
+        let bytes = self.fetch_remote(descriptor, digest)?;
+        store.put_bytes(digest, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn layer(&self, position: usize, _: &Descriptor, digest: &Digest) -> Result<LayerRef> {
+        let path = match self.place {
+            LayerPlace::Pipes(dir) => super::stream::pipe_path(dir, position),
+            LayerPlace::Store(store) => store.blob_path(digest),
+            LayerPlace::Nowhere => PathBuf::new(),
+        };
+        Ok(LayerRef {
+            path,
+            range: None,
+            digest: Some(digest.clone()),
+        })
+    }
+}
