@@ -1,13 +1,14 @@
 //! `oci-layers`: resolve an image and print its layer blobs, base first,
 //! one per line, in the form `oci-merge` reads.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ocirender::cli;
 use ocirender::image::platform::PlatformRequest;
 use ocirender::image::{listing, resolve, Selection};
 use std::io::Write;
-use std::path::PathBuf;
+use ocirender::registry::reference::{looks_like_reference, Reference};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const PROGRAM: &str = "oci-layers";
@@ -62,6 +63,7 @@ fn run(args: Args) -> Result<()> {
         platform: PlatformRequest::new(args.platform.as_deref())?,
         tag: args.tag,
     };
+    refuse_registry_reference(&args.image)?;
     let image = resolve(&args.image, &selection)?;
     let output = if args.json {
         listing::json(&image, true)?
@@ -73,5 +75,18 @@ fn run(args: Args) -> Result<()> {
         .write_all(&output)
         .and_then(|()| stdout.flush())
         .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// A reference like `docker://debian:12` or `ghcr.io/org/app:1` that names
+/// no file is meant for the registry source: say so, rather than
+/// "no such file".
+fn refuse_registry_reference(image: &Path) -> Result<()> {
+    let text = image.to_string_lossy();
+    let registry_like =
+        looks_like_reference(&text) || (!text.contains('/') && text.parse::<Reference>().is_ok());
+    if registry_like && std::fs::symlink_metadata(image).is_err() {
+        bail!("{text}: no such file or directory; to read an image from a registry, use `oci-fetch {text}`");
+    }
     Ok(())
 }
