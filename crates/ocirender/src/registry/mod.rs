@@ -1,0 +1,344 @@
+//! A client for the OCI distribution API: manifests and blobs of one
+//! repository, pulled the way real registries need.
+//!
+//! * [`reference`]: `debian:12` → `docker.io/library/debian:12`;
+//! * [`credentials`]: the logins users already have (Docker's and
+//!   containers' auth files, credential helpers);
+//! * `auth`: answering `401`s with basic auth or cached bearer tokens;
+//! * `transport`: one HTTP agent per registry (TLS, proxies, redirects,
+//!   timeouts), retries with backoff, one-line errors;
+//! * `blob`: [`BlobReader`], a layer streamed, resumed with `Range` when
+//!   the connection drops, verified against its digest.
+//!
+//! Everything the registry sends is checked: a manifest against its digest
+//! (the one asked for, or the one the registry claims), a blob against its
+//! digest and size.
+
+pub mod credentials;
+pub mod reference;
+
+mod auth;
+mod blob;
+mod transport;
+
+#[cfg(test)]
+mod test_server;
+
+pub use blob::BlobReader;
+
+use crate::blob::digest::{Algorithm, Digest};
+use crate::image::spec::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use anyhow::{anyhow, bail, Context, Result};
+use auth::Auth;
+use reference::Reference;
+use serde::Deserialize;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use transport::{Retry, Transport};
+
+/// The largest manifest or index accepted (the limit containerd and the
+/// distribution registry use).
+const MAX_MANIFEST: u64 = 4 << 20;
+/// The most of an error body read for the registry's message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// Options from the command line.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Plain HTTP even for a registry that is not on this machine
+    /// (loopback registries always get plain HTTP).
+    pub plain_http: bool,
+    /// `--authfile`: the only file credentials are read from.
+    pub authfile: Option<PathBuf>,
+    /// How long a connection may send nothing before it counts as dropped.
+    pub stall_timeout: Duration,
+    /// How many times a failed request, or a blob download that stopped
+    /// making progress, is tried again.
+    pub retries: u32,
+    /// The first wait before a retry; it doubles with each failure.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            plain_http: false,
+            authfile: None,
+            stall_timeout: Duration::from_secs(30),
+            retries: 5,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A manifest or index as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Its media type (from `Content-Type`, else its `mediaType` field).
+    pub media_type: String,
+    /// Its digest, verified.
+    pub digest: Digest,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A client for one repository of one registry; cheap to clone (shared
+/// inside), `Send + Sync`, shared by download threads, which also share
+/// its cached tokens.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reference: Reference,
+    transport: Transport,
+    auth: Auth,
+}
+
+impl Registry {
+    /// A client for `reference`'s repository. No network I/O happens here.
+    pub fn new(reference: &Reference, options: &ClientOptions) -> Result<Registry> {
+        let transport = Transport::new(reference, options)
+            .with_context(|| format!("setting up HTTP for {}", reference.registry))?;
+        Ok(Registry::with_transport(reference, options, transport))
+    }
+
+    fn with_transport(
+        reference: &Reference,
+        options: &ClientOptions,
+        transport: Transport,
+    ) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                reference: reference.clone(),
+                transport,
+                auth: Auth::new(reference, options.authfile.clone()),
+            }),
+        }
+    }
+
+    /// `registry/repository`, for messages (`docker.io/library/debian`).
+    pub fn name(&self) -> String {
+        self.inner.reference.name()
+    }
+
+    /// Fetches a manifest or an index by tag or digest. Asked by digest,
+    /// the bytes are verified against it; by tag, against the registry's
+    /// `Docker-Content-Digest` when it sends one (the digest is sha256 of
+    /// the bytes otherwise).
+    pub fn manifest(&self, tag_or_digest: &str) -> Result<Fetched> {
+        let (expected, separator) = if tag_or_digest.contains(':') {
+            let digest = tag_or_digest
+                .parse::<Digest>()
+                .with_context(|| format!("{}: bad manifest digest", self.name()))?;
+            (Some(digest), '@')
+        } else {
+            reference::check_tag(tag_or_digest)
+                .with_context(|| format!("{}: bad tag", self.name()))?;
+            (None, ':')
+        };
+        let what = format!("{}{separator}{tag_or_digest}", self.name());
+        let path = format!("manifests/{tag_or_digest}");
+        let accept = [
+            OCI_MANIFEST,
+            OCI_INDEX,
+            DOCKER_MANIFEST,
+            DOCKER_MANIFEST_LIST,
+        ]
+        .join(", ");
+        let mut retry = self.inner.transport.retry();
+        let (response, bytes) = loop {
+            let response = self.get(&what, &path, &[("Accept", accept.clone())], &mut retry)?;
+            let headers = (
+                response.header("content-type").map(str::to_owned),
+                response.header("docker-content-digest").map(str::to_owned),
+            );
+            match read_capped(response, MAX_MANIFEST) {
+                Ok(Some(bytes)) => break (headers, bytes),
+                Ok(None) => bail!("{what}: manifest larger than {} MiB", MAX_MANIFEST >> 20),
+                Err(e) => retry.wait(None).map_err(|gave_up| {
+                    anyhow!("{what}: {}{gave_up}", transport::describe_io(&e))
+                })?,
+            }
+        };
+        let (content_type, claimed) = response;
+        let digest = verify_manifest(&what, &bytes, expected, claimed.as_deref())?;
+        Ok(Fetched {
+            media_type: media_type(content_type.as_deref(), &bytes),
+            digest,
+            bytes,
+        })
+    }
+
+    /// Fetches a small blob (an image config) into memory: exactly `size`
+    /// bytes, verified against `digest`.
+    pub fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        let mut reader = self.blob_reader(digest, size)?;
+        let mut bytes = Vec::with_capacity(size.min(MAX_MANIFEST) as usize);
+        reader.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Starts streaming a blob (a layer); see [`BlobReader`]. The first
+    /// request is made here, so an unknown blob or a refusal is reported
+    /// before any byte is read.
+    pub fn blob_reader(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
+        BlobReader::open(self.clone(), digest.clone(), size)
+    }
+
+    /// GETs `/v2/<repository>/<path>`, authenticating as the registry asks,
+    /// and returns a 2xx answer; anything else becomes the error to report.
+    fn get(
+        &self,
+        what: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        retry: &mut Retry,
+    ) -> Result<ureq::Response> {
+        let Inner {
+            reference,
+            transport,
+            auth,
+        } = &*self.inner;
+        let url = format!(
+            "{}/v2/{}/{path}",
+            transport.base_url(),
+            reference.repository
+        );
+        let mut authorization = auth.authorization(transport)?;
+        let mut answered = false;
+        loop {
+            let response = transport.call(what, retry, None, &|agent| {
+                let mut request = agent.get(&url);
+                for (name, value) in headers {
+                    request = request.set(name, value);
+                }
+                if let Some(authorization) = &authorization {
+                    request = request.set("Authorization", authorization.header_value());
+                }
+                request
+            })?;
+            match response.status() {
+                200..=299 => return Ok(response),
+                401 if !answered => {
+                    authorization =
+                        Some(auth.answer(transport, &response, authorization.as_ref())?);
+                    answered = true;
+                }
+                status @ (401 | 403) => return Err(auth.refused(status)),
+                404 => bail!("{what}: not found{}", registry_message(response)),
+                status => bail!(
+                    "{what}: HTTP {status} {} from {}{}",
+                    transport::one_line(response.status_text()),
+                    transport::url_host(response.get_url()),
+                    registry_message(response)
+                ),
+            }
+        }
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+}
+
+/// The whole body if it is at most `limit` bytes, `None` if it is longer.
+fn read_capped(response: ureq::Response, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    response
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// The digest of a manifest, checked against the one asked for or the one
+/// the registry claims.
+fn verify_manifest(
+    what: &str,
+    bytes: &[u8],
+    expected: Option<Digest>,
+    claimed: Option<&str>,
+) -> Result<Digest> {
+    if let Some(expected) = expected {
+        let actual = Digest::of_bytes(expected.algorithm(), bytes);
+        if actual != expected {
+            bail!("{what}: digest mismatch: content has {actual}");
+        }
+        return Ok(expected);
+    }
+    let Some(claimed) = claimed else {
+        return Ok(Digest::of_bytes(Algorithm::Sha256, bytes));
+    };
+    let claimed: Digest = claimed
+        .trim()
+        .parse()
+        .with_context(|| format!("{what}: the registry's Docker-Content-Digest"))?;
+    let actual = Digest::of_bytes(claimed.algorithm(), bytes);
+    if actual != claimed {
+        bail!("{what}: digest mismatch: the registry says {claimed}, content has {actual}");
+    }
+    Ok(claimed)
+}
+
+/// `Content-Type` when it names a manifest type; otherwise (a registry
+/// sending `application/json`, or nothing) the document's `mediaType`.
+fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct MediaType {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    let content_type = content_type
+        .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
+        .unwrap_or_default();
+    if content_type.starts_with("application/vnd.") {
+        return content_type;
+    }
+    serde_json::from_slice::<MediaType>(bytes)
+        .ok()
+        .and_then(|m| m.media_type)
+        .unwrap_or(content_type)
+}
+
+/// The registry's own explanation, from the distribution spec's error body
+/// `{"errors":[{"code":…,"message":…}]}`, as ` (CODE: message; …)`.
+fn registry_message(response: ureq::Response) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let Ok(Some(body)) = read_capped(response, MAX_ERROR_BODY) else {
+        return String::new();
+    };
+    let Ok(errors) = serde_json::from_slice::<Errors>(&body) else {
+        return String::new();
+    };
+    let text: Vec<String> = errors
+        .errors
+        .iter()
+        .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+            (false, false) => format!("{}: {}", e.code, e.message),
+            (false, true) => e.code.clone(),
+            _ => e.message.clone(),
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    format!(" ({})", transport::one_line(&text.join("; ")))
+}
+
+#[cfg(test)]
+mod tests;

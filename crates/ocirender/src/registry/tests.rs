@@ -1,0 +1,644 @@
+//! The client against scripted servers on loopback addresses: retries,
+//! `Retry-After`, resumed blobs, digest checks, redirects, tokens and the
+//! errors people see.
+
+use super::test_server::{response, Reply, Request, Server};
+use super::*;
+use std::fmt::Display;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+const MANIFEST: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+
+fn options() -> ClientOptions {
+    ClientOptions {
+        retries: 3,
+        backoff: Duration::from_millis(1),
+        stall_timeout: Duration::from_secs(5),
+        ..ClientOptions::default()
+    }
+}
+
+/// A client for `test/repo` on `server`, ignoring the process's proxy
+/// variables.
+fn registry_with(server: &Server, options: &ClientOptions) -> Registry {
+    let reference: Reference = format!("{}/test/repo", server.authority()).parse().unwrap();
+    let transport = Transport::with_env(&reference, options, &|_| None).unwrap();
+    Registry::with_transport(&reference, options, transport)
+}
+
+fn registry(server: &Server) -> Registry {
+    registry_with(server, &options())
+}
+
+fn sha256(bytes: &[u8]) -> Digest {
+    Digest::of_bytes(Algorithm::Sha256, bytes)
+}
+
+/// The error's whole text, which must be one line.
+fn text(error: impl Display) -> String {
+    let text = format!("{error:#}");
+    assert!(!text.contains('\n'), "multi-line error: {text}");
+    text
+}
+
+fn ok(body: &[u8]) -> Reply {
+    Reply::Send(response("200 OK", &[], body))
+}
+
+/// Answers the n-th request (from 0) with `replies[n]`, the last one after.
+fn scripted(replies: Vec<Vec<u8>>) -> impl Fn(&Request) -> Reply {
+    let count = AtomicUsize::new(0);
+    move |_| {
+        let n = count.fetch_add(1, Ordering::SeqCst).min(replies.len() - 1);
+        Reply::Send(replies[n].clone())
+    }
+}
+
+fn authfile(dir: &tempfile::TempDir, registry: &str, entry: serde_json::Value) -> PathBuf {
+    let path = dir.path().join("auth.json");
+    let config = serde_json::json!({ "auths": { registry: entry } });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn clients_and_readers_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Registry>();
+    send::<BlobReader>();
+}
+
+#[test]
+fn manifest_by_tag_is_checked_against_the_registry_digest() {
+    let digest = sha256(MANIFEST).to_string();
+    let server = Server::start(move |r| {
+        let claimed = if r.path().ends_with("/good") {
+            digest.clone()
+        } else {
+            sha256(b"other").to_string()
+        };
+        let headers = [
+            ("Content-Type", OCI_MANIFEST),
+            ("Docker-Content-Digest", claimed.as_str()),
+        ];
+        Reply::Send(response("200 OK", &headers, MANIFEST))
+    });
+    let registry = registry(&server);
+    let fetched = registry.manifest("good").unwrap();
+    assert_eq!(fetched.bytes, MANIFEST);
+    assert_eq!(fetched.digest, sha256(MANIFEST));
+    assert_eq!(fetched.media_type, OCI_MANIFEST);
+    let request = &server.requests()[0];
+    assert_eq!(request.path(), "/v2/test/repo/manifests/good");
+    let accept = request.header("accept").unwrap();
+    for media_type in [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ] {
+        assert!(accept.contains(media_type), "{accept}");
+    }
+    assert!(request
+        .header("user-agent")
+        .unwrap()
+        .starts_with("ocirender/"));
+    assert!(request.header("accept-encoding").is_none());
+
+    let e = text(registry.manifest("bad").unwrap_err());
+    assert!(
+        e.contains(":bad: digest mismatch: the registry says"),
+        "{e}"
+    );
+}
+
+#[test]
+fn manifest_by_digest_is_verified() {
+    let server = Server::start(|_| ok(MANIFEST));
+    let registry = registry(&server);
+    let digest = sha256(MANIFEST);
+    assert_eq!(
+        registry.manifest(&digest.to_string()).unwrap().digest,
+        digest
+    );
+    let wrong = sha256(b"something else");
+    let e = text(registry.manifest(&wrong.to_string()).unwrap_err());
+    assert!(
+        e.contains(&format!(
+            "/test/repo@{wrong}: digest mismatch: content has {digest}"
+        )),
+        "{e}"
+    );
+    assert!(registry.manifest("../x").is_err());
+}
+
+#[test]
+fn media_type_falls_back_to_the_document() {
+    let server = Server::start(|_| {
+        Reply::Send(response(
+            "200 OK",
+            &[("Content-Type", "application/json; charset=utf-8")],
+            MANIFEST,
+        ))
+    });
+    let fetched = registry(&server).manifest("t").unwrap();
+    assert_eq!(fetched.media_type, OCI_MANIFEST);
+    assert_eq!(
+        media_type(Some("text/plain"), b"{}"),
+        "text/plain",
+        "without a mediaType the header is all there is"
+    );
+}
+
+#[test]
+fn manifest_larger_than_the_cap_is_refused() {
+    let big = vec![b' '; MAX_MANIFEST as usize + 1];
+    let server = Server::start(move |_| ok(&big));
+    let e = text(registry(&server).manifest("t").unwrap_err());
+    assert!(e.contains("manifest larger than 4 MiB"), "{e}");
+}
+
+#[test]
+fn not_found_quotes_the_registry() {
+    let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nosuch"}}]}"#;
+    let server = Server::start(|_| Reply::Send(response("404 Not Found", &[], body)));
+    let e = text(registry(&server).manifest("nosuch").unwrap_err());
+    assert!(
+        e.ends_with("/test/repo:nosuch: not found (MANIFEST_UNKNOWN: manifest unknown)"),
+        "{e}"
+    );
+    assert_eq!(server.requests().len(), 1, "a 404 is not retried");
+}
+
+#[test]
+fn server_errors_are_retried() {
+    let server = Server::start(scripted(vec![
+        response("500 Internal Server Error", &[], b"oops"),
+        response("502 Bad Gateway", &[], b""),
+        response("200 OK", &[], MANIFEST),
+    ]));
+    assert_eq!(registry(&server).manifest("t").unwrap().bytes, MANIFEST);
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() {
+    let server = Server::start(scripted(vec![
+        response("429 Too Many Requests", &[("Retry-After", "1")], b""),
+        response("200 OK", &[], MANIFEST),
+    ]));
+    let start = Instant::now();
+    registry(&server).manifest("t").unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn retries_run_out() {
+    let server = Server::start(|_| Reply::Send(response("503 Service Unavailable", &[], b"")));
+    let options = ClientOptions {
+        retries: 2,
+        ..options()
+    };
+    let e = text(registry_with(&server, &options).manifest("t").unwrap_err());
+    assert!(
+        e.ends_with(&format!(
+            ":t: HTTP 503 Service Unavailable from {} (gave up after 2 retries)",
+            server.authority()
+        )),
+        "{e}"
+    );
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let server = Server::start(|_| Reply::Send(response("400 Bad Request", &[], b"")));
+    let e = text(registry(&server).manifest("t").unwrap_err());
+    assert!(e.contains(":t: HTTP 400 Bad Request from"), "{e}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn a_registry_that_is_not_there() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reference: Reference = format!("127.0.0.1:{port}/a").parse().unwrap();
+    let options = ClientOptions {
+        retries: 1,
+        ..options()
+    };
+    let transport = Transport::with_env(&reference, &options, &|_| None).unwrap();
+    let registry = Registry::with_transport(&reference, &options, transport);
+    let e = text(registry.manifest("t").unwrap_err());
+    assert!(
+        e.ends_with(&format!(
+            "cannot connect to 127.0.0.1:{port}: connection refused (gave up after 1 retry)"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_stalled_blob_times_out() {
+    let blob = b"0123456789".to_vec();
+    let digest = sha256(&blob);
+    let server = Server::start(move |_| {
+        let head = response("200 OK", &[("Content-Length", "10")], &blob[..4]);
+        Reply::Stall(head, Duration::from_secs(2))
+    });
+    let options = ClientOptions {
+        retries: 0,
+        stall_timeout: Duration::from_millis(200),
+        ..options()
+    };
+    let mut reader = registry_with(&server, &options)
+        .blob_reader(&digest, 10)
+        .unwrap();
+    let start = Instant::now();
+    let e = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    let e = text(e);
+    assert!(
+        e.ends_with(&format!(
+            "blob {digest}: no data from {} for 0.2 s (stall timeout)",
+            server.authority()
+        )),
+        "{e}"
+    );
+    // The failure is sticky.
+    assert_eq!(
+        reader.read(&mut [0; 4]).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+}
+
+/// A blob whose first answer is cut after 4 bytes; `second` answers the
+/// request that follows.
+fn cut_blob_server(blob: &'static [u8], second: fn(&Request, &[u8]) -> Vec<u8>) -> Server {
+    let count = AtomicUsize::new(0);
+    Server::start(move |request| {
+        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            let length = blob.len().to_string();
+            Reply::Send(response(
+                "200 OK",
+                &[("Content-Length", &length)],
+                &blob[..4],
+            ))
+        } else {
+            Reply::Send(second(request, blob))
+        }
+    })
+}
+
+#[test]
+fn a_cut_blob_resumes_with_a_range_request() {
+    const BLOB: &[u8] = b"a layer, in two parts";
+    let server = cut_blob_server(BLOB, |request, blob| {
+        assert_eq!(request.header("range"), Some("bytes=4-"));
+        let range = format!("bytes 4-{}/{}", blob.len() - 1, blob.len());
+        response(
+            "206 Partial Content",
+            &[("Content-Range", &range)],
+            &blob[4..],
+        )
+    });
+    let registry = registry(&server);
+    let mut reader = registry
+        .blob_reader(&sha256(BLOB), BLOB.len() as u64)
+        .unwrap();
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes, BLOB);
+    assert_eq!(reader.bytes_read(), BLOB.len() as u64);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].path(),
+        format!("/v2/test/repo/blobs/{}", sha256(BLOB))
+    );
+    assert_eq!(requests[0].header("range"), None);
+}
+
+#[test]
+fn a_server_without_ranges_has_the_start_skipped() {
+    const BLOB: &[u8] = b"a layer, sent whole again";
+    let server = cut_blob_server(BLOB, |_, blob| response("200 OK", &[], blob));
+    let bytes = registry(&server)
+        .blob(&sha256(BLOB), BLOB.len() as u64)
+        .unwrap();
+    assert_eq!(bytes, BLOB);
+}
+
+#[test]
+fn a_wrong_range_is_an_error() {
+    const BLOB: &[u8] = b"a layer, resumed at the wrong place";
+    let server = cut_blob_server(BLOB, |_, blob| {
+        response(
+            "206 Partial Content",
+            &[("Content-Range", "bytes 0-3/35")],
+            &blob[..4],
+        )
+    });
+    let e = registry(&server)
+        .blob(&sha256(BLOB), BLOB.len() as u64)
+        .unwrap_err();
+    assert!(text(e).contains("asked for the bytes from 4"));
+}
+
+#[test]
+fn a_corrupted_blob_never_ends_cleanly() {
+    let good = b"the real content".to_vec();
+    let digest = sha256(&good);
+    let mut bad = good.clone();
+    bad[3] ^= 1;
+    let actual = sha256(&bad);
+    let server = Server::start(move |_| ok(&bad));
+    let mut reader = registry(&server).blob_reader(&digest, 16).unwrap();
+    let e = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData);
+    let e = text(e);
+    assert!(
+        e.ends_with(&format!(
+            "blob {digest}: digest mismatch: content has {actual}"
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        reader.read(&mut [0; 4]).unwrap_err().kind(),
+        ErrorKind::InvalidData
+    );
+}
+
+#[test]
+fn a_blob_of_the_wrong_size_is_an_error() {
+    const BLOB: &[u8] = b"twelve bytes";
+    let server = Server::start(|_| ok(BLOB));
+    let registry = registry(&server);
+    let e = text(registry.blob(&sha256(BLOB), 11).unwrap_err());
+    assert!(
+        e.contains("the registry sends 12 bytes where 11 are expected"),
+        "{e}"
+    );
+
+    // Without a Content-Length, the extra bytes are seen while reading.
+    let close_delimited = Server::start(|_| {
+        Reply::Send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ntwelve bytes".to_vec())
+    });
+    let mut reader = registry_with(&close_delimited, &options())
+        .blob_reader(&sha256(b"twelve"), 6)
+        .unwrap();
+    let e = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData);
+    assert!(text(e).contains("more than the expected 6 bytes"));
+}
+
+#[test]
+fn an_empty_blob_is_verified_too() {
+    let server = Server::start(|_| ok(b""));
+    let registry = registry(&server);
+    assert!(registry.blob(&sha256(b""), 0).unwrap().is_empty());
+    let e = registry.blob(&sha256(b"x"), 0).unwrap_err();
+    assert!(text(e).contains("digest mismatch"));
+}
+
+#[test]
+fn redirects_leave_the_authorization_behind() {
+    const BLOB: &[u8] = b"served by a CDN";
+    let cdn = Server::start_on("127.0.0.2", |_| ok(BLOB));
+    let location = format!("http://{}/signed/blob?sig=1", cdn.authority());
+    let server = Server::start(move |request| match request.header("authorization") {
+        None => Reply::Send(response(
+            "401 Unauthorized",
+            &[("WWW-Authenticate", r#"Basic realm="test""#)],
+            b"",
+        )),
+        Some(_) => Reply::Send(response(
+            "307 Temporary Redirect",
+            &[("Location", &location)],
+            b"",
+        )),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = authfile(
+        &dir,
+        &server.authority(),
+        serde_json::json!({"auth": "YWxpY2U6aHVudGVyMg=="}),
+    );
+    let options = ClientOptions {
+        authfile: Some(file),
+        ..options()
+    };
+    let bytes = registry_with(&server, &options)
+        .blob(&sha256(BLOB), BLOB.len() as u64)
+        .unwrap();
+    assert_eq!(bytes, BLOB);
+    let sent = server.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1].header("authorization"),
+        Some("Basic YWxpY2U6aHVudGVyMg==")
+    );
+    let at_cdn = cdn.requests();
+    assert_eq!(at_cdn.len(), 1);
+    assert_eq!(at_cdn[0].target, "/signed/blob?sig=1");
+    assert_eq!(at_cdn[0].header("authorization"), None);
+}
+
+/// A registry that accepts `Bearer <accepted token>` and otherwise
+/// challenges with its own `/token` endpoint, which `token` answers.
+fn token_registry(
+    accepted: &'static [&'static str],
+    token: impl Fn(&Request) -> Vec<u8> + Send + Sync + 'static,
+) -> Server {
+    let realm = Arc::new(std::sync::OnceLock::<String>::new());
+    let challenge_realm = realm.clone();
+    let server = Server::start(move |request| {
+        if request.path() == "/token" {
+            return Reply::Send(token(request));
+        }
+        let authorized = request
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| accepted.contains(&t));
+        if authorized {
+            return ok(MANIFEST);
+        }
+        let challenge = format!(
+            r#"Bearer realm="{}",service="test-registry",scope="repository:test/repo:pull""#,
+            challenge_realm.get().unwrap()
+        );
+        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+        Reply::Send(response(
+            "401 Unauthorized",
+            &[("WWW-Authenticate", &challenge)],
+            body,
+        ))
+    });
+    realm
+        .set(format!("http://{}/token", server.authority()))
+        .unwrap();
+    server
+}
+
+fn token_requests(server: &Server) -> Vec<Request> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path() == "/token")
+        .collect()
+}
+
+#[test]
+fn one_bearer_token_serves_every_clone() {
+    let server = token_registry(&["tok"], |_| {
+        response("200 OK", &[], br#"{"token":"tok","expires_in":300}"#)
+    });
+    let registry = registry(&server);
+    registry.manifest("a").unwrap();
+    let clone = registry.clone();
+    std::thread::spawn(move || clone.manifest("b").unwrap())
+        .join()
+        .unwrap();
+    registry.manifest("c").unwrap();
+    let tokens = token_requests(&server);
+    assert_eq!(tokens.len(), 1);
+    let query = &tokens[0].target;
+    assert!(query.contains("service=test-registry"), "{query}");
+    assert!(
+        query.contains("scope=repository%3Atest%2Frepo%3Apull"),
+        "{query}"
+    );
+    assert_eq!(tokens[0].header("authorization"), None, "anonymous");
+    // One 401, then the token on every request.
+    assert_eq!(server.requests().len(), 5);
+}
+
+#[test]
+fn a_rejected_token_is_replaced_once() {
+    let count = AtomicUsize::new(0);
+    let server = token_registry(&["second"], move |_| {
+        let token = match count.fetch_add(1, Ordering::SeqCst) {
+            0 => "first",
+            _ => "second",
+        };
+        response(
+            "200 OK",
+            &[],
+            format!(r#"{{"access_token":"{token}"}}"#).as_bytes(),
+        )
+    });
+    // The first token is refused, a second one fetched; that one works.
+    let registry = registry(&server);
+    let e = text(registry.manifest("a").unwrap_err());
+    assert!(e.starts_with("authentication required for"), "{e}");
+    registry.manifest("a").unwrap();
+    assert_eq!(token_requests(&server).len(), 2);
+}
+
+#[test]
+fn without_credentials_the_refusal_says_where_they_were_looked_for() {
+    let server = token_registry(&[], |_| {
+        response("200 OK", &[], br#"{"token":"anon-token"}"#)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let options = ClientOptions {
+        authfile: Some(missing.clone()),
+        ..options()
+    };
+    let e = text(registry_with(&server, &options).manifest("a").unwrap_err());
+    assert_eq!(
+        e,
+        format!(
+            "authentication required for {}/test/repo (credentials looked for in: {})",
+            server.authority(),
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn refused_credentials_name_the_user_and_their_source() {
+    let server = token_registry(&[], |request| {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Basic YWxpY2U6aHVudGVyMg==")
+        );
+        assert!(request.target.contains("account=alice"));
+        response("401 Unauthorized", &[], b"")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = authfile(
+        &dir,
+        &server.authority(),
+        serde_json::json!({"auth": "YWxpY2U6aHVudGVyMg=="}),
+    );
+    let options = ClientOptions {
+        authfile: Some(file.clone()),
+        ..options()
+    };
+    let e = text(registry_with(&server, &options).manifest("a").unwrap_err());
+    assert_eq!(
+        e,
+        format!(
+            "access denied to {}/test/repo for user alice (credentials from {})",
+            server.authority(),
+            file.display()
+        )
+    );
+    assert!(!e.contains("hunter2") && !e.contains("YWxp"));
+}
+
+#[test]
+fn identity_tokens_are_exchanged_by_post() {
+    let server = token_registry(&["access"], |request| {
+        assert_eq!(request.method, "POST");
+        let form = String::from_utf8(request.body.clone()).unwrap();
+        for field in [
+            "grant_type=refresh_token",
+            "refresh_token=refresh-me",
+            "client_id=ocirender",
+            "service=test-registry",
+            "scope=repository%3Atest%2Frepo%3Apull",
+        ] {
+            assert!(form.contains(field), "{form}");
+        }
+        response(
+            "200 OK",
+            &[],
+            br#"{"access_token":"access","expires_in":60}"#,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = authfile(
+        &dir,
+        &server.authority(),
+        serde_json::json!({"identitytoken": "refresh-me"}),
+    );
+    let options = ClientOptions {
+        authfile: Some(file),
+        ..options()
+    };
+    registry_with(&server, &options).manifest("a").unwrap();
+    assert_eq!(token_requests(&server).len(), 1);
+}
+
+#[test]
+fn a_token_service_without_a_token_is_an_error_without_its_body() {
+    let server = token_registry(&[], |_| response("200 OK", &[], b"secret-ish garbage"));
+    let e = text(registry(&server).manifest("a").unwrap_err());
+    assert!(e.contains("not JSON") && !e.contains("garbage"), "{e}");
+}

@@ -1,0 +1,588 @@
+//! HTTP as registries need it: one `ureq` agent per registry, retries
+//! with backoff, and errors a person can act on.
+//!
+//! ureq 2 is used for its per-read socket timeout (`timeout_read`): a
+//! layer download may legitimately take an hour, but a connection that
+//! sends nothing for `stall_timeout` is dead, and only a per-read timeout
+//! tells the two apart. Redirects are followed by ureq with the
+//! `Authorization` header kept only on the same host, because registries
+//! send blobs from a CDN or an object store that must never see the
+//! registry's credentials. ureq has no `NO_PROXY`, so the proxy is chosen
+//! here, once, for the registry's host.
+
+use super::reference::{split_host_port, Reference};
+use super::ClientOptions;
+use anyhow::{anyhow, bail, Result};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::time::Duration;
+
+/// Longest wait between two attempts of the exponential backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest `Retry-After` honoured; a registry asking for more is treated
+/// as asking for this much.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Redirects followed for one request (a registry, then a CDN, maybe a
+/// signed-URL hop).
+const MAX_REDIRECTS: u32 = 5;
+
+/// The agent for one registry, and the retry policy.
+pub(super) struct Transport {
+    agent: ureq::Agent,
+    base_url: String,
+    policy: RetryPolicy,
+    stall_timeout: Duration,
+}
+
+impl Transport {
+    /// The agent for `reference`'s registry; proxy variables are read from
+    /// the process environment.
+    pub(super) fn new(reference: &Reference, options: &ClientOptions) -> Result<Transport> {
+        Transport::with_env(reference, options, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Transport::new`], with the environment given (tests).
+    pub(super) fn with_env(
+        reference: &Reference,
+        options: &ClientOptions,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Transport> {
+        let scheme = if options.plain_http || reference.is_loopback() {
+            "http"
+        } else {
+            "https"
+        };
+        let host = reference.api_host();
+        let mut builder = ureq::AgentBuilder::new()
+            .user_agent(concat!("ocirender/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout_read(options.stall_timeout)
+            .timeout_write(options.stall_timeout)
+            .redirects(MAX_REDIRECTS)
+            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost);
+        if let Some((variable, url)) = proxy_for(scheme, host, env) {
+            builder = builder.proxy(parse_proxy(variable, &url)?);
+        }
+        Ok(Transport {
+            agent: builder.build(),
+            base_url: format!("{scheme}://{host}"),
+            policy: RetryPolicy {
+                retries: options.retries,
+                backoff: options.backoff,
+            },
+            stall_timeout: options.stall_timeout,
+        })
+    }
+
+    /// `scheme://host[:port]` of the registry API.
+    pub(super) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// A fresh retry budget for one request.
+    pub(super) fn retry(&self) -> Retry {
+        Retry {
+            policy: self.policy,
+            failures: 0,
+        }
+    }
+
+    /// Sends the request `build` makes, with `form` as its body if any,
+    /// until it gets an answer that is not worth retrying, then returns
+    /// that answer, whatever its status: the caller decides what a 401 or a
+    /// 404 means. Transport errors and 429/5xx are retried while `retry`
+    /// allows; `what` names the request in the final error.
+    pub(super) fn call(
+        &self,
+        what: &str,
+        retry: &mut Retry,
+        form: Option<&[(&str, &str)]>,
+        build: &dyn Fn(&ureq::Agent) -> ureq::Request,
+    ) -> Result<ureq::Response> {
+        loop {
+            let request = build(&self.agent);
+            let sent = match form {
+                Some(form) => request.send_form(form),
+                None => request.call(),
+            };
+            let (problem, retry_after) = match sent {
+                Ok(response) => return Ok(response),
+                Err(ureq::Error::Status(status, response)) => {
+                    if !retryable_status(status) {
+                        return Ok(response);
+                    }
+                    let host = url_host(response.get_url());
+                    let problem = format!(
+                        "{what}: HTTP {status} {} from {host}",
+                        one_line(response.status_text())
+                    );
+                    (problem, retry_after(&response))
+                }
+                Err(ureq::Error::Transport(error)) => {
+                    let problem = format!("{what}: {}", self.describe(&error));
+                    if !retryable_transport(&error) {
+                        bail!(problem);
+                    }
+                    (problem, None)
+                }
+            };
+            retry
+                .wait(retry_after)
+                .map_err(|gave_up| anyhow!("{problem}{gave_up}"))?;
+        }
+    }
+
+    /// One line saying what went wrong, naming the host, never a URL's
+    /// query (a token service's) or any header.
+    pub(super) fn describe(&self, error: &ureq::Transport) -> String {
+        let host = error
+            .url()
+            .map_or_else(|| url_host(&self.base_url), host_of);
+        let io_error = io_source(error);
+        if let Some(kind) = io_error.map(io::Error::kind) {
+            if is_timeout(kind) {
+                return self.stalled(&host);
+            }
+        }
+        match error.kind() {
+            ureq::ErrorKind::Dns => format!("cannot resolve host {host}"),
+            ureq::ErrorKind::ConnectionFailed if is_tls(error) => format!(
+                "TLS/certificate problem with {host}: {} (the system trust store is used; \
+                 SSL_CERT_FILE or SSL_CERT_DIR selects other CA certificates)",
+                io_error.map_or_else(
+                    || "handshake failed".to_owned(),
+                    |e| one_line(&e.to_string())
+                )
+            ),
+            ureq::ErrorKind::ConnectionFailed => format!(
+                "cannot connect to {host}: {}",
+                io_error.map_or_else(|| "connection failed".to_owned(), describe_io)
+            ),
+            ureq::ErrorKind::TooManyRedirects => {
+                format!("more than {MAX_REDIRECTS} redirects from {host}")
+            }
+            ureq::ErrorKind::ProxyConnect | ureq::ErrorKind::ProxyUnauthorized => {
+                format!("the proxy refused to connect to {host}: {}", error.kind())
+            }
+            _ => format!(
+                "{host}: {}",
+                io_error.map_or_else(|| one_line(&error.kind().to_string()), describe_io)
+            ),
+        }
+    }
+
+    /// The stall timeout's message.
+    pub(super) fn stalled(&self, host: &str) -> String {
+        format!(
+            "no data from {host} for {} s (stall timeout)",
+            self.stall_timeout.as_secs_f64()
+        )
+    }
+}
+
+/// `host[:port]` of a URL, for messages.
+pub(super) fn url_host(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "the registry".to_owned(), |url| host_of(&url))
+}
+
+fn host_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// One line, at most 300 characters: a server's text may contain anything.
+pub(super) fn one_line(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().take(300).collect()
+}
+
+/// An io error in words, without the OS error numbers.
+pub(super) fn describe_io(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        io::ErrorKind::ConnectionAborted => "connection aborted".to_owned(),
+        io::ErrorKind::UnexpectedEof => "connection closed early".to_owned(),
+        _ => one_line(&error.to_string()),
+    }
+}
+
+/// Whether a read error is the stall timeout firing (a socket read timeout
+/// is `WouldBlock` on Unix).
+pub(super) fn is_timeout(kind: io::ErrorKind) -> bool {
+    matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+fn io_source(error: &ureq::Transport) -> Option<&io::Error> {
+    std::error::Error::source(error)?.downcast_ref::<io::Error>()
+}
+
+/// A TLS handshake that failed on the certificate or the protocol, as
+/// opposed to a connection dropped during the handshake.
+fn is_tls(error: &ureq::Transport) -> bool {
+    error.message().is_some_and(|m| m.contains("tls"))
+        && !io_source(error).is_some_and(|e| is_dropped(e.kind()))
+}
+
+fn is_dropped(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+    ) || is_timeout(kind)
+}
+
+/// 429 and the 5xx answers of an overloaded or restarting registry.
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// Connection failures and dropped or stalled connections are worth
+/// another try; a bad URL, a name that does not resolve, a certificate
+/// problem or a redirect loop are not.
+fn retryable_transport(error: &ureq::Transport) -> bool {
+    match error.kind() {
+        ureq::ErrorKind::ConnectionFailed => !is_tls(error),
+        ureq::ErrorKind::Io | ureq::ErrorKind::BadStatus | ureq::ErrorKind::ProxyConnect => true,
+        _ => false,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for registries and
+/// falls back to the usual backoff).
+fn retry_after(response: &ureq::Response) -> Option<Duration> {
+    let seconds: u64 = response.header("retry-after")?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// How many times to retry, and the first backoff.
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    retries: u32,
+    backoff: Duration,
+}
+
+/// The retry budget of one request (or one blob download, where progress
+/// renews it).
+#[derive(Debug)]
+pub(super) struct Retry {
+    policy: RetryPolicy,
+    failures: u32,
+}
+
+impl Retry {
+    /// Records a failure and sleeps before the next attempt: `retry_after`
+    /// when the server said, else the exponential backoff with jitter.
+    /// Returns the text to append to the final error when the budget is
+    /// spent.
+    pub(super) fn wait(&mut self, retry_after: Option<Duration>) -> Result<(), String> {
+        if self.failures >= self.policy.retries {
+            return Err(match self.policy.retries {
+                0 => String::new(),
+                1 => " (gave up after 1 retry)".to_owned(),
+                n => format!(" (gave up after {n} retries)"),
+            });
+        }
+        let delay = retry_after.unwrap_or_else(|| self.backoff());
+        self.failures += 1;
+        std::thread::sleep(delay);
+        Ok(())
+    }
+
+    /// Progress was made: the next failure starts a fresh budget.
+    pub(super) fn progress(&mut self) {
+        self.failures = 0;
+    }
+
+    /// `backoff · 2^failures`, capped, plus up to 10 % jitter so parallel
+    /// downloads that failed together do not come back together.
+    fn backoff(&self) -> Duration {
+        let exponential = self
+            .policy
+            .backoff
+            .saturating_mul(1 << self.failures.min(16))
+            .min(MAX_BACKOFF);
+        let random = RandomState::new().hash_one(self.failures);
+        exponential + exponential.mul_f64((random % 1000) as f64 / 10_000.0)
+    }
+}
+
+/// The proxy for a request to `host` by `scheme`, as `(variable, url)`:
+/// `HTTPS_PROXY` for https, `HTTP_PROXY` for http, then `ALL_PROXY`
+/// (either case), unless `NO_PROXY` (either case) matches the host.
+fn proxy_for(
+    scheme: &str,
+    authority: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(&'static str, String)> {
+    let names: [&'static str; 4] = if scheme == "https" {
+        ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    let found = names
+        .into_iter()
+        .find_map(|name| Some((name, env(name).filter(|v| !v.trim().is_empty())?)))?;
+    let no_proxy = env("NO_PROXY")
+        .or_else(|| env("no_proxy"))
+        .unwrap_or_default();
+    let (host, port) = split_host_port(authority);
+    let port = port.unwrap_or(if scheme == "https" { "443" } else { "80" });
+    (!no_proxy_matches(&no_proxy, host, port)).then_some(found)
+}
+
+/// Whether a `NO_PROXY` list (comma or space separated) exempts `host`:
+/// `*` matches everything; `example.com`, `.example.com` and
+/// `*.example.com` match the domain and its subdomains; an entry with a
+/// port matches that port only; IPv6 entries may be bracketed.
+fn no_proxy_matches(no_proxy: &str, host: &str, port: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    no_proxy
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.to_ascii_lowercase();
+            let (name, entry_port) = if entry.parse::<std::net::Ipv6Addr>().is_ok() {
+                (entry.as_str(), None)
+            } else {
+                split_host_port(&entry)
+            };
+            if entry_port.is_some_and(|p| p != port) {
+                return false;
+            }
+            let domain = name.trim_start_matches('*').trim_start_matches('.');
+            host == domain || host.ends_with(&format!(".{domain}"))
+        })
+}
+
+/// A proxy URL from the environment; ureq 2 speaks only to HTTP proxies
+/// without the `socks-proxy` feature. The URL may hold a password, so the
+/// error names the variable, not the value.
+fn parse_proxy(variable: &str, url: &str) -> Result<ureq::Proxy> {
+    let url = url.trim();
+    let scheme = url.split_once("://").map_or("http", |(scheme, _)| scheme);
+    if !scheme.eq_ignore_ascii_case("http") {
+        bail!("{variable}: only http:// proxies are supported, not {scheme}://");
+    }
+    ureq::Proxy::new(url).map_err(|_| anyhow!("{variable}: not a valid proxy URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn no_proxy_matching() {
+        let cases = [
+            // NO_PROXY, host, port, exempt
+            ("", "quay.io", "443", false),
+            ("*", "quay.io", "443", true),
+            ("quay.io", "quay.io", "443", true),
+            ("QUAY.IO", "Quay.io", "443", true),
+            ("quay.io", "cdn.quay.io", "443", true),
+            ("quay.io", "notquay.io", "443", false),
+            (".quay.io", "quay.io", "443", true),
+            (".quay.io", "cdn.quay.io", "443", true),
+            ("*.quay.io", "cdn.quay.io", "443", true),
+            ("example.com, quay.io", "quay.io", "443", true),
+            ("example.com quay.io", "quay.io", "443", true),
+            ("quay.io:443", "quay.io", "443", true),
+            ("quay.io:5000", "quay.io", "443", false),
+            ("localhost", "localhost", "5000", true),
+            ("127.0.0.1", "127.0.0.1", "5000", true),
+            ("127.0.0.1:5000", "127.0.0.1", "5000", true),
+            ("127.0.0.1:5001", "127.0.0.1", "5000", false),
+            ("::1", "::1", "5000", true),
+            ("[::1]", "::1", "5000", true),
+            ("[::1]:5000", "::1", "5000", true),
+            ("[::1]:5001", "::1", "5000", false),
+        ];
+        for (no_proxy, host, port, exempt) in cases {
+            assert_eq!(
+                no_proxy_matches(no_proxy, host, port),
+                exempt,
+                "NO_PROXY={no_proxy:?} host={host} port={port}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_selection() {
+        let env_of = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |name: &str| map.get(name).cloned()
+        };
+        let env = env_of(&[
+            ("HTTPS_PROXY", "http://secure:3128"),
+            ("http_proxy", "http://plain:3128"),
+            ("NO_PROXY", "internal.example,localhost"),
+        ]);
+        let cases = [
+            (
+                "https",
+                "quay.io",
+                Some(("HTTPS_PROXY", "http://secure:3128")),
+            ),
+            (
+                "http",
+                "quay.io:5000",
+                Some(("http_proxy", "http://plain:3128")),
+            ),
+            ("https", "r.internal.example", None),
+            ("http", "localhost:5000", None),
+            // NO_PROXY decides even for loopback addresses.
+            (
+                "http",
+                "127.0.0.1:5000",
+                Some(("http_proxy", "http://plain:3128")),
+            ),
+        ];
+        for (scheme, host, expected) in cases {
+            let got = proxy_for(scheme, host, &env);
+            let got = got.as_ref().map(|(v, u)| (*v, u.as_str()));
+            assert_eq!(got, expected, "{scheme}://{host}");
+        }
+        let all = env_of(&[("all_proxy", "http://all:1"), ("no_proxy", "[::1]")]);
+        assert_eq!(
+            proxy_for("https", "quay.io", &all),
+            Some(("all_proxy", "http://all:1".to_owned()))
+        );
+        assert_eq!(proxy_for("http", "[::1]:5000", &all), None);
+        assert_eq!(
+            proxy_for("https", "quay.io", &env_of(&[("HTTPS_PROXY", " ")])),
+            None
+        );
+    }
+
+    #[test]
+    fn proxy_errors_hide_the_url() {
+        let e = parse_proxy("HTTPS_PROXY", "socks5://user:pw@host:1080").unwrap_err();
+        assert!(e.to_string().contains("only http:// proxies"), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
+        assert!(parse_proxy("HTTPS_PROXY", "http://user:pw@host:3128").is_ok());
+        assert!(parse_proxy("HTTPS_PROXY", "host:3128").is_ok());
+    }
+
+    #[test]
+    fn scheme_and_proxy_follow_the_registry() {
+        let options = ClientOptions::default();
+        let env = |name: &str| (name == "HTTPS_PROXY").then(|| "socks5://x".to_owned());
+        let quay: Reference = "quay.io/a".parse().unwrap();
+        assert!(Transport::with_env(&quay, &options, &env).is_err());
+        let t = Transport::with_env(&quay, &options, &|_| None).unwrap();
+        assert_eq!(t.base_url(), "https://quay.io");
+        let hub: Reference = "debian".parse().unwrap();
+        let t = Transport::with_env(&hub, &options, &|_| None).unwrap();
+        assert_eq!(t.base_url(), "https://registry-1.docker.io");
+        let local: Reference = "[::1]:5000/a".parse().unwrap();
+        let t = Transport::with_env(&local, &options, &env).unwrap();
+        assert_eq!(t.base_url(), "http://[::1]:5000");
+        let plain = ClientOptions {
+            plain_http: true,
+            ..ClientOptions::default()
+        };
+        let t = Transport::with_env(&quay, &plain, &|_| None).unwrap();
+        assert_eq!(t.base_url(), "http://quay.io");
+    }
+
+    #[test]
+    fn tls_failures_name_the_host_and_are_not_retried() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // A server that answers a TLS handshake in plain HTTP.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            }
+        });
+        let reference: Reference = "tls.test/a".parse().unwrap();
+        let options = ClientOptions {
+            backoff: Duration::from_millis(1),
+            ..ClientOptions::default()
+        };
+        let transport = Transport::with_env(&reference, &options, &|_| None).unwrap();
+        let url = format!("https://{authority}/v2/");
+        let e = transport
+            .call("probe", &mut transport.retry(), None, &|agent| {
+                agent.get(&url)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "probe: TLS/certificate problem with {authority}: "
+            )),
+            "{e}"
+        );
+        assert!(e.contains("SSL_CERT_FILE") && !e.contains('\n'), "{e}");
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let retry = |failures| Retry {
+            policy: RetryPolicy {
+                retries: 100,
+                backoff: Duration::from_millis(250),
+            },
+            failures,
+        };
+        let cases = [
+            (0, 250),
+            (1, 500),
+            (2, 1000),
+            (5, 8000),
+            (6, 10_000),
+            (40, 10_000),
+        ];
+        for (failures, millis) in cases {
+            let delay = retry(failures).backoff();
+            let base = Duration::from_millis(millis);
+            assert!(
+                delay >= base && delay <= base.mul_f64(1.1),
+                "{failures}: {delay:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_budget_runs_out_and_progress_renews_it() {
+        let mut retry = Retry {
+            policy: RetryPolicy {
+                retries: 2,
+                backoff: Duration::from_millis(1),
+            },
+            failures: 0,
+        };
+        assert!(retry.wait(None).is_ok());
+        assert!(retry.wait(None).is_ok());
+        assert_eq!(
+            retry.wait(None),
+            Err(" (gave up after 2 retries)".to_owned())
+        );
+        retry.progress();
+        assert!(retry.wait(Some(Duration::ZERO)).is_ok());
+    }
+}
