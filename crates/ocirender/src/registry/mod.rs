@@ -41,8 +41,6 @@ use transport::{Retry, Transport};
 /// The largest manifest or index accepted (the limit containerd and the
 /// distribution registry use).
 const MAX_MANIFEST: u64 = 4 << 20;
-/// The most of an error body read for the registry's message.
-const MAX_ERROR_BODY: u64 = 64 << 10;
 
 /// Options from the command line.
 #[derive(Debug, Clone)]
@@ -156,7 +154,7 @@ impl Registry {
                 response.header("content-type").map(str::to_owned),
                 response.header("docker-content-digest").map(str::to_owned),
             );
-            match read_capped(response, MAX_MANIFEST) {
+            match transport::read_capped(response, MAX_MANIFEST) {
                 Ok(Some(bytes)) => break (headers, bytes),
                 Ok(None) => bail!("{what}: manifest larger than {} MiB", MAX_MANIFEST >> 20),
                 Err(e) => retry.wait(None).map_err(|gave_up| {
@@ -229,12 +227,12 @@ impl Registry {
                     answered = true;
                 }
                 status @ (401 | 403) => return Err(auth.refused(status)),
-                404 => bail!("{what}: not found{}", registry_message(response)),
+                404 => bail!("{what}: not found{}", transport::registry_message(response)),
                 status => bail!(
                     "{what}: HTTP {status} {} from {}{}",
                     transport::one_line(response.status_text()),
                     transport::url_host(response.get_url()),
-                    registry_message(response)
+                    transport::registry_message(response)
                 ),
             }
         }
@@ -243,16 +241,6 @@ impl Registry {
     fn transport(&self) -> &Transport {
         &self.inner.transport
     }
-}
-
-/// The whole body if it is at most `limit` bytes, `None` if it is longer.
-fn read_capped(response: ureq::Response, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
-    response
-        .into_reader()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// The digest of a manifest, checked against the one asked for or the one
@@ -302,42 +290,6 @@ fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
         .ok()
         .and_then(|m| m.media_type)
         .unwrap_or(content_type)
-}
-
-/// The registry's own explanation, from the distribution spec's error body
-/// `{"errors":[{"code":…,"message":…}]}`, as ` (CODE: message; …)`.
-fn registry_message(response: ureq::Response) -> String {
-    #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
-    }
-    #[derive(Deserialize)]
-    struct ErrorEntry {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let Ok(Some(body)) = read_capped(response, MAX_ERROR_BODY) else {
-        return String::new();
-    };
-    let Ok(errors) = serde_json::from_slice::<Errors>(&body) else {
-        return String::new();
-    };
-    let text: Vec<String> = errors
-        .errors
-        .iter()
-        .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
-            (false, false) => format!("{}: {}", e.code, e.message),
-            (false, true) => e.code.clone(),
-            _ => e.message.clone(),
-        })
-        .filter(|t| !t.is_empty())
-        .collect();
-    if text.is_empty() {
-        return String::new();
-    }
-    format!(" ({})", transport::one_line(&text.join("; ")))
 }
 
 #[cfg(test)]

@@ -203,7 +203,8 @@ fn too_many_requests_waits_for_retry_after() {
 
 #[test]
 fn retries_run_out() {
-    let server = Server::start(|_| Reply::Send(response("503 Service Unavailable", &[], b"")));
+    let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"try\nlater"}]}"#;
+    let server = Server::start(|_| Reply::Send(response("503 Service Unavailable", &[], body)));
     let options = ClientOptions {
         retries: 2,
         ..options()
@@ -211,7 +212,8 @@ fn retries_run_out() {
     let e = text(registry_with(&server, &options).manifest("t").unwrap_err());
     assert!(
         e.ends_with(&format!(
-            ":t: HTTP 503 Service Unavailable from {} (gave up after 2 retries)",
+            ":t: HTTP 503 Service Unavailable from {} (UNAVAILABLE: try later) \
+             (gave up after 2 retries)",
             server.authority()
         )),
         "{e}"

@@ -13,9 +13,10 @@
 use super::reference::{split_host_port, Reference};
 use super::ClientOptions;
 use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::io;
+use std::io::{self, Read};
 use std::time::Duration;
 
 /// Longest wait between two attempts of the exponential backoff.
@@ -25,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of an error body read for the registry's message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
 /// Redirects followed for one request (a registry, then a CDN, maybe a
 /// signed-URL hop).
 const MAX_REDIRECTS: u32 = 5;
@@ -114,12 +117,13 @@ impl Transport {
                     if !retryable_status(status) {
                         return Ok(response);
                     }
-                    let host = url_host(response.get_url());
                     let problem = format!(
-                        "{what}: HTTP {status} {} from {host}",
-                        one_line(response.status_text())
+                        "{what}: HTTP {status} {} from {}",
+                        one_line(response.status_text()),
+                        url_host(response.get_url())
                     );
-                    (problem, retry_after(&response))
+                    let retry_after = retry_after(&response);
+                    (problem + &registry_message(response), retry_after)
                 }
                 Err(ureq::Error::Transport(error)) => {
                     let problem = format!("{what}: {}", self.describe(&error));
@@ -181,6 +185,55 @@ impl Transport {
             self.stall_timeout.as_secs_f64()
         )
     }
+}
+
+/// The whole body if it is at most `limit` bytes, `None` if it is longer.
+pub(super) fn read_capped(
+    response: ureq::Response,
+    limit: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    response
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// The registry's own explanation, from the distribution spec's error body
+/// `{"errors":[{"code":…,"message":…}]}`, as ` (CODE: message; …)`.
+pub(super) fn registry_message(response: ureq::Response) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let Ok(Some(body)) = read_capped(response, MAX_ERROR_BODY) else {
+        return String::new();
+    };
+    let Ok(errors) = serde_json::from_slice::<Errors>(&body) else {
+        return String::new();
+    };
+    let text: Vec<String> = errors
+        .errors
+        .iter()
+        .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+            (false, false) => format!("{}: {}", e.code, e.message),
+            (false, true) => e.code.clone(),
+            _ => e.message.clone(),
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    format!(" ({})", one_line(&text.join("; ")))
 }
 
 /// `host[:port]` of a URL, for messages.
