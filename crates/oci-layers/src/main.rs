@@ -6,8 +6,8 @@ use clap::Parser;
 use ocirender::cli;
 use ocirender::image::platform::PlatformRequest;
 use ocirender::image::{listing, resolve, Selection};
-use std::io::Write;
 use ocirender::registry::reference::{looks_like_reference, Reference};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -55,9 +55,10 @@ pub fn stream(
     let pipes = stream::PipeDir::create()?;
     let place = LayerPlace::Pipes(pipes.path().to_path_buf());
     let image = resolve(registry, &top, &place, &request.selection)?;
+    let server = stream::Server::start(registry, &image)?;
     print(&listing::layer_lines(&image)?)?;
     close_stdout()?;
-    stream::serve(registry, &image, output)
+    server.wait(output)
 }
 
 /// Fetches `request`'s image into its store, records the reference there,
@@ -164,7 +165,7 @@ fn download_layers(
         .filter(|l| !store.has(&l.digest, l.size))
         .map(|l| (l.digest.clone(), l.size))
         .collect();
-    wanted.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+    wanted.sort_by_key(|(digest, _)| digest.to_string());
     wanted.dedup();
     let queue = std::sync::Mutex::new(wanted.into_iter());
     std::thread::scope(|scope| {

@@ -149,7 +149,7 @@ mod tests {
     fn finds_and_waits_for_the_reader_of_a_pipe() {
         let (read, write) = rustix::pipe::pipe().unwrap();
         let inode = rustix::fs::fstat(&write).unwrap().st_ino;
-        let child = Command::new("sleep")
+        let mut child = Command::new("sleep")
             .arg("0.3")
             .stdin(Stdio::from(read))
             .spawn()
@@ -163,6 +163,7 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(200));
         // The child is a zombie until reaped, but no longer holds the pipe.
         assert!(pipe.readers().is_empty());
+        child.wait().unwrap();
         drop(write);
     }
 }

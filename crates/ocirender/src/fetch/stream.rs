@@ -65,41 +65,51 @@ pub fn pipe_path(dir: &Path, position: usize) -> PathBuf {
     dir.join(format!("layer-{position:03}"))
 }
 
-/// Serves every layer of `image` on its pipe (the paths its layer refs
-/// name), until the reader of `output` has exited or a download fails.
-pub fn serve(registry: &Registry, image: &ResolvedImage, output: OutputPipe) -> Result<()> {
-    let (errors, failed) = crossbeam_channel::unbounded();
-    let total = image.layers.len();
-    for (position, layer) in image.layers.iter().enumerate() {
-        let path = &layer.layer.path;
-        make_pipe(path)?;
-        let server = LayerServer {
-            registry: registry.clone(),
-            path: path.clone(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            label: format!("layer {}/{total} ({})", position + 1, layer.digest),
-        };
-        let errors = errors.clone();
-        std::thread::Builder::new()
-            .name(format!("layer-{position}"))
-            .spawn(move || server.run(&errors))
-            .context("cannot start a download thread")?;
-    }
-    Ok(wait(output, &failed)?)
+/// The download threads serving an image's pipes.
+pub struct Server {
+    failed: Receiver<anyhow::Error>,
 }
 
-/// Waits for the reader to be gone; the first download error ends the
-/// wait early and is returned.
-fn wait(output: OutputPipe, failed: &Receiver<anyhow::Error>) -> Result<()> {
-    let mut error = None;
-    output.wait_for_readers(Duration::from_millis(100), &mut || {
-        if error.is_none() {
-            error = failed.try_recv().ok();
+impl Server {
+    /// Creates a pipe for every layer of `image` (at the paths its layer
+    /// refs name) and a thread serving each: all before the list that
+    /// names them is printed, so the reader never looks for one too soon.
+    pub fn start(registry: &Registry, image: &ResolvedImage) -> Result<Server> {
+        let (errors, failed) = crossbeam_channel::unbounded();
+        let total = image.layers.len();
+        for (position, layer) in image.layers.iter().enumerate() {
+            let path = &layer.layer.path;
+            make_pipe(path)?;
+            let server = LayerServer {
+                registry: registry.clone(),
+                path: path.clone(),
+                digest: layer.digest.clone(),
+                size: layer.size,
+                label: format!("layer {}/{total} ({})", position + 1, layer.digest),
+            };
+            let errors = errors.clone();
+            std::thread::Builder::new()
+                .name(format!("layer-{position}"))
+                .spawn(move || server.run(&errors))
+                .context("cannot start a download thread")?;
         }
-        error.is_some()
-    });
-    error.or_else(|| failed.try_recv().ok()).map_or(Ok(()), Err)
+        Ok(Server { failed })
+    }
+
+    /// Serves until the reader of `output` has exited; the first download
+    /// error ends the wait early and is returned.
+    pub fn wait(self, output: OutputPipe) -> Result<()> {
+        let mut error = None;
+        output.wait_for_readers(Duration::from_millis(100), &mut || {
+            if error.is_none() {
+                error = self.failed.try_recv().ok();
+            }
+            error.is_some()
+        });
+        error
+            .or_else(|| self.failed.try_recv().ok())
+            .map_or(Ok(()), Err)
+    }
 }
 
 /// Creates a named pipe only this user may open.
