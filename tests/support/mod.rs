@@ -100,3 +100,38 @@ pub fn line(path: &std::path::Path) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Like [`sh`], with extra environment variables, and with the ones that
+/// would let a user's own setup leak in (credentials, temporary
+/// directories) reset unless given: HOME is `dir`.
+pub fn sh_env(dir: &std::path::Path, env: &[(&str, &str)], script: &str) -> Output {
+    let bins = bin("oci-merge").parent().unwrap().to_path_buf();
+    let given_path = env
+        .iter()
+        .find(|(key, _)| *key == "PATH")
+        .map(|(_, v)| v.to_string());
+    let path = format!(
+        "{}:{}",
+        bins.display(),
+        given_path.unwrap_or_else(|| std::env::var("PATH").unwrap_or_default())
+    );
+    let mut command = Command::new("bash");
+    command
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.env("PATH", path);
+    command.output().expect("bash")
+}
