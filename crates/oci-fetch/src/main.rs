@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::sink::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     let reference: Reference = args.reference.parse()?;
     let options = ClientOptions {
         plain_http: args.plain_http,

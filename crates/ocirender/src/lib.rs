@@ -21,7 +21,9 @@
 //! * [`sink`]: image builders (`mksquashfs -tar`) and the staged outputs
 //!   every sink writes: built beside the destination, renamed on success,
 //!   removed on failure or a signal;
-//! * [`cli`]: what every binary shares (messages, exit codes, pipes).
+//! * [`cli`]: what every binary shares (messages, exit codes, pipes);
+//! * [`temporaries`]: what a signal must remove (staged outputs, `oci-fetch`'s
+//!   pipes and partial blobs).
 
 #![deny(missing_docs)]
 
@@ -33,4 +35,5 @@ pub mod merge;
 pub mod registry;
 pub mod sink;
 pub mod tar;
+pub mod temporaries;
 pub mod unpack;

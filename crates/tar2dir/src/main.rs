@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::sink::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
     // A descriptor of our own, so large files can be spliced from it.
     let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::sink::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2sqfs OUT")?;
     let stdin = std::io::stdin();
     let tool = Mksquashfs::find(args.mksquashfs.as_deref())?;

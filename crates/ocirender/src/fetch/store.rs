@@ -12,7 +12,7 @@
 
 use crate::blob::digest::{Digest, Hasher};
 use crate::image::spec;
-use crate::sink::temporaries;
+use crate::temporaries;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::fs::File;

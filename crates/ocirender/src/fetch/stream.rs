@@ -15,7 +15,7 @@ use super::readers::OutputPipe;
 use crate::blob::digest::Digest;
 use crate::image::ResolvedImage;
 use crate::registry::Registry;
-use crate::sink::temporaries::{self, Registration};
+use crate::temporaries::{self, Registration};
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::fs::OpenOptions;

@@ -211,7 +211,7 @@ pub fn write_squashfs(
     let mut child = command
         .spawn()
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
-    let _child_registration = crate::sink::temporaries::register_child(child.id());
+    let _child_registration = crate::temporaries::register_child(child.id());
     let output = OutputTail::collect(&mut child);
     let mut stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
     let forwarded = forward_for_mksquashfs(input, &mut stdin, options.timestamp);

@@ -9,7 +9,7 @@
 //! [`Staged::commit`]. Dropping a [`Staged`] without committing removes it,
 //! so no error path can forget to.
 
-use crate::sink::temporaries::{self, Registration};
+use crate::temporaries::{self, Registration};
 use anyhow::{anyhow, Context, Result};
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,9 @@
 //! Temporary outputs that must not outlive an interrupted run.
 //!
 //! `tar2dir` and `tar2sqfs` build their result beside the destination and
-//! rename it into place at the end. Errors remove the temporary through the
+//! rename it into place at the end; `oci-fetch` serves layers from a
+//! directory of named pipes and writes blobs under temporary names. Errors
+//! remove the temporary through the
 //! normal return path; this module covers the other way out: a signal
 //! (Ctrl-C, `kill`, a closed terminal). The binaries install the handler
 //! once; library code registers what it creates while it creates it.
