@@ -202,19 +202,21 @@ fn streaming_a_gzip_image_gives_the_local_merge_byte_for_byte() {
 }
 
 #[test]
-fn streaming_a_zstd_image_gives_the_local_merge_byte_for_byte() {
+fn a_zstd_image_streamed_or_stored_gives_the_local_merge_byte_for_byte() {
     let registry = Registry::start(Auth::None);
     registry.push(&oci(&zstd_layout(), "sample"), "zstd:1");
     let work = Workdir::new();
-    let fetched = work.ok(
-        &[],
-        &format!("oci-fetch docker://{}/zstd:1 | oci-merge", registry.host()),
-    );
-    assert_same_tar(
-        &fetched,
-        &local_merge(&zstd_layout(), "--tag sample"),
-        "zstd",
-    );
+    let local = local_merge(&zstd_layout(), "--tag sample");
+    for flags in ["", "--store store"] {
+        let fetched = work.ok(
+            &[],
+            &format!(
+                "oci-fetch {flags} docker://{}/zstd:1 | oci-merge",
+                registry.host()
+            ),
+        );
+        assert_same_tar(&fetched, &local, &format!("zstd {flags}"));
+    }
 }
 
 #[test]
@@ -223,11 +225,14 @@ fn a_multi_platform_index_is_selected_as_oci_layers_selects_it() {
     let registry = Registry::start(Auth::None);
     registry.push(&oci(&layout, "multi"), "multi:1");
     let work = Workdir::new();
-    for arch in ["amd64", "arm64"] {
+    for (arch, store) in [("amd64", ""), ("arm64", ""), ("arm64", "--store store")] {
         let flags = format!("--platform linux/{arch}");
         let fetched = work.ok(
             &[],
-            &format!("oci-fetch {flags} {}/multi:1 | oci-merge", registry.host()),
+            &format!(
+                "oci-fetch {store} {flags} {}/multi:1 | oci-merge",
+                registry.host()
+            ),
         );
         let local = local_merge(&layout, &format!("{flags} --tag multi"));
         assert_same_tar(&fetched, &local, arch);
@@ -774,6 +779,38 @@ fn a_blob_redirect_to_another_host_gets_no_authorization() {
             .any(|e| e["listener"] == "main" && e["authorization"] == true),
         "{log:#?}"
     );
+}
+
+/// HTTP_PROXY sends requests through a proxy (registry-proxy relays the
+/// absolute-form requests a forward proxy receives); NO_PROXY exempts a host.
+#[test]
+fn proxy_variables_are_honoured() {
+    let registry = sample_registry();
+    let proxy = Proxy::start(&registry.host(), &[]);
+    let work = Workdir::new();
+    let proxy_url = format!("http://{}", proxy.host());
+    let script = format!(
+        "oci-fetch --plain-http {}/sample:1 | oci-merge",
+        registry.host()
+    );
+    let local = local_merge(&sample_layout(), "--tag sample");
+    assert_same_tar(
+        &work.ok(&[("HTTP_PROXY", &proxy_url)], &script),
+        &local,
+        "proxied",
+    );
+    let proxied = proxy.log().len();
+    assert!(
+        proxied >= 4,
+        "manifest, config and layers went through: {:#?}",
+        proxy.log()
+    );
+    let exempt = work.ok(
+        &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "127.0.0.1")],
+        &script,
+    );
+    assert_same_tar(&exempt, &local, "NO_PROXY");
+    assert_eq!(proxy.log().len(), proxied, "NO_PROXY bypassed the proxy");
 }
 
 // ---------------------------------------------------------------------------
