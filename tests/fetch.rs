@@ -9,7 +9,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::fixtures::{fixture, run, sample_derived, sample_layout, skopeo_copy};
+use support::fixtures::{
+    fixture, multi_platform_layout, sample_derived, sample_layout, skopeo_copy,
+};
 use support::registry::{Auth, Proxy, Registry};
 use support::{sh_env, stderr, Scratch};
 
@@ -84,78 +86,6 @@ fn zstd_layout() -> PathBuf {
             &oci(out, "sample"),
         )
     })
-}
-
-/// The sample image for two platforms under tag `multi`: an index nested
-/// in the layout's index, amd64 the sample itself, arm64 the sample plus a
-/// layer holding `/arch-arm64`.
-fn multi_platform_layout() -> PathBuf {
-    sample_derived("multi", |src, out| {
-        run(Command::new("cp").arg("-a").arg(src).arg(out));
-        let layer = tempfile::tempdir().unwrap();
-        let tar = layer.path().join("arm.tar");
-        std::fs::write(
-            &tar,
-            testkit::Layer::new().file("arch-arm64", b"arm64\n").tar(),
-        )
-        .unwrap();
-        let image = |tag: &str| format!("{}:{tag}", out.display());
-        run(Command::new("umoci").args([
-            "config",
-            "--image",
-            &image("sample"),
-            "--tag",
-            "arm",
-            "--architecture",
-            "arm64",
-        ]));
-        run(Command::new("umoci")
-            .args(["raw", "add-layer", "--image", &image("arm")])
-            .arg(&tar));
-        nest_in_index(out, &[("sample", "amd64"), ("arm", "arm64")], "multi");
-    })
-}
-
-/// Adds to `layout` an index blob listing the manifests tagged `tags`
-/// (with their architectures), tagged `name`.
-fn nest_in_index(layout: &Path, tags: &[(&str, &str)], name: &str) {
-    let index_path = layout.join("index.json");
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    let entries = index["manifests"].as_array().unwrap();
-    let nested: Vec<serde_json::Value> = tags
-        .iter()
-        .map(|(tag, arch)| {
-            let entry = entries
-                .iter()
-                .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == *tag)
-                .unwrap_or_else(|| panic!("no tag {tag}"));
-            serde_json::json!({
-                "mediaType": entry["mediaType"],
-                "digest": entry["digest"],
-                "size": entry["size"],
-                "platform": {"os": "linux", "architecture": arch},
-            })
-        })
-        .collect();
-    let blob = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": nested,
-    }))
-    .unwrap();
-    let hex = sha256_hex(&blob);
-    std::fs::write(layout.join("blobs/sha256").join(&hex), &blob).unwrap();
-    index["manifests"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": format!("sha256:{hex}"),
-            "size": blob.len(),
-            "annotations": {"org.opencontainers.image.ref.name": name},
-        }));
-    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
