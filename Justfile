@@ -20,3 +20,7 @@ bench:
 # Build release binaries
 build:
     cargo build --release --bins
+
+# Install binaries, man pages and completions (PREFIX defaults to /usr/local)
+install prefix="/usr/local":
+    scripts/install {{prefix}}

@@ -109,7 +109,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = ocirender::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

@@ -21,7 +21,8 @@
 //! * [`sink`]: image builders (`mksquashfs -tar`) and the staged outputs
 //!   every sink writes: built beside the destination, renamed on success,
 //!   removed on failure or a signal;
-//! * [`cli`]: what every binary shares (messages, exit codes, pipes);
+//! * [`cli`]: what every binary shares (messages, exit codes, pipes), and
+//!   [`generate`]: its man page and shell completions;
 //! * [`temporaries`]: what a signal must remove (staged outputs, `oci-fetch`'s
 //!   pipes and partial blobs).
 
@@ -30,6 +31,7 @@
 pub mod blob;
 pub mod cli;
 pub mod fetch;
+pub mod generate;
 pub mod image;
 pub mod merge;
 pub mod registry;
