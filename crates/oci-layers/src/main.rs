@@ -29,6 +29,11 @@ OUTPUT
   layer its digest, mediaType, size, diffId, path and offset (the start
   of its bytes inside an archive, null for a whole file).
 
+EXIT STATUS
+  0 when the image resolved and its list was printed; 1 on any error, with
+  one line on stderr and nothing on stdout; 141 when the reader of stdout
+  went away (as if killed by SIGPIPE).
+
 EXAMPLES
   oci-layers ./layout | oci-merge | tar2sqfs rootfs.sqfs
   oci-layers --platform linux/arm64 --tag 1.2 ./layout

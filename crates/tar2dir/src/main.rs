@@ -27,6 +27,11 @@ WITHOUT ROOT
   Ownership, device nodes and security.*/trusted.* xattrs cannot be set;
   they are skipped with one summary warning, or refused with --strict.
 
+EXIT STATUS
+  0 when the whole stream was unpacked and DIR renamed into place; 1 on any
+  error (one line on stderr), with DIR left as it was; 128+N when killed by
+  signal N (the hidden sibling is removed first).
+
 EXAMPLES
   oci-layers IMAGE | oci-merge | tar2dir rootfs/
   tar2dir rootfs/ < rootfs.tar";
