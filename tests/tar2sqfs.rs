@@ -901,6 +901,179 @@ fn the_image_gets_the_usual_file_mode() {
 }
 
 // ---------------------------------------------------------------------------
+// 5. What it prints: nothing on success, one line with --stats, and
+// mksquashfs's own explanation when it fails.
+
+/// A `mksquashfs` in `dir/wrap/` that runs the real one with the same
+/// arguments, appends them to `dir/args` and copies what it prints on
+/// stdout to `dir/report`.
+fn recording_mksquashfs(dir: &Path) -> PathBuf {
+    let real = Command::new("sh")
+        .args(["-c", "command -v mksquashfs"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap();
+    let wrap = dir.join("wrap");
+    std::fs::create_dir_all(&wrap).unwrap();
+    script(
+        &wrap,
+        "mksquashfs",
+        &format!(
+            "echo \"$*\" >>'{args}'\n'{real}' \"$@\" >'{out}'\nstatus=$?\n\
+             cat '{out}'; cat '{out}' >>'{report}'\nexit $status\n",
+            args = dir.join("args").display(),
+            out = dir.join("stdout").display(),
+            report = dir.join("report").display(),
+            real = real.trim(),
+        ),
+    )
+}
+
+#[test]
+fn success_prints_nothing_though_mksquashfs_reported() {
+    let dir = scratch();
+    let wrapper = recording_mksquashfs(dir.path());
+    let tar = rich_layer().tar();
+    build(
+        dir.path(),
+        &["--mksquashfs", wrapper.to_str().unwrap(), OUT],
+        &tar,
+    );
+    let report = std::fs::read_to_string(dir.path().join("report")).unwrap();
+    assert!(
+        report.contains("Number of inodes") && report.lines().count() > 20,
+        "mksquashfs printed no report to capture: {report}"
+    );
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    let build_args = args.lines().last().unwrap();
+    assert!(
+        build_args.contains("-no-progress") && !build_args.contains("-quiet"),
+        "{build_args}"
+    );
+}
+
+/// The numbers of a `--stats` line: image bytes, inodes, file data bytes,
+/// compression ratio.
+fn stats_numbers(line: &str) -> (u64, u64, u64, f64) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let before = |word: &str| -> &str {
+        let at = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .unwrap_or_else(|| panic!("no {word:?} in {line:?}"));
+        words[at - 1]
+    };
+    let ratio = words
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("no ratio at the end of {line:?}"));
+    assert!(line.contains("compression ratio"), "{line}");
+    let image: u64 = before("bytes").parse().unwrap();
+    let inodes: u64 = before("inodes").parse().unwrap();
+    let data_at = words.iter().rposition(|w| *w == "bytes").unwrap();
+    let data: u64 = words[data_at - 1].parse().unwrap();
+    (image, inodes, data, ratio)
+}
+
+#[test]
+fn stats_print_one_line_with_size_inodes_and_ratio() {
+    let tar = rich_layer().tar();
+    for flag in ["--stats", "-v"] {
+        let dir = scratch();
+        let out = run_tar2sqfs(dir.path(), &[flag, OUT], &tar);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{flag}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(&format!("tar2sqfs: {OUT}: ")),
+            "{flag}: expected one line, got {err:?}"
+        );
+        let (image, inodes, data, ratio) = stats_numbers(lines[0]);
+        let image_path = dir.path().join(OUT);
+        assert_eq!(image, image_path.metadata().unwrap().len(), "{flag}: size");
+        assert!(
+            stat(&image_path)
+                .lines()
+                .any(|l| l.trim() == format!("Number of inodes {inodes}")),
+            "{flag}: {inodes} inodes is not what unsquashfs -stat says"
+        );
+        // etc/config, bin/tool (and its link), bin/ping: the file data.
+        assert_eq!(data, 10 + 20 + 5, "{flag}: file data");
+        let want = data as f64 / image as f64;
+        assert!(
+            (ratio - want).abs() < 0.01,
+            "{flag}: ratio {ratio}, want {want}"
+        );
+    }
+}
+
+#[test]
+fn progress_lets_mksquashfs_print_on_stderr() {
+    let banner = "mksquashfs version 4.6.1 (2023/03/25)";
+    let body = "echo \"$*\" >args; cat >/dev/null; echo 'PROGRESS BAR'; echo image >\"$2\"";
+    let dir = scratch();
+    let fake = fake_mksquashfs(dir.path(), banner, body);
+    let fake = fake.to_str().unwrap();
+    let out = run_tar2sqfs(
+        dir.path(),
+        &["--mksquashfs", fake, "--progress", OUT],
+        &small_layer().tar(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "PROGRESS BAR\n");
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    assert!(
+        !args.contains("-quiet") && !args.contains("-no-progress"),
+        "with --progress: {args}"
+    );
+
+    let out = run_tar2sqfs(
+        dir.path(),
+        &["--mksquashfs", fake, OUT],
+        &small_layer().tar(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "",
+        "the bar reached stderr without --progress"
+    );
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    assert!(args.contains("-no-progress"), "without --progress: {args}");
+}
+
+/// mksquashfs prints its banner on stdout before it fails: the error line
+/// carries what it said on stderr, not that chatter.
+#[test]
+fn a_failure_shows_what_mksquashfs_said_on_stderr() {
+    let banner = "mksquashfs version 4.6.1 (2023/03/25)";
+    let body = "cat >/dev/null; echo 'Parallel mksquashfs: Using 2 processors'; \
+                echo 'FATAL ERROR: Failed to write to output filesystem' >&2; exit 1";
+    let stderr = assert_fails_cleanly(
+        "mksquashfs fails with a report",
+        &["mksquashfs failed", "FATAL ERROR: Failed to write"],
+        |dir| {
+            let fake = fake_mksquashfs(dir, banner, body);
+            run_tar2sqfs(
+                dir,
+                &["--mksquashfs", fake.to_str().unwrap(), OUT],
+                &small_layer().tar(),
+            )
+        },
+    );
+    assert!(!stderr.contains("Parallel"), "{stderr}");
+    // The real mksquashfs, failing on an option it does not know: what it
+    // says first, not the 200-line usage text after it.
+    let stderr = assert_fails_cleanly(
+        "-- -bogus-option",
+        &["mksquashfs", "invalid option", "more lines"],
+        |dir| run_tar2sqfs(dir, &[OUT, "--", "-bogus-option"], &rich_layer().tar()),
+    );
+    assert!(stderr.len() < 1000, "{stderr}");
+}
+
+// ---------------------------------------------------------------------------
 // 6. What survives into the image.
 
 #[test]

@@ -3,9 +3,10 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
-use ocirender::sink::squashfs::{write_squashfs, Mksquashfs, SquashOptions};
+use ocirender::sink::builder::timestamp_from_env;
+use ocirender::sink::squashfs::{inode_count, write_squashfs, SquashOptions, MKSQUASHFS};
 use std::ffi::OsString;
-use std::io::{BufReader, IsTerminal};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +19,15 @@ DEFAULTS
   (user and group names in the stream are ignored), and reproducible
   times: the filesystem and root directory get SOURCE_DATE_EPOCH (or 0),
   files keep the times in the tar. The same stream gives the same image.
+
+OUTPUT
+  Nothing on success: mksquashfs's report is captured and dropped (it is
+  shown, on one line, only when mksquashfs fails, since it explains why).
+  --stats prints one line instead: image size, inodes, the file data that
+  went in and the compression ratio (file data / image size). --progress
+  lets mksquashfs print on stderr as it does alone (in -tar mode,
+  mksquashfs 4.6 draws no bar, since it cannot know the total, but it
+  prints its banner and its report).
 
 SAFETY
   The stream is checked as it is forwarded: a bad header or a missing
@@ -48,13 +58,19 @@ struct Args {
     /// Block size, e.g. 131072, 128K, 1M.
     #[arg(long, value_name = "SIZE")]
     block_size: Option<String>,
+    /// Let mksquashfs print its progress and report on stderr.
+    #[arg(long)]
+    progress: bool,
+    /// On success, print one line: image size, inodes, compression ratio.
+    #[arg(long, short = 'v')]
+    stats: bool,
     /// Options passed to mksquashfs unchanged.
     #[arg(last = true, value_name = "MKSQUASHFS-OPTIONS")]
     extra: Vec<OsString>,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = ocirender::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 
@@ -62,16 +78,20 @@ fn run(args: Args) -> Result<()> {
     ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2sqfs OUT")?;
     let stdin = std::io::stdin();
-    let tool = Mksquashfs::find(args.mksquashfs.as_deref())?;
+    let tool = MKSQUASHFS.find(args.mksquashfs.as_deref())?;
     let options = SquashOptions {
         compressor: args.compressor,
         level: args.level,
         block_size: args.block_size,
-        timestamp: SquashOptions::timestamp_from_env()?,
-        progress: std::io::stderr().is_terminal(),
+        timestamp: timestamp_from_env()?,
+        progress: args.progress,
         extra: args.extra,
     };
     let mut input = BufReader::with_capacity(1 << 20, stdin.lock());
-    write_squashfs(&args.out, &mut input, &tool, &options)?;
+    let built = write_squashfs(&args.out, &mut input, &tool, &options)?;
+    if args.stats {
+        let inodes = inode_count(&args.out)?;
+        cli::note(PROGRAM, &built.summary(&args.out, inodes));
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Forwarding a tar stream entry by entry, checking and normalising it.
 //!
-//! `tar2sqfs` feeds `mksquashfs -tar` through this. The stream is read with
+//! `tar2sqfs` and `tar2erofs` feed their image builders (`mksquashfs -tar`,
+//! `mkfs.erofs --tar=f`) through this. The stream is read with
 //! the reader the merge uses (`tar::Archive` and [`read_member`]) and
 //! written again with [`TarWriter`], so one piece of code knows the format:
 //!
@@ -16,7 +17,12 @@
 //!   sub-second times) are kept;
 //! * parent directories the stream never describes get an entry at the end
 //!   (`0755 root:root` and a given time): mksquashfs would otherwise stamp
-//!   them with the build time, and the image would not be reproducible.
+//!   them with the build time, and the image would not be reproducible;
+//! * the root directory's own entries are dropped; on request one root
+//!   entry (`./`, `0755 root:root`, the same time) comes first, for
+//!   builders that take the root from the stream (mkfs.erofs would
+//!   otherwise make it 0777, owned by whoever runs it, stamped with the
+//!   build time).
 
 use super::BLOCK;
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
@@ -31,35 +37,69 @@ const INPUT_BUFFER: usize = 1 << 20;
 /// What was forwarded.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardStats {
-    /// Entries (not counting extension headers).
+    /// Entries read (not counting extension headers).
     pub entries: u64,
     /// Bytes read from the input.
     pub bytes_in: u64,
+    /// Bytes of regular-file data forwarded (sparse members expanded).
+    pub data_bytes: u64,
 }
 
-/// Copies a tar stream from `input` to `output`, verifying it, leaving
-/// owners numeric, expanding sparse members, and describing undescribed
-/// parent directories (with mtime `dir_time`). Fails on a bad header,
-/// truncated data, or a missing end-of-archive marker; `output` then ends
-/// with a block no tar reader accepts.
+/// What the forwarded stream adds to the input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// The mtime of the directories it describes.
+    pub dir_time: u64,
+    /// Whether to begin with an entry for the root directory.
+    pub describe_root: bool,
+}
+
+/// [`forward`] without a root entry, as `mksquashfs -tar` wants it (it
+/// takes the root directory from its options).
 pub fn forward_for_mksquashfs(
     input: &mut dyn Read,
     output: &mut dyn Write,
     dir_time: u64,
 ) -> Result<ForwardStats> {
+    let options = ForwardOptions {
+        dir_time,
+        describe_root: false,
+    };
+    forward(input, output, &options)
+}
+
+/// Copies a tar stream from `input` to `output`, verifying it, leaving
+/// owners numeric, expanding sparse members, and describing undescribed
+/// parent directories (and the root, if asked) with mtime
+/// `options.dir_time`. Fails on a bad header, truncated data, or a missing
+/// end-of-archive marker; `output` then ends with a block no tar reader
+/// accepts.
+pub fn forward(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    options: &ForwardOptions,
+) -> Result<ForwardStats> {
     let mut source = Counted::new(BufReader::with_capacity(INPUT_BUFFER, input));
     let mut forwarder = Forwarder {
         out: TarWriter::new(output),
         entries: 0,
+        data_bytes: 0,
         declared_dirs: HashSet::new(),
         parent_dirs: HashSet::new(),
     };
+    if options.describe_root {
+        if let Err(err) = forwarder.describe_root(options.dir_time) {
+            forwarder.out.abandon();
+            return Err(err);
+        }
+    }
     let read = forwarder.forward_entries(&mut tar::Archive::new(&mut source));
     let result = read
         .and_then(|()| check_end_marker(&mut source))
         .map_err(|err| source.explain(err))
-        .and_then(|()| forwarder.describe_missing_dirs(dir_time));
+        .and_then(|()| forwarder.describe_missing_dirs(options.dir_time));
     let entries = forwarder.entries;
+    let data_bytes = forwarder.data_bytes;
     match result {
         Ok(()) => {
             forwarder.out.finish().context("cannot write")?;
@@ -67,6 +107,7 @@ pub fn forward_for_mksquashfs(
             Ok(ForwardStats {
                 entries,
                 bytes_in: source.bytes,
+                data_bytes,
             })
         }
         Err(err) => {
@@ -79,6 +120,7 @@ pub fn forward_for_mksquashfs(
 struct Forwarder<'a> {
     out: TarWriter<&'a mut dyn Write>,
     entries: u64,
+    data_bytes: u64,
     /// Directories with an entry of their own.
     declared_dirs: HashSet<Vec<u8>>,
     /// Directories some entry lives in.
@@ -110,7 +152,12 @@ impl Forwarder<'_> {
     fn forward(&mut self, raw: &[u8], meta: &EntryMeta, data: &mut dyn Read) -> Result<()> {
         let path = path::normalize(raw)?;
         if path.is_empty() {
-            return Ok(()); // The root: mksquashfs takes it from its options.
+            // The root: the builder takes it from its options, or from the
+            // entry [`Forwarder::describe_root`] wrote.
+            return Ok(());
+        }
+        if meta.kind == Kind::Regular {
+            self.data_bytes += meta.size;
         }
         self.note_directories(&path, meta.kind.is_dir());
         let written = match meta.kind {
@@ -134,6 +181,15 @@ impl Forwarder<'_> {
         if is_dir {
             self.declared_dirs.insert(path.to_vec());
         }
+    }
+
+    /// Writes the root directory's entry, `./`.
+    fn describe_root(&mut self, dir_time: u64) -> Result<()> {
+        let meta = EntryMeta {
+            mtime: dir_time,
+            ..EntryMeta::implicit_dir()
+        };
+        self.out.write_empty(b".", &meta).context("cannot write")
     }
 
     /// Describes the directories that entries live in but that have no
@@ -333,6 +389,48 @@ mod tests {
                 ("a/".to_owned(), 0o700, 0),
                 ("a/b/".to_owned(), 0o755, 1234)
             ]
+        );
+    }
+
+    #[test]
+    fn a_root_entry_comes_first_when_asked_and_replaces_the_streams() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut root = header();
+        root.set_entry_type(EntryType::Directory);
+        root.set_mode(0o700);
+        root.set_uid(1000);
+        root.set_size(0);
+        b.append_data(&mut root, "./", &[][..]).unwrap();
+        let mut f = header();
+        f.set_size(3);
+        f.set_mode(0o644);
+        b.append_data(&mut f, "f", &b"abc"[..]).unwrap();
+        let input = b.into_inner().unwrap();
+        let options = ForwardOptions {
+            dir_time: 77,
+            describe_root: true,
+        };
+        let mut out = Vec::new();
+        let stats = forward(&mut &input[..], &mut out, &options).unwrap();
+        assert_eq!((stats.entries, stats.data_bytes), (2, 3), "entries read");
+        let mut archive = tar::Archive::new(&out[..]);
+        let entries: Vec<(Vec<u8>, u32, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path_bytes().into_owned(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [(b"./".to_vec(), 0o755, 0, 77), (b"f".to_vec(), 0o644, 0, 0)]
         );
     }
 
