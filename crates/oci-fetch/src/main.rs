@@ -58,8 +58,12 @@ AUTHENTICATION
 
 NETWORK
   HTTPS with the system's trust store (SSL_CERT_FILE, SSL_CERT_DIR);
-  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY. Plain HTTP only for
-  loopback registries or with --plain-http. Blob redirects (to a CDN or
+  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY. A registry on this
+  machine (localhost, 127.0.0.0/8, ::1) is tried with HTTPS first and, as
+  Docker does, spoken to in plain HTTP if it does not speak TLS at all
+  (found out once per run); a certificate problem is an error, never a
+  reason for plain HTTP. Any other registry gets HTTPS only, unless
+  --plain-http, which always means plain HTTP. Blob redirects (to a CDN or
   object store) are followed without the registry's Authorization header.
   Retries with backoff on 429 (honouring Retry-After), 5xx and dropped
   connections, resuming a blob with a Range request.

@@ -15,7 +15,7 @@
 
 use super::credentials::{self, Found, Secret};
 use super::reference::Reference;
-use super::transport::{url_host, Transport};
+use super::transport::{is_loopback_url, lock, url_host, Transport};
 use anyhow::{anyhow, bail, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The token lifetime the distribution spec assumes when none is given,
@@ -275,9 +275,11 @@ impl Auth {
         let credentials = self.credentials()?;
         let secret = credentials.found.as_ref().map(|f| &f.secret);
         let host = url_host(&key.realm);
+        // Plain HTTP to this machine stays on this machine.
         if secret.is_some()
             && key.realm.starts_with("http://")
-            && transport.base_url().starts_with("https://")
+            && !is_loopback_url(&key.realm)
+            && transport.uses_https()
         {
             bail!(
                 "{}: refusing to send credentials to the plain-HTTP token service at {host}",
@@ -295,11 +297,11 @@ impl Auth {
                     ("refresh_token", refresh_token.as_str()),
                 ];
                 form.extend(key.service.as_deref().map(|s| ("service", s)));
-                transport.call(&what, &mut retry, Some(&form), &|agent| {
+                transport.call(&what, &mut retry, Some(&form), &|agent, _| {
                     agent.post(&key.realm)
                 })?
             }
-            _ => transport.call(&what, &mut retry, None, &|agent| {
+            _ => transport.call(&what, &mut retry, None, &|agent, _| {
                 let mut request = agent.get(&key.realm).query("scope", &key.scope);
                 if let Some(service) = &key.service {
                     request = request.query("service", service);
@@ -382,14 +384,6 @@ fn parse_challenges(headers: &[&str]) -> Vec<Challenge> {
         }
     }
     challenges
-}
-
-/// Locks a mutex; a panic in another download thread does not make the
-/// cached tokens wrong, so a poisoned lock is used as it is.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -45,8 +45,9 @@ const MAX_MANIFEST: u64 = 4 << 20;
 /// Options from the command line.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Plain HTTP even for a registry that is not on this machine
-    /// (loopback registries always get plain HTTP).
+    /// Plain HTTP, never HTTPS. Without it, a registry on this machine
+    /// (loopback) is tried with HTTPS first and gets plain HTTP if it does
+    /// not speak TLS; any other gets HTTPS only.
     pub plain_http: bool,
     /// `--authfile`: the only file credentials are read from.
     pub authfile: Option<PathBuf>,
@@ -201,16 +202,12 @@ impl Registry {
             transport,
             auth,
         } = &*self.inner;
-        let url = format!(
-            "{}/v2/{}/{path}",
-            transport.base_url(),
-            reference.repository
-        );
+        let repository = &reference.repository;
         let mut authorization = auth.authorization(transport)?;
         let mut answered = false;
         loop {
-            let response = transport.call(what, retry, None, &|agent| {
-                let mut request = agent.get(&url);
+            let response = transport.call(what, retry, None, &|agent, base_url| {
+                let mut request = agent.get(&format!("{base_url}/v2/{repository}/{path}"));
                 for (name, value) in headers {
                     request = request.set(name, value);
                 }

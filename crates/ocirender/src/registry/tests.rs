@@ -2,7 +2,7 @@
 //! `Retry-After`, resumed blobs, digest checks, redirects, tokens and the
 //! errors people see.
 
-use super::test_server::{response, Reply, Request, Server};
+use super::test_server::{response, OnTls, Reply, Request, Server, TlsServer};
 use super::*;
 use std::fmt::Display;
 use std::io::ErrorKind;
@@ -70,6 +70,95 @@ fn clients_and_readers_cross_threads() {
     fn send<T: Send>() {}
     send_sync::<Registry>();
     send::<BlobReader>();
+}
+
+/// A registry on this machine that does not speak TLS: the first request
+/// tries HTTPS, gets a plain-HTTP answer (as the distribution registry
+/// answers), and from then on every request of every clone, thread and
+/// client of that registry in the process is plain HTTP.
+#[test]
+fn a_plain_http_loopback_registry_is_probed_once_then_spoken_to_in_http() {
+    let digest = sha256(MANIFEST).to_string();
+    let server = Server::start(move |_| {
+        let headers = [("Docker-Content-Digest", digest.as_str())];
+        Reply::Send(response("200 OK", &headers, MANIFEST))
+    });
+    let registry = registry(&server);
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (registry, barrier) = (registry.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                registry.manifest("t").map(|m| m.bytes)
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap().unwrap(), MANIFEST);
+    }
+    assert_eq!(
+        server.tls_hellos(),
+        1,
+        "one probe for four requests at once"
+    );
+    assert!(!registry.transport().uses_https());
+    // Another client of the same registry remembers it.
+    registry_with(&server, &options()).manifest("t").unwrap();
+    assert_eq!(server.tls_hellos(), 1);
+    assert_eq!(server.requests().len(), 5);
+}
+
+/// A peer that drops the connection during the handshake does not speak
+/// TLS either.
+#[test]
+fn a_handshake_dropped_by_a_loopback_registry_falls_back_to_http() {
+    let server = Server::start_with("127.0.0.1", OnTls::Close, |_| ok(MANIFEST));
+    let registry = registry(&server);
+    assert_eq!(registry.manifest("t").unwrap().bytes, MANIFEST);
+    registry.manifest("t").unwrap();
+    assert_eq!(server.tls_hellos(), 1);
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// `--plain-http` never tries HTTPS.
+#[test]
+fn plain_http_is_never_probed() {
+    let server = Server::start(|_| ok(MANIFEST));
+    let options = ClientOptions {
+        plain_http: true,
+        ..options()
+    };
+    registry_with(&server, &options).manifest("t").unwrap();
+    assert_eq!(server.tls_hellos(), 0);
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// A loopback registry that speaks TLS with a certificate nobody trusts:
+/// an error saying so, never a retry in plain HTTP.
+#[test]
+fn a_certificate_problem_is_no_reason_for_plain_http() {
+    let server = TlsServer::start();
+    let reference: Reference = format!("{}/test/repo", server.authority()).parse().unwrap();
+    let transport = Transport::with_env(&reference, &options(), &|_| None).unwrap();
+    let registry = Registry::with_transport(&reference, &options(), transport);
+    for _ in 0..2 {
+        let e = text(registry.manifest("t").unwrap_err());
+        assert!(
+            e.contains(&format!(
+                ":t: TLS/certificate problem with {}: ",
+                server.authority()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("UnknownIssuer") && e.contains("SSL_CERT_FILE"),
+            "{e}"
+        );
+    }
+    assert_eq!(server.handshakes(), 2, "not retried");
+    assert_eq!(server.plain_connections(), 0);
+    assert!(registry.transport().uses_https());
 }
 
 #[test]

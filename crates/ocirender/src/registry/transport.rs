@@ -1,5 +1,5 @@
-//! HTTP as registries need it: one `ureq` agent per registry, retries
-//! with backoff, and errors a person can act on.
+//! HTTP as registries need it: one `ureq` agent per registry and scheme,
+//! retries with backoff, and errors a person can act on.
 //!
 //! ureq 2 is used for its per-read socket timeout (`timeout_read`): a
 //! layer download may legitimately take an hour, but a connection that
@@ -8,15 +8,26 @@
 //! `Authorization` header kept only on the same host, because registries
 //! send blobs from a CDN or an object store that must never see the
 //! registry's credentials. ureq has no `NO_PROXY`, so the proxy is chosen
-//! here, once, for the registry's host.
+//! here, once per scheme, for the registry's host.
+//!
+//! The scheme is Docker's: HTTPS, or plain HTTP with `--plain-http`. A
+//! registry on this machine (`localhost`, 127.0.0.0/8, `::1`) is tried
+//! with HTTPS first and spoken to in plain HTTP if it does not speak TLS
+//! at all (it answers the TLS hello with something that is not TLS, or
+//! drops the connection during the handshake; or, without a port, nothing
+//! listens on 443); the first request finds out, once per registry for
+//! the whole process. A certificate problem is an error, never a reason
+//! to fall back.
 
 use super::reference::{split_host_port, Reference};
 use super::ClientOptions;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::io::{self, Read};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// Longest wait between two attempts of the exponential backoff.
@@ -32,10 +43,64 @@ const MAX_ERROR_BODY: u64 = 64 << 10;
 /// signed-URL hop).
 const MAX_REDIRECTS: u32 = 5;
 
-/// The agent for one registry, and the retry policy.
+/// How a registry is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    Http,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+/// The scheme of one registry: known from the start, or learnt by the
+/// first request to a loopback registry.
+#[derive(Default)]
+struct SchemeChoice {
+    chosen: OnceLock<Scheme>,
+    /// Held by the request finding out, so that requests made meanwhile
+    /// wait for its answer instead of trying HTTPS too.
+    probing: Mutex<()>,
+}
+
+impl SchemeChoice {
+    fn fixed(scheme: Scheme) -> Arc<SchemeChoice> {
+        Arc::new(SchemeChoice {
+            chosen: OnceLock::from(scheme),
+            probing: Mutex::default(),
+        })
+    }
+
+    /// The choice for the loopback registry at `host` (`host[:port]`),
+    /// shared by every client of it in this process.
+    fn learnt(host: &str) -> Arc<SchemeChoice> {
+        static LEARNT: LazyLock<Mutex<HashMap<String, Arc<SchemeChoice>>>> =
+            LazyLock::new(Mutex::default);
+        lock(&LEARNT)
+            .entry(host.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    }
+}
+
+/// The agents for one registry, and the retry policy.
 pub(super) struct Transport {
-    agent: ureq::Agent,
-    base_url: String,
+    /// `host[:port]` of the registry API.
+    host: String,
+    /// The agent for HTTPS, if the registry may be spoken to in HTTPS.
+    https: Option<ureq::Agent>,
+    /// The agent for plain HTTP, if allowed (its proxy may differ).
+    http: Option<ureq::Agent>,
+    scheme: Arc<SchemeChoice>,
+    /// The host has no port, so HTTPS and HTTP have different ones (443
+    /// and 80): a refused HTTPS connection is a reason to try HTTP.
+    default_ports: bool,
     policy: RetryPolicy,
     stall_timeout: Duration,
 }
@@ -53,25 +118,45 @@ impl Transport {
         options: &ClientOptions,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Transport> {
-        let scheme = if options.plain_http || reference.is_loopback() {
-            "http"
-        } else {
-            "https"
-        };
         let host = reference.api_host();
-        let mut builder = ureq::AgentBuilder::new()
-            .user_agent(concat!("ocirender/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout_read(options.stall_timeout)
-            .timeout_write(options.stall_timeout)
-            .redirects(MAX_REDIRECTS)
-            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost);
-        if let Some((variable, url)) = proxy_for(scheme, host, env) {
-            builder = builder.proxy(parse_proxy(variable, &url)?);
-        }
+        let agent = |scheme: Scheme| -> Result<ureq::Agent> {
+            let mut builder = ureq::AgentBuilder::new()
+                .user_agent(concat!("ocirender/", env!("CARGO_PKG_VERSION")))
+                .timeout_connect(CONNECT_TIMEOUT)
+                .timeout_read(options.stall_timeout)
+                .timeout_write(options.stall_timeout)
+                .redirects(MAX_REDIRECTS)
+                .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost);
+            if let Some((variable, url)) = proxy_for(scheme.name(), host, env) {
+                builder = builder.proxy(parse_proxy(variable, &url)?);
+            }
+            Ok(builder.build())
+        };
+        let (https, http, scheme) = if options.plain_http {
+            (
+                None,
+                Some(agent(Scheme::Http)?),
+                SchemeChoice::fixed(Scheme::Http),
+            )
+        } else if reference.is_loopback() {
+            (
+                Some(agent(Scheme::Https)?),
+                Some(agent(Scheme::Http)?),
+                SchemeChoice::learnt(host),
+            )
+        } else {
+            (
+                Some(agent(Scheme::Https)?),
+                None,
+                SchemeChoice::fixed(Scheme::Https),
+            )
+        };
         Ok(Transport {
-            agent: builder.build(),
-            base_url: format!("{scheme}://{host}"),
+            host: host.to_owned(),
+            https,
+            http,
+            scheme,
+            default_ports: split_host_port(host).1.is_none(),
             policy: RetryPolicy {
                 retries: options.retries,
                 backoff: options.backoff,
@@ -80,9 +165,42 @@ impl Transport {
         })
     }
 
-    /// `scheme://host[:port]` of the registry API.
-    pub(super) fn base_url(&self) -> &str {
-        &self.base_url
+    /// `scheme://host[:port]` of the registry API: HTTPS until a loopback
+    /// registry turned out to speak plain HTTP.
+    #[cfg(test)]
+    pub(super) fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme().name(), self.host)
+    }
+
+    /// The scheme requests use now.
+    fn scheme(&self) -> Scheme {
+        self.scheme.chosen.get().copied().unwrap_or(Scheme::Https)
+    }
+
+    /// Whether requests go (or will first try to go) over HTTPS.
+    pub(super) fn uses_https(&self) -> bool {
+        self.scheme() == Scheme::Https
+    }
+
+    /// The scheme for the next request, and the lock to hold while it
+    /// finds out whether a loopback registry speaks TLS (none once known).
+    fn next_scheme(&self) -> (Scheme, Option<MutexGuard<'_, ()>>) {
+        if let Some(scheme) = self.scheme.chosen.get() {
+            return (*scheme, None);
+        }
+        let probing = lock(&self.scheme.probing);
+        match self.scheme.chosen.get() {
+            Some(scheme) => (*scheme, None),
+            None => (Scheme::Https, Some(probing)),
+        }
+    }
+
+    fn agent(&self, scheme: Scheme) -> &ureq::Agent {
+        let agent = match scheme {
+            Scheme::Https => self.https.as_ref(),
+            Scheme::Http => self.http.as_ref(),
+        };
+        agent.expect("a scheme is only chosen among those with an agent")
     }
 
     /// A fresh retry budget for one request.
@@ -93,24 +211,43 @@ impl Transport {
         }
     }
 
-    /// Sends the request `build` makes, with `form` as its body if any,
+    /// Sends the request `build` makes (given the agent and the registry's
+    /// current `scheme://host[:port]`), with `form` as its body if any,
     /// until it gets an answer that is not worth retrying, then returns
     /// that answer, whatever its status: the caller decides what a 401 or a
     /// 404 means. Transport errors and 429/5xx are retried while `retry`
-    /// allows; `what` names the request in the final error.
+    /// allows; `what` names the request in the final error. The first
+    /// request to a loopback registry finds out whether it speaks TLS.
     pub(super) fn call(
         &self,
         what: &str,
         retry: &mut Retry,
         form: Option<&[(&str, &str)]>,
-        build: &dyn Fn(&ureq::Agent) -> ureq::Request,
+        build: &dyn Fn(&ureq::Agent, &str) -> ureq::Request,
     ) -> Result<ureq::Response> {
         loop {
-            let request = build(&self.agent);
+            let (scheme, probing) = self.next_scheme();
+            let base_url = format!("{}://{}", scheme.name(), self.host);
+            let request = build(self.agent(scheme), &base_url);
             let sent = match form {
                 Some(form) => request.send_form(form),
                 None => request.call(),
             };
+            if let Some(_probing) = probing {
+                let learnt = match &sent {
+                    Err(ureq::Error::Transport(error)) if self.speaks_no_tls(error) => {
+                        Some(Scheme::Http)
+                    }
+                    Err(ureq::Error::Transport(error)) => is_tls(error).then_some(Scheme::Https),
+                    _ => Some(Scheme::Https),
+                };
+                if let Some(learnt) = learnt {
+                    let _ = self.scheme.chosen.set(learnt);
+                }
+                if learnt == Some(Scheme::Http) {
+                    continue;
+                }
+            }
             let (problem, retry_after) = match sent {
                 Ok(response) => return Ok(response),
                 Err(ureq::Error::Status(status, response)) => {
@@ -142,9 +279,7 @@ impl Transport {
     /// One line saying what went wrong, naming the host, never a URL's
     /// query (a token service's) or any header.
     pub(super) fn describe(&self, error: &ureq::Transport) -> String {
-        let host = error
-            .url()
-            .map_or_else(|| url_host(&self.base_url), host_of);
+        let host = error.url().map_or_else(|| self.host.clone(), host_of);
         let io_error = io_source(error);
         if let Some(kind) = io_error.map(io::Error::kind) {
             if is_timeout(kind) {
@@ -153,6 +288,16 @@ impl Transport {
         }
         match error.kind() {
             ureq::ErrorKind::Dns => format!("cannot resolve host {host}"),
+            ureq::ErrorKind::ConnectionFailed if answers_no_tls(error) => {
+                format!(
+                    "TLS problem with {host}: {} (it does not answer in TLS; a registry \
+                     that speaks plain HTTP needs --plain-http)",
+                    io_error.map_or_else(
+                        || "handshake failed".to_owned(),
+                        |e| one_line(&e.to_string())
+                    )
+                )
+            }
             ureq::ErrorKind::ConnectionFailed if is_tls(error) => format!(
                 "TLS/certificate problem with {host}: {} (the system trust store is used; \
                  SSL_CERT_FILE or SSL_CERT_DIR selects other CA certificates)",
@@ -175,6 +320,25 @@ impl Transport {
                 "{host}: {}",
                 io_error.map_or_else(|| one_line(&error.kind().to_string()), describe_io)
             ),
+        }
+    }
+
+    /// Whether a failed HTTPS request shows that the registry does not
+    /// speak TLS at all: its answer to the TLS hello is not TLS, or it
+    /// drops the connection during the handshake, or (with no port, where
+    /// HTTP has another one) nothing listens for HTTPS. A certificate
+    /// problem or a TLS alert is an answer in TLS; a stall is a stall.
+    fn speaks_no_tls(&self, error: &ureq::Transport) -> bool {
+        if error.kind() != ureq::ErrorKind::ConnectionFailed {
+            return false;
+        }
+        let Some(kind) = io_source(error).map(io::Error::kind) else {
+            return false;
+        };
+        if in_handshake(error) {
+            answers_no_tls(error) || (is_dropped(kind) && !is_timeout(kind))
+        } else {
+            self.default_ports && kind == io::ErrorKind::ConnectionRefused
         }
     }
 
@@ -218,6 +382,11 @@ pub(super) fn registry_message(response: ureq::Response) -> String {
         return String::new();
     };
     let Ok(errors) = serde_json::from_slice::<Errors>(&body) else {
+        // Go's answer to plain HTTP on a TLS port (`--plain-http` given
+        // for a registry that speaks HTTPS).
+        if String::from_utf8_lossy(&body).contains("HTTP request to an HTTPS server") {
+            return " (it speaks HTTPS, not plain HTTP: leave out --plain-http)".to_owned();
+        }
         return String::new();
     };
     let text: Vec<String> = errors
@@ -239,6 +408,19 @@ pub(super) fn registry_message(response: ureq::Response) -> String {
 /// `host[:port]` of a URL, for messages.
 pub(super) fn url_host(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| "the registry".to_owned(), |url| host_of(&url))
+}
+
+/// Whether a URL points at this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub(super) fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 fn host_of(url: &url::Url) -> String {
@@ -276,11 +458,26 @@ fn io_source(error: &ureq::Transport) -> Option<&io::Error> {
     std::error::Error::source(error)?.downcast_ref::<io::Error>()
 }
 
+/// Whether a connection failed in the TLS handshake (ureq's message for
+/// it is "tls connection init failed").
+fn in_handshake(error: &ureq::Transport) -> bool {
+    error.message().is_some_and(|m| m.contains("tls"))
+}
+
 /// A TLS handshake that failed on the certificate or the protocol, as
 /// opposed to a connection dropped during the handshake.
 fn is_tls(error: &ureq::Transport) -> bool {
-    error.message().is_some_and(|m| m.contains("tls"))
-        && !io_source(error).is_some_and(|e| is_dropped(e.kind()))
+    in_handshake(error) && !io_source(error).is_some_and(|e| is_dropped(e.kind()))
+}
+
+/// A TLS handshake answered with bytes that are not TLS records (an HTTP
+/// server's `400 Bad Request` to the hello): rustls's `InvalidMessage`.
+fn answers_no_tls(error: &ureq::Transport) -> bool {
+    in_handshake(error)
+        && io_source(error)
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|e| matches!(e, rustls::Error::InvalidMessage(_)))
 }
 
 fn is_dropped(kind: io::ErrorKind) -> bool {
@@ -291,6 +488,15 @@ fn is_dropped(kind: io::ErrorKind) -> bool {
             | io::ErrorKind::UnexpectedEof
             | io::ErrorKind::BrokenPipe
     ) || is_timeout(kind)
+}
+
+/// Locks a mutex; a panic in another download thread does not make what
+/// it guards (cached tokens, a learnt scheme) wrong, so a poisoned lock is
+/// used as it is.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// 429 and the 5xx answers of an overloaded or restarting registry.
@@ -543,19 +749,44 @@ mod tests {
         let hub: Reference = "debian".parse().unwrap();
         let t = Transport::with_env(&hub, &options, &|_| None).unwrap();
         assert_eq!(t.base_url(), "https://registry-1.docker.io");
+        // Loopback: HTTPS first, so HTTPS_PROXY must parse too.
         let local: Reference = "[::1]:5000/a".parse().unwrap();
-        let t = Transport::with_env(&local, &options, &env).unwrap();
-        assert_eq!(t.base_url(), "http://[::1]:5000");
+        assert!(Transport::with_env(&local, &options, &env).is_err());
+        let t = Transport::with_env(&local, &options, &|_| None).unwrap();
+        assert_eq!(t.base_url(), "https://[::1]:5000");
+        assert!(t.https.is_some() && t.http.is_some());
         let plain = ClientOptions {
             plain_http: true,
             ..ClientOptions::default()
         };
         let t = Transport::with_env(&quay, &plain, &|_| None).unwrap();
         assert_eq!(t.base_url(), "http://quay.io");
+        assert!(t.https.is_none());
+        // --plain-http never reads HTTPS_PROXY.
+        let t = Transport::with_env(&local, &plain, &env).unwrap();
+        assert_eq!(t.base_url(), "http://[::1]:5000");
     }
 
     #[test]
-    fn tls_failures_name_the_host_and_are_not_retried() {
+    fn loopback_urls() {
+        for (url, loopback) in [
+            ("http://127.0.0.1:5000/token", true),
+            ("http://127.9.8.7/token", true),
+            ("http://LOCALHOST:1/token", true),
+            ("http://[::1]:1/token", true),
+            ("http://10.0.0.1/token", false),
+            ("https://auth.docker.io/token", false),
+            ("http://localhost.example.com/token", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(is_loopback_url(url), loopback, "{url}");
+        }
+    }
+
+    /// A registry that is not on this machine gets HTTPS only: a server
+    /// answering the TLS hello in plain HTTP is an error, with a hint.
+    #[test]
+    fn a_remote_plain_http_server_is_an_error_not_a_fallback() {
         use std::io::Write;
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
@@ -578,19 +809,18 @@ mod tests {
         let transport = Transport::with_env(&reference, &options, &|_| None).unwrap();
         let url = format!("https://{authority}/v2/");
         let e = transport
-            .call("probe", &mut transport.retry(), None, &|agent| {
+            .call("probe", &mut transport.retry(), None, &|agent, _| {
                 agent.get(&url)
             })
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with(&format!(
-                "probe: TLS/certificate problem with {authority}: "
-            )),
+            e.starts_with(&format!("probe: TLS problem with {authority}: ")),
             "{e}"
         );
-        assert!(e.contains("SSL_CERT_FILE") && !e.contains('\n'), "{e}");
+        assert!(e.contains("--plain-http") && !e.contains('\n'), "{e}");
         assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert!(transport.uses_https());
     }
 
     #[test]
