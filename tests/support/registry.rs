@@ -1,9 +1,10 @@
 //! Real registries for the tests: Debian's `docker-registry` (the CNCF
 //! distribution registry 2.8) started on 127.0.0.1 with storage in a
 //! temporary directory, anonymous, with htpasswd basic auth, or with token
-//! auth behind a token issuer that runs in the test process; images pushed
-//! with `skopeo`; and `registry-proxy` (crates/bench-tools) in front of one
-//! to inject faults. Everything a test starts here is stopped when its
+//! auth behind a token issuer that runs in the test process, in plain HTTP
+//! or in HTTPS with a self-signed certificate; images pushed with
+//! `skopeo`; and `registry-proxy` (crates/bench-tools) in front of a
+//! plain-HTTP one to inject faults. Everything a test starts here is stopped when its
 //! value is dropped, also when the test panics, and dies with the test
 //! process if that is killed (`PR_SET_PDEATHSIG`).
 
@@ -119,15 +120,40 @@ pub struct Registry {
     dir: tempfile::TempDir,
     credentials: Option<(String, String)>,
     issuer: Option<TokenIssuer>,
+    /// The certificate it serves HTTPS with, if it does.
+    certificate: Option<PathBuf>,
 }
 
 impl Registry {
-    /// Starts a registry on a free port of 127.0.0.1 and waits until it
-    /// answers `GET /v2/`.
+    /// Starts a plain-HTTP registry on a free port of 127.0.0.1 and waits
+    /// until it answers `GET /v2/`.
     pub fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, false)
+    }
+
+    /// As [`Registry::start`], serving HTTPS only, with a self-signed
+    /// certificate for IP 127.0.0.1 and DNS localhost that nothing trusts
+    /// unless told to: [`Registry::ca_file`] is that certificate, for
+    /// `SSL_CERT_FILE`.
+    pub fn start_tls(auth: Auth) -> Registry {
+        Registry::start_with(auth, true)
+    }
+
+    fn start_with(auth: Auth, tls: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).unwrap();
+        let (tls_config, certificate) = if tls {
+            let (certificate, key) = server_certificate(dir.path());
+            let config = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            );
+            (config, Some(certificate))
+        } else {
+            (String::new(), None)
+        };
         let (auth_config, credentials, issuer) = match auth {
             Auth::None => (String::new(), None, None),
             Auth::Basic { user, password } => {
@@ -170,7 +196,7 @@ impl Registry {
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
                  http:\n  addr: {addr}\n  secret: ocirender-test-secret\n\
-                 {auth_config}",
+                 {tls_config}{auth_config}",
                 storage.display()
             );
             std::fs::write(&config_path, config).unwrap();
@@ -212,6 +238,7 @@ impl Registry {
                     dir,
                     credentials,
                     issuer,
+                    certificate,
                 };
                 registry.wait_ready(deadline);
                 return registry;
@@ -229,26 +256,44 @@ impl Registry {
         panic!("docker-registry lost its port to another process 10 times");
     }
 
-    /// Polls `GET /v2/` until it answers 200 (anonymous) or 401 (auth).
+    /// Polls `GET /v2/` until it answers 200 (anonymous) or 401 (auth);
+    /// in plain HTTP (the tests' ureq has no TLS), so an HTTPS registry
+    /// shows that it serves by its 400 to a plain-HTTP request.
     fn wait_ready(&self, deadline: Instant) {
         let url = format!("http://{}/v2/", self.host());
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(2))
             .build();
+        let tls = self.certificate.is_some();
         loop {
-            match agent.get(&url).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => return,
-                Err(err) if Instant::now() > deadline => {
-                    self.fail(&format!("GET {url} did not answer within 20 s: {err}"))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            let answer = agent.get(&url).call();
+            let ready = match &answer {
+                Ok(_) | Err(ureq::Error::Status(401, _)) => !tls,
+                Err(ureq::Error::Status(400, _)) => tls,
+                Err(_) => false,
+            };
+            if ready {
+                return;
             }
+            if Instant::now() > deadline {
+                let answer = answer.map_or_else(|e| e.to_string(), |r| r.status().to_string());
+                self.fail(&format!(
+                    "GET {url} did not answer as expected within 20 s: {answer}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// `127.0.0.1:PORT`, the registry part of an image reference.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The certificate an HTTPS registry serves (self-signed: it is its
+    /// own CA), for `SSL_CERT_FILE`; `None` for a plain-HTTP registry.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.certificate.clone()
     }
 
     /// `user:password` for a registry that needs credentials.
@@ -312,6 +357,40 @@ impl Registry {
             tail(&self.log(), 40)
         );
     }
+}
+
+/// Makes a self-signed server certificate for IP 127.0.0.1 and DNS
+/// localhost, and its key, in `dir` with the `openssl` command. It is a
+/// server's certificate (`CA:FALSE`, `serverAuth`): rustls takes such a
+/// certificate, self-signed, as its own trust anchor, but refuses a CA's
+/// certificate used as a server's, which is what `openssl req -x509` makes
+/// by default. Its subject is unique, so it cannot be mistaken for a
+/// certificate of the machine's trust store.
+fn server_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let config = dir.join("tls.cnf");
+    let certificate = dir.join("tls-cert.pem");
+    let key = dir.join("tls-key.pem");
+    std::fs::write(
+        &config,
+        "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n\
+         [dn]\nCN = ocirender test registry\n\
+         [ext]\nbasicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )
+    .unwrap();
+    super::fixtures::run(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args(["-nodes", "-days", "2", "-config"])
+            .arg(&config)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate),
+    );
+    (certificate, key)
 }
 
 /// How a registry's start went.
