@@ -8,7 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::{bin, stderr};
 
-const BINARIES: [&str; 5] = ["oci-layers", "oci-fetch", "oci-merge", "tar2dir", "tar2sqfs"];
+const BINARIES: [&str; 5] = [
+    "oci-layers",
+    "oci-fetch",
+    "oci-merge",
+    "tar2dir",
+    "tar2sqfs",
+];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +25,12 @@ fn repo() -> PathBuf {
 
 /// Installs the already-built debug binaries into `prefix`.
 fn install(prefix: &Path, destdir: Option<&Path>) {
-    let target = bin("oci-merge").parent().unwrap().parent().unwrap().to_path_buf();
+    let target = bin("oci-merge")
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let mut command = Command::new(repo().join("scripts/install"));
     command
         .args(["--profile", "debug", "--no-build"])
@@ -70,14 +81,25 @@ fn install_puts_binaries_man_pages_and_completions_in_place() {
         }
         let help = Command::new(bin(name)).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&help.stdout);
-        for heading in help.lines().filter(|l| is_heading(l)).skip_while(|l| !l.starts_with("Options")).skip(1) {
-            assert!(page.contains(heading.trim()), "{name}: --help has {heading:?}, the page does not");
+        for heading in help
+            .lines()
+            .filter(|l| is_heading(l))
+            .skip_while(|l| !l.starts_with("Options"))
+            .skip(1)
+        {
+            assert!(
+                page.contains(heading.trim()),
+                "{name}: --help has {heading:?}, the page does not"
+            );
         }
         // bash registers the completion when the script is sourced.
         let script = prefix.join(format!("share/bash-completion/completions/{name}"));
         let out = Command::new("bash")
             .arg("-c")
-            .arg(format!("source '{}' && complete -p {name}", script.display()))
+            .arg(format!(
+                "source '{}' && complete -p {name}",
+                script.display()
+            ))
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
@@ -93,7 +115,10 @@ fn install_puts_binaries_man_pages_and_completions_in_place() {
 fn is_heading(line: &str) -> bool {
     !line.starts_with(' ')
         && line.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && line.split(' ').next().is_some_and(|w| w.chars().all(|c| c.is_ascii_uppercase()))
+        && line
+            .split(' ')
+            .next()
+            .is_some_and(|w| w.chars().all(|c| c.is_ascii_uppercase()))
 }
 
 #[test]

@@ -24,8 +24,8 @@ pub fn parse_or_generate<P: Parser>() -> P {
     if args.len() == 3 && args[1] == "--generate" {
         let kind = args[2].to_string_lossy().into_owned();
         let mut stdout = std::io::stdout().lock();
-        let result = generate(&mut P::command(), &kind, &mut stdout)
-            .and_then(|()| Ok(stdout.flush()?));
+        let result =
+            generate(&mut P::command(), &kind, &mut stdout).and_then(|()| Ok(stdout.flush()?));
         if let Err(e) = result {
             let name = P::command().get_name().to_owned();
             eprintln!("{name}: error: {e:#}");
@@ -101,10 +101,12 @@ fn sections(text: &str) -> Vec<(String, Vec<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn after_help_headings_become_sections() {
-        let text = "EXIT STATUS\n  0 on success.\n\nENVIRONMENT\n  SOURCE_DATE_EPOCH  the build time\n";
+        let text =
+            "EXIT STATUS\n  0 on success.\n\nENVIRONMENT\n  SOURCE_DATE_EPOCH  the build time\n";
         let found = sections(text);
         assert_eq!(
             found,
