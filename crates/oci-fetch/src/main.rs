@@ -68,9 +68,20 @@ NETWORK
   Retries with backoff on 429 (honouring Retry-After), 5xx and dropped
   connections, resuming a blob with a Range request.
 
+ENVIRONMENT
+  REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, DOCKER_CONFIG, HOME
+                  where credentials are looked for (AUTHENTICATION above)
+  XDG_RUNTIME_DIR, TMPDIR
+                  where the private directory of pipes is made
+  SSL_CERT_FILE, SSL_CERT_DIR
+                  trusted certificates, instead of the system's
+  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (and lower case)
+                  proxies, and the hosts reached without one
+
 EXIT STATUS
   0 when the image resolved and every layer asked for was served (or
-  stored) and verified; 1 on any error, with one line on stderr.
+  stored) and verified; 1 on any error, with one line on stderr; 141 when
+  the reader of stdout went away before the list was written.
 
 EXAMPLES
   oci-fetch debian:12 | oci-merge | tar2sqfs debian.sqfs
@@ -99,7 +110,7 @@ struct Args {
     /// containers auth.json format).
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
-    /// Allow plain HTTP to a registry that is not on a loopback address.
+    /// Speak plain HTTP to the registry, never HTTPS (see NETWORK).
     #[arg(long)]
     plain_http: bool,
     /// Layers downloaded at once into --store. Streaming downloads what
