@@ -623,6 +623,100 @@ fn error_messages_carry_no_control_characters_from_the_layer() {
     );
 }
 
+/// Something that is not a tar is called that, in words: never the raw
+/// bytes the tar reader tried to parse as a header's checksum. Compressed,
+/// the message says the decompressed data is what is not a tar; with the
+/// compression's magic but not its format, that the compressed data is
+/// corrupt.
+#[test]
+fn a_layer_that_is_not_a_tar_says_so_in_words() {
+    let s = Scratch::new();
+    let text = b"hello, this is not a tar archive\n".repeat(40);
+    let not_tar = "not a tar archive (no valid header at byte 0)";
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        ("noise.bin", noise(5, 8192), not_tar.to_owned()),
+        ("short.txt", b"hello\n".to_vec(), not_tar.to_owned()),
+        ("text.txt", text.clone(), not_tar.to_owned()),
+        (
+            "text.gz",
+            testkit::gzip(&text),
+            "not a tar archive (no valid header at byte 0 of the gzip-decompressed data)".into(),
+        ),
+        (
+            "noise.gz",
+            testkit::gzip(&noise(6, 8192)),
+            "not a tar archive (no valid header at byte 0 of the gzip-decompressed data)".into(),
+        ),
+        (
+            "text.zst",
+            zstd::encode_all(&text[..], 3).unwrap(),
+            "not a tar archive (no valid header at byte 0 of the zstd-decompressed data)".into(),
+        ),
+        (
+            "bad-magic.gz",
+            [&[0x1f, 0x8b][..], &noise(7, 4096)].concat(),
+            "corrupt or truncated gzip data: ".into(),
+        ),
+        (
+            "bad-magic.zst",
+            [&[0x28, 0xb5, 0x2f, 0xfd][..], &noise(8, 4096)].concat(),
+            "corrupt or truncated zstd data: ".into(),
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = s.write(name, &bytes);
+        let out = oci_merge(Via::Args, std::slice::from_ref(&path), &[]);
+        assert_failed(name, &out, &[&path]);
+        let err = stderr(&out);
+        let want = format!("oci-merge: error: layer 1/1 ({path}): {expected}");
+        if expected.ends_with(": ") {
+            assert!(err.starts_with(&want), "{name}: {err:?}");
+        } else {
+            assert_eq!(err, format!("{want}\n"), "{name}");
+        }
+        assert!(
+            !err.contains('\u{fffd}'),
+            "{name}: raw bytes quoted: {err:?}"
+        );
+    }
+}
+
+/// A bad header inside a layer is named by its offset and what is wrong
+/// with it.
+#[test]
+fn a_bad_header_inside_a_layer_is_named_by_its_offset() {
+    let s = Scratch::new();
+    // Two members of 1000 bytes: the second header is at byte 1536.
+    let tar = Layer::new()
+        .file("a", &[b'a'; 1000])
+        .file("b", &[b'b'; 1000])
+        .tar();
+    let mut flipped = tar.clone();
+    flipped[1536 + 10] ^= 0x55;
+    let cases = [
+        (
+            "flipped.tar",
+            flipped,
+            "invalid tar stream after 1 member: no valid header at byte 1536 (its checksum does not match its contents)",
+        ),
+        (
+            "cut.tar",
+            tar[..1536 + 100].to_vec(),
+            "invalid tar stream after 1 member: no valid header at byte 1536 (the data ends 100 bytes into it)",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = s.write(name, &bytes);
+        let out = oci_merge(Via::Args, std::slice::from_ref(&path), &[]);
+        assert_failed(name, &out, &[&path]);
+        assert_eq!(
+            stderr(&out),
+            format!("oci-merge: error: layer 1/1 ({path}): {expected}\n"),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn empty_layer_list_is_an_error() {
     for list in [&b""[..], b"\n\n"] {

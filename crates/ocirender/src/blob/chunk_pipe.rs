@@ -37,8 +37,11 @@ impl ProducerError {
     }
 }
 
-/// Creates a pipe of `buffers` chunks of `chunk_size` bytes.
+/// Creates a pipe of `buffers` chunks of `chunk_size` bytes. It needs at
+/// least two: the consumer keeps the chunk it last read from until the next
+/// one arrives (see [`ChunkReader::consumed_tail`]).
 pub fn chunk_pipe<T>(chunk_size: usize, buffers: usize) -> (ChunkWriter<T>, ChunkReader<T>) {
+    assert!(buffers >= 2, "a chunk pipe needs two buffers");
     let (messages_tx, messages_rx) = bounded(buffers + 1);
     let (free_tx, free_rx) = bounded(buffers + 1);
     let writer = ChunkWriter {
@@ -145,19 +148,26 @@ impl<T> ChunkReader<T> {
         Ok(skipped)
     }
 
-    /// Replaces the exhausted chunk with the next; `false` at the end.
+    /// The last `n` bytes consumed, if they are all in the chunk being
+    /// read (which stays after the last byte, until the next chunk comes).
+    pub fn consumed_tail(&self, n: usize) -> Option<&[u8]> {
+        let start = self.pos.checked_sub(n)?;
+        Some(&self.current[start..self.pos])
+    }
+
+    /// Replaces the exhausted chunk with the next; `false` at the end,
+    /// where the exhausted chunk stays.
     fn next_chunk(&mut self) -> io::Result<bool> {
         if self.result.is_some() {
             return Ok(false);
         }
-        let used = std::mem::take(&mut self.current);
-        if used.capacity() > 0 {
-            let _ = self.free.try_send(used);
-        }
-        self.pos = 0;
         match self.messages.recv() {
             Ok(Message::Data(chunk)) => {
-                self.current = chunk;
+                let used = std::mem::replace(&mut self.current, chunk);
+                if used.capacity() > 0 {
+                    let _ = self.free.try_send(used);
+                }
+                self.pos = 0;
                 Ok(true)
             }
             Ok(Message::End(Ok(result))) => {
@@ -221,6 +231,9 @@ mod tests {
         let mut rest = String::new();
         r.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "hij");
+        // The last bytes stay readable after the end, as far as their chunk.
+        assert_eq!(r.consumed_tail(2), Some(&b"ij"[..]));
+        assert_eq!(r.consumed_tail(3), None);
         assert_eq!(r.finish().unwrap(), 7);
         producer.join().unwrap();
     }

@@ -23,9 +23,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::sync::{Arc, OnceLock};
 
-/// Chunks of decoded data handed to the merge.
+/// Chunks of decoded data handed to the merge. Every chunk but the last is
+/// full, and a whole number of tar blocks, so no tar header straddles two
+/// chunks (see [`DecodedLayer::last_block`]).
 const DECODED_CHUNK: usize = 512 << 10;
+const _: () = assert!(DECODED_CHUNK.is_multiple_of(crate::tar::BLOCK));
 const DECODED_BUFFERS: usize = 4;
 /// Chunks of stored (compressed) data handed to the decoder.
 const STORED_CHUNK: usize = 256 << 10;
@@ -53,6 +57,8 @@ struct Stored {
 /// errors carrying a [`crate::blob::chunk_pipe::ProducerError`].
 pub struct DecodedLayer {
     decoded: ChunkReader<LayerSummary>,
+    /// The sniffed compression, set before the first decoded byte is sent.
+    compression: Arc<OnceLock<Compression>>,
 }
 
 impl DecodedLayer {
@@ -60,13 +66,38 @@ impl DecodedLayer {
     pub fn spawn(layer: &LayerRef) -> Self {
         let (stored_tx, stored_rx) = chunk_pipe(STORED_CHUNK, STORED_BUFFERS);
         let (decoded_tx, decoded_rx) = chunk_pipe(DECODED_CHUNK, DECODED_BUFFERS);
+        let compression = Arc::new(OnceLock::new());
         let for_reader = layer.clone();
         std::thread::spawn(move || read_stored(&for_reader, stored_tx));
         let for_decoder = layer.clone();
-        std::thread::spawn(move || decode(&for_decoder, stored_rx, decoded_tx));
+        let sniffed = Arc::clone(&compression);
+        std::thread::spawn(move || decode(&for_decoder, &sniffed, stored_rx, decoded_tx));
         DecodedLayer {
             decoded: decoded_rx,
+            compression,
         }
+    }
+
+    /// Bytes of decoded data consumed so far.
+    pub fn position(&self) -> u64 {
+        self.decoded.position()
+    }
+
+    /// The compression the layer's bytes turned out to have, once any
+    /// decoded byte (or the end) has been read.
+    pub fn compression(&self) -> Option<Compression> {
+        self.compression.get().copied()
+    }
+
+    /// The tar block the last consumed byte belongs to: its offset in the
+    /// decoded stream and the bytes of it consumed (fewer than a block if
+    /// the data ends inside it). Where a tar reader stopped on a bad header,
+    /// this is that header. `None` before the first byte.
+    pub fn last_block(&self) -> Option<(u64, &[u8])> {
+        let position = self.position();
+        let start = position.checked_sub(1)? / crate::tar::BLOCK as u64 * crate::tar::BLOCK as u64;
+        let bytes = self.decoded.consumed_tail((position - start) as usize)?;
+        Some((start, bytes))
     }
 
     /// Reads (and discards) the rest of the layer, then reports how the
@@ -154,9 +185,15 @@ fn read_stored(layer: &LayerRef, mut out: ChunkWriter<Stored>) {
 
 /// The decoder thread: stored chunks in, decoded chunks out; checks the
 /// digest once the reader has seen every stored byte.
-fn decode(layer: &LayerRef, mut stored: ChunkReader<Stored>, mut out: ChunkWriter<LayerSummary>) {
+fn decode(
+    layer: &LayerRef,
+    sniffed: &OnceLock<Compression>,
+    mut stored: ChunkReader<Stored>,
+    mut out: ChunkWriter<LayerSummary>,
+) {
     let result = (|| {
         let compression = Compression::sniff(stored.fill_buf().map_err(anyhow::Error::new)?);
+        let _ = sniffed.set(compression);
         let mut decoder = compression
             .decoder(&mut stored)
             .with_context(|| format!("{compression} decoder"))?;

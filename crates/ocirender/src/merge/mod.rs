@@ -28,11 +28,13 @@ pub mod tree;
 pub mod whiteout;
 
 use crate::blob::chunk_pipe::ProducerError;
+use crate::blob::compression::Compression;
 use crate::blob::decode::{DecodedLayer, Prefetcher};
 use crate::blob::layer_ref::LayerRef;
 use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::tar::header_problem;
 use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
 use anyhow::{anyhow, bail, Context, Result};
@@ -109,11 +111,42 @@ pub(crate) fn layer_label(layers: &[LayerRef], index: u32) -> String {
 
 /// Errors from the layer's bytes (I/O, decompression, digest) speak for
 /// themselves; anything else the tar reader reports is a malformed tar.
-fn tar_stream_error(err: std::io::Error, ordinal: u32) -> anyhow::Error {
+/// Where it stopped on a block that is no tar header, that is said in
+/// words, and at the start of the layer it means the layer is no tar at
+/// all: the `tar` crate's own message would quote the bytes it tried to
+/// parse as a checksum.
+fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) -> anyhow::Error {
     if ProducerError::is_in(&err) {
-        anyhow::Error::new(err)
-    } else {
-        anyhow::Error::new(err).context(format!("invalid tar stream after {ordinal} members"))
+        return anyhow::Error::new(err);
+    }
+    // Running out of data inside an entry is not a header's fault (that
+    // error is the stream's own, see `DecodedLayer::seek`).
+    let bad_header = (err.kind() != std::io::ErrorKind::UnexpectedEof)
+        .then(|| stream.last_block())
+        .flatten()
+        .and_then(|(offset, block)| Some((offset, header_problem(block)?)));
+    match bad_header {
+        Some((0, _)) => {
+            let decoded = match stream.compression() {
+                Some(Compression::None) | None => String::new(),
+                Some(compression) => format!(" of the {compression}-decompressed data"),
+            };
+            anyhow!("not a tar archive (no valid header at byte 0{decoded})")
+        }
+        Some((offset, problem)) => anyhow!(
+            "invalid tar stream after {}: no valid header at byte {offset} ({problem})",
+            members(ordinal)
+        ),
+        None => anyhow::Error::new(err)
+            .context(format!("invalid tar stream after {}", members(ordinal))),
+    }
+}
+
+/// "1 member", "2 members".
+fn members(n: u32) -> String {
+    match n {
+        1 => "1 member".to_owned(),
+        n => format!("{n} members"),
     }
 }
 
@@ -231,11 +264,15 @@ impl<'a, W: Write> Merger<'a, W> {
     fn merge_layer(&mut self, layer: u32, stream: DecodedLayer) -> Result<()> {
         let mut archive = tar::Archive::new(stream);
         let mut ordinal = 0u32;
-        for entry in archive
+        let mut entries = archive
             .entries_with_seek()
-            .context("cannot read tar stream")?
-        {
-            let mut entry = entry.map_err(|err| tar_stream_error(err, ordinal))?;
+            .context("cannot read tar stream")?;
+        let failed = loop {
+            let mut entry = match entries.next() {
+                None => break None,
+                Some(Err(err)) => break Some(err),
+                Some(Ok(entry)) => entry,
+            };
             if let Member::Entry {
                 path,
                 meta,
@@ -252,9 +289,13 @@ impl<'a, W: Write> Merger<'a, W> {
                 .with_context(|| entry_label(&path))?;
             }
             ordinal += 1;
+        };
+        let stream = archive.into_inner();
+        if let Some(err) = failed {
+            return Err(tar_stream_error(err, ordinal, &stream));
         }
         self.stats.members_read += u64::from(ordinal);
-        let summary = archive.into_inner().finish()?;
+        let summary = stream.finish()?;
         self.stats.stored_bytes_read += summary.stored_bytes;
         if self.reserved_skipped > 0 {
             let n = std::mem::take(&mut self.reserved_skipped);
