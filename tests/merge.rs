@@ -717,6 +717,42 @@ fn a_bad_header_inside_a_layer_is_named_by_its_offset() {
     }
 }
 
+/// `size=N` without `offset` declares a file's length (what `oci-fetch`
+/// lists for its named pipes): a layer of another length is an error.
+#[test]
+fn a_declared_size_must_match() {
+    let s = Scratch::new();
+    let tar = top_layer().tar();
+    let path = s.write("top.tar", &tar);
+    let len = tar.len();
+    let out = oci_merge(Via::Stdin, &[format!("{path}\tsize={len}")], &[]);
+    succeeded(&out);
+    let out = oci_merge(Via::Stdin, &[format!("{path}\tsize={}", len + 1)], &[]);
+    assert_failed(
+        "longer",
+        &out,
+        &[
+            &path,
+            &format!(
+                "truncated: the layer ends after {len} of its {} bytes",
+                len + 1
+            ),
+        ],
+    );
+    let out = oci_merge(Via::Stdin, &[format!("{path}\tsize={}", len - 1)], &[]);
+    assert_failed(
+        "shorter",
+        &out,
+        &[
+            &path,
+            &format!(
+                "the layer has {len} bytes, more than the {} the layer list says",
+                len - 1
+            ),
+        ],
+    );
+}
+
 #[test]
 fn empty_layer_list_is_an_error() {
     for list in [&b""[..], b"\n\n"] {

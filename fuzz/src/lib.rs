@@ -428,6 +428,7 @@ pub mod merge {
             refs.push(LayerRef {
                 path,
                 range,
+                size: None,
                 digest,
             });
         }

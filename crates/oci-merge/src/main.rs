@@ -24,6 +24,9 @@ LAYER LIST
 
   offset=N size=N   the layer is that byte range of the file (a layer inside
                     a docker-save or oci-archive tar)
+  size=N            (without offset) the whole file is the layer and is N
+                    bytes long: for a file that cannot tell, like the named
+                    pipes of oci-fetch, so progress knows the total
   digest=ALG:HEX    the digest the stored bytes must have (sha256, sha512)
 
   A path shaped like a layout blob (.../sha256/<hex>) declares its own

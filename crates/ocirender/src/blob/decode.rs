@@ -175,6 +175,16 @@ fn read_stored(layer: &LayerRef, mut out: ChunkWriter<Stored>) {
             out.send(buf)
                 .map_err(|Closed| anyhow!("the decoder stopped"))?;
         }
+        let expected = layer.range.map(|(_, size)| size).or(layer.size);
+        match expected {
+            Some(size) if bytes < size => {
+                bail!("truncated: the layer ends after {bytes} of its {size} bytes")
+            }
+            Some(size) if bytes > size => {
+                bail!("the layer has {bytes} bytes, more than the {size} the layer list says")
+            }
+            _ => {}
+        }
         Ok(Stored {
             bytes,
             digest: hasher.map(Hasher::finish),

@@ -7,11 +7,17 @@
 //! ```text
 //! /img/blobs/sha256/4f1c…9a
 //! /img.tar<TAB>offset=1536<TAB>size=29150720<TAB>digest=sha256:4f1c…9a
+//! /tmp/oci-fetch.x/3<TAB>size=29150720<TAB>digest=sha256:4f1c…9a
 //! ```
 //!
-//! * `offset=N` and `size=N` (always together): the layer is the byte range
-//!   `[N, N+size)` of the file, e.g. a layer stored inside a `docker save`
-//!   or `oci-archive` tar. Reading a range avoids copying the archive.
+//! * `offset=N` and `size=N`: the layer is the byte range `[N, N+size)` of
+//!   the file, e.g. a layer stored inside a `docker save` or `oci-archive`
+//!   tar. Reading a range avoids copying the archive.
+//! * `size=N` alone: the whole file is the layer, and it is `N` bytes long.
+//!   For a file that cannot tell its length, such as the named pipes
+//!   `oci-fetch` streams through, so that `oci-merge` can show progress
+//!   against a total; the bytes read must then be exactly `N`. (`offset`
+//!   without `size` is an error.)
 //! * `digest=ALG:HEX`: the digest the layer's bytes must have. Without it, a
 //!   path shaped like a layout blob (`.../sha256/<hex>`) declares its own.
 //!
@@ -32,6 +38,10 @@ pub struct LayerRef {
     pub path: PathBuf,
     /// A byte range of that file (offset, length); `None` for the whole file.
     pub range: Option<(u64, u64)>,
+    /// The length of the whole file, declared (`size=N` without `offset`)
+    /// for a file that cannot tell, such as a named pipe. Reading more or
+    /// fewer bytes is an error. `None` with a range.
+    pub size: Option<u64>,
     /// The digest the bytes must have, when known.
     pub digest: Option<Digest>,
 }
@@ -44,6 +54,7 @@ impl LayerRef {
         LayerRef {
             path,
             range: None,
+            size: None,
             digest,
         }
     }
@@ -74,14 +85,14 @@ impl LayerRef {
                 (key, _) => bail!("unknown field {key:?}"),
             }
         }
-        layer.range = match (offset, size) {
+        match (offset, size) {
             (Some(offset), Some(size)) => {
                 offset.checked_add(size).context("byte range overflows")?;
-                Some((offset, size))
+                layer.range = Some((offset, size));
             }
-            (None, None) => None,
-            _ => bail!("`offset` and `size` must be given together"),
-        };
+            (None, size) => layer.size = size,
+            (Some(_), None) => bail!("`offset` needs a `size`"),
+        }
         Ok(layer)
     }
 
@@ -98,6 +109,8 @@ impl LayerRef {
         let mut fields = String::new();
         if let Some((offset, size)) = self.range {
             write!(fields, "\toffset={offset}\tsize={size}").unwrap();
+        } else if let Some(size) = self.size {
+            write!(fields, "\tsize={size}").unwrap();
         }
         if let Some(digest) = &self.digest {
             if self.range.is_some() || Digest::from_blob_path(&self.path).as_ref() != Some(digest) {
@@ -105,6 +118,19 @@ impl LayerRef {
             }
         }
         Ok([bytes, fields.as_bytes()].concat())
+    }
+
+    /// How many bytes the layer is, as stored, when that is known before
+    /// reading it: its range, its declared size, or the length of a
+    /// regular file.
+    pub fn stored_size(&self) -> Option<u64> {
+        if let Some((_, size)) = self.range {
+            return Some(size);
+        }
+        self.size.or_else(|| {
+            let meta = std::fs::metadata(&self.path).ok()?;
+            meta.is_file().then_some(meta.len())
+        })
     }
 
     /// A short human name for messages: the path, and the range if any.
@@ -164,8 +190,33 @@ mod tests {
     }
 
     #[test]
+    fn size_alone_declares_the_whole_file_length() {
+        let line = format!("/tmp/pipes/0\tsize=29\tdigest=sha256:{HEX}");
+        let l = LayerRef::parse_line(line.as_bytes()).unwrap();
+        assert_eq!((l.range, l.size), (None, Some(29)));
+        assert_eq!(l.stored_size(), Some(29));
+        assert_eq!(l.to_line().unwrap(), line.as_bytes());
+        // Lines without it read as before, and a range's size is the range's.
+        let l = LayerRef::parse_line(b"x\toffset=3\tsize=4").unwrap();
+        assert_eq!((l.range, l.size), (Some((3, 4)), None));
+        assert_eq!(l.stored_size(), Some(4));
+        assert_eq!(LayerRef::parse_line(b"x").unwrap().size, None);
+    }
+
+    #[test]
+    fn stored_size_of_a_plain_file_is_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer");
+        std::fs::write(&path, [0u8; 1000]).unwrap();
+        assert_eq!(LayerRef::file(&path).stored_size(), Some(1000));
+        assert_eq!(LayerRef::file(dir.path().join("none")).stored_size(), None);
+        assert_eq!(LayerRef::file(dir.path()).stored_size(), None);
+    }
+
+    #[test]
     fn rejects_bad_lines() {
         assert!(LayerRef::parse_line(b"x\toffset=1").is_err());
+        assert!(LayerRef::parse_line(b"x\tsize=1\tsize=x").is_err());
         assert!(LayerRef::parse_line(b"x\toffset=-1\tsize=2").is_err());
         assert!(LayerRef::parse_line(b"x\tcolour=red").is_err());
         assert!(LayerRef::parse_line(b"x\tdigest=md5:00").is_err());
@@ -181,7 +232,7 @@ mod tests {
     fn lists_skip_blank_lines_and_name_bad_lines() {
         let list = parse_list(b"a\n\nb\n").unwrap();
         assert_eq!(list.len(), 2);
-        let err = parse_list(b"a\nb\tsize=1\n").unwrap_err();
+        let err = parse_list(b"a\nb\toffset=1\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");
     }
 }

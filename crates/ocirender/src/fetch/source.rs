@@ -71,7 +71,7 @@ impl BlobSource for RegistrySource<'_> {
         Ok(bytes)
     }
 
-    fn layer(&self, position: usize, _: &Descriptor, digest: &Digest) -> Result<LayerRef> {
+    fn layer(&self, position: usize, descriptor: &Descriptor, digest: &Digest) -> Result<LayerRef> {
         let path = match self.place {
             LayerPlace::Pipes(dir) => super::stream::pipe_path(dir, position),
             LayerPlace::Store(store) => store.blob_path(digest),
@@ -80,6 +80,7 @@ impl BlobSource for RegistrySource<'_> {
         Ok(LayerRef {
             path,
             range: None,
+            size: matches!(self.place, LayerPlace::Pipes(_)).then_some(descriptor.size),
             digest: Some(digest.clone()),
         })
     }

@@ -169,6 +169,7 @@ impl Store {
             (Store::Archive(index), Located::Range(offset, size)) => LayerRef {
                 path: index.path.clone(),
                 range: Some((offset, size)),
+                size: None,
                 digest,
             },
             _ => unreachable!("a store finds its own kind of location"),
