@@ -2,10 +2,11 @@
 //! the flattened root filesystem as one tar on stdout.
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use ocirender::blob::layer_ref::{self, LayerRef};
 use ocirender::cli;
-use ocirender::merge::{merge, MergeOptions};
+use ocirender::merge::{merge_with_progress, MergeOptions};
+use ocirender::progress::{summary, Progress, Style};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -40,6 +41,38 @@ BEHAVIOUR
   see DESIGN.md for the exact rules. On any error the output ends without
   the end-of-archive marker, so consumers see a truncated tar.
 
+PROGRESS
+  --progress=auto (the default) draws one line on stderr when stderr is a
+  terminal, and nothing otherwise: the layer being merged (numbered base
+  first, as in messages; the merge reads the newest first, so the number
+  counts down), the stored (compressed) bytes read of all layers' total,
+  throughput, elapsed time and ETA. It is cleared at the end; --stats
+  prints its summary in its place. In a pipeline, oci-merge is the one tool
+  that draws (it knows the totals): oci-fetch and tar2sqfs stay quiet.
+  --progress=always draws the line even when stderr is not a terminal;
+  --progress=never draws nothing.
+
+  --progress=json prints one JSON object a line on stderr instead, for
+  programs driving the pipeline (other lines on stderr, warnings and
+  errors, are the usual `oci-merge: ...` text). Every object has `event`:
+
+  layer_started   layer (number, base first, from 1), layers (how many),
+                  path, offset (null for a whole file), digest (null if
+                  none declared), size (stored bytes; null if unknown)
+  bytes           read (stored bytes read so far, all layers, read-ahead
+                  included; never decreases), total (sum of the layers'
+                  sizes; null if one is unknown). At most four a second,
+                  only when read changed; the last, just before done,
+                  has the final count.
+  layer_finished  layer, layers, stored_bytes (the layer's), members_read,
+                  entries_written (while the layer was read; directories
+                  are written at the end)
+  done            layers, stored_bytes, members_read, entries_written,
+                  bytes_written (the output, end marker included), paths,
+                  warnings, elapsed_ms
+
+  A failed merge prints no done, only its error line.
+
 EXAMPLES
   oci-layers IMAGE | oci-merge > rootfs.tar
   oci-layers IMAGE | oci-merge | tar2sqfs rootfs.sqfs
@@ -60,6 +93,38 @@ struct Args {
     /// Print a summary (entries, bytes, paths) to stderr at the end.
     #[arg(long)]
     stats: bool,
+    /// Show progress on stderr: a redrawn line (auto: only if stderr is a terminal), or JSON events.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
+    progress: ProgressWhen,
+}
+
+/// When `--progress` shows what.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressWhen {
+    /// A line when stderr is a terminal.
+    Auto,
+    /// A line, even if stderr is not a terminal.
+    Always,
+    /// Nothing.
+    Never,
+    /// JSON events, one a line.
+    Json,
+}
+
+impl ProgressWhen {
+    fn style(self) -> Option<Style> {
+        match self {
+            ProgressWhen::Auto => stderr_is_a_terminal().then_some(Style::Line),
+            ProgressWhen::Always => Some(Style::Line),
+            ProgressWhen::Never => None,
+            ProgressWhen::Json => Some(Style::Json),
+        }
+    }
+}
+
+/// A terminal that can redraw a line: not `TERM=dumb`.
+fn stderr_is_a_terminal() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
 }
 
 fn main() -> ExitCode {
@@ -74,26 +139,26 @@ fn run(args: Args) -> Result<()> {
     let options = MergeOptions {
         read_ahead: usize::from(args.read_ahead),
     };
+    let progress = args
+        .progress
+        .style()
+        .map(|style| Progress::start(PROGRAM, style, &layers));
     let quiet = args.quiet;
     let mut warn = |message: &str| {
         if !quiet {
-            cli::warn(PROGRAM, message)
+            match &progress {
+                Some(progress) => progress.suspend(|| cli::warn(PROGRAM, message)),
+                None => cli::warn(PROGRAM, message),
+            }
         }
     };
-    let (_, stats) = merge(&layers, out, &options, &mut warn)?;
+    let started = std::time::Instant::now();
+    let (_, stats) = merge_with_progress(&layers, out, &options, &mut warn, progress.as_ref())?;
+    if let Some(progress) = progress {
+        progress.finish(&stats);
+    }
     if args.stats {
-        cli::note(
-            PROGRAM,
-            &format!(
-                "{} layers, {} members read, {} entries and {} bytes written, {} paths, {} warnings",
-                stats.layers,
-                stats.members_read,
-                stats.entries_written,
-                stats.bytes_written,
-                stats.paths,
-                stats.warnings
-            ),
-        );
+        cli::note(PROGRAM, &summary(&stats, started.elapsed()));
     }
     Ok(())
 }

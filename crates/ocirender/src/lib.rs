@@ -15,6 +15,7 @@
 //!   its digest verified while it streams;
 //! * [`merge`]: the overlay: which version of each path survives the layers
 //!   above it (whiteouts, opaque directories, type changes, hard links);
+//! * [`progress`]: a merge's progress on stderr, as a redrawn line or JSON;
 //! * [`tar`]: entries in and out: one reader (sparse members included), one
 //!   writer, entry names, and the checked forwarding `tar2sqfs` does;
 //! * [`unpack`]: a merged tar into a directory, confined by the kernel;
@@ -34,6 +35,7 @@ pub mod fetch;
 pub mod generate;
 pub mod image;
 pub mod merge;
+pub mod progress;
 pub mod registry;
 pub mod sink;
 pub mod tar;

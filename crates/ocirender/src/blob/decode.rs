@@ -19,6 +19,7 @@ use crate::blob::chunk_pipe::{chunk_pipe, ChunkReader, ChunkWriter, Closed};
 use crate::blob::compression::Compression;
 use crate::blob::digest::{Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
+use crate::progress::ByteCounter;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -64,11 +65,17 @@ pub struct DecodedLayer {
 impl DecodedLayer {
     /// Starts reading and decoding `layer` on new threads.
     pub fn spawn(layer: &LayerRef) -> Self {
+        DecodedLayer::spawn_counted(layer, None)
+    }
+
+    /// Like [`DecodedLayer::spawn`], adding the stored bytes to `counter` as
+    /// they are read.
+    pub fn spawn_counted(layer: &LayerRef, counter: Option<ByteCounter>) -> Self {
         let (stored_tx, stored_rx) = chunk_pipe(STORED_CHUNK, STORED_BUFFERS);
         let (decoded_tx, decoded_rx) = chunk_pipe(DECODED_CHUNK, DECODED_BUFFERS);
         let compression = Arc::new(OnceLock::new());
         let for_reader = layer.clone();
-        std::thread::spawn(move || read_stored(&for_reader, stored_tx));
+        std::thread::spawn(move || read_stored(&for_reader, counter, stored_tx));
         let for_decoder = layer.clone();
         let sniffed = Arc::clone(&compression);
         std::thread::spawn(move || decode(&for_decoder, &sniffed, stored_rx, decoded_tx));
@@ -154,8 +161,9 @@ fn open_stored(layer: &LayerRef) -> Result<Box<dyn Read + Send>> {
     Ok(Box::new(file.take(size)))
 }
 
-/// The reader thread: stored bytes in chunks, hashed on the way.
-fn read_stored(layer: &LayerRef, mut out: ChunkWriter<Stored>) {
+/// The reader thread: stored bytes in chunks, hashed and counted on the
+/// way.
+fn read_stored(layer: &LayerRef, counter: Option<ByteCounter>, mut out: ChunkWriter<Stored>) {
     let result = (|| {
         let mut input = open_stored(layer)?;
         let mut hasher = layer.digest.as_ref().map(|d| Hasher::new(d.algorithm()));
@@ -172,6 +180,9 @@ fn read_stored(layer: &LayerRef, mut out: ChunkWriter<Stored>) {
                 hasher.update(&buf);
             }
             bytes += n as u64;
+            if let Some(counter) = &counter {
+                counter.add(n as u64);
+            }
             out.send(buf)
                 .map_err(|Closed| anyhow!("the decoder stopped"))?;
         }
@@ -271,6 +282,7 @@ pub struct Prefetcher {
     pending: VecDeque<LayerRef>,
     started: VecDeque<DecodedLayer>,
     depth: usize,
+    counter: Option<ByteCounter>,
 }
 
 impl Prefetcher {
@@ -281,7 +293,14 @@ impl Prefetcher {
             pending: layers.into_iter().collect(),
             started: VecDeque::new(),
             depth: depth.max(1),
+            counter: None,
         }
+    }
+
+    /// Adds the stored bytes of every layer to `counter` as they are read.
+    pub fn counting(mut self, counter: Option<ByteCounter>) -> Self {
+        self.counter = counter;
+        self
     }
 
     /// The next layer's stream, with decoding of the following ones started.
@@ -297,7 +316,9 @@ impl Prefetcher {
             let Some(layer) = self.pending.pop_front() else {
                 break;
             };
-            self.started.push_back(DecodedLayer::spawn(&layer));
+            let counter = self.counter.clone();
+            self.started
+                .push_back(DecodedLayer::spawn_counted(&layer, counter));
         }
     }
 }

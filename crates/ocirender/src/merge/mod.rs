@@ -33,6 +33,7 @@ use crate::blob::decode::{DecodedLayer, Prefetcher};
 use crate::blob::layer_ref::LayerRef;
 use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
+use crate::progress::{LayerDone, Progress};
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::header_problem;
 use crate::tar::path::{self, display};
@@ -85,10 +86,24 @@ pub fn merge<W: Write>(
     options: &MergeOptions,
     warn: &mut dyn FnMut(&str),
 ) -> Result<(W, MergeStats)> {
+    merge_with_progress(layers, out, options, warn, None)
+}
+
+/// [`merge`], reporting to `progress`: the stored bytes its reader threads
+/// read (not those of a second read, see [`reread`]), and each layer as it
+/// starts and finishes. Finishing `progress` is the caller's.
+pub fn merge_with_progress<W: Write>(
+    layers: &[LayerRef],
+    out: W,
+    options: &MergeOptions,
+    warn: &mut dyn FnMut(&str),
+    progress: Option<&Progress>,
+) -> Result<(W, MergeStats)> {
     if layers.is_empty() {
         bail!("no layers to merge: the layer list is empty");
     }
     let mut merger = Merger::new(layers, out, warn);
+    merger.progress = progress;
     match merger.merge_all(options) {
         Ok(()) => merger.finish(),
         Err(err) => {
@@ -207,6 +222,7 @@ struct Merger<'a, W: Write> {
     /// What `links` decided and is not carried out yet; reused.
     actions: Vec<Action>,
     warn: &'a mut dyn FnMut(&str),
+    progress: Option<&'a Progress>,
     stats: MergeStats,
     reserved_skipped: u64,
 }
@@ -224,6 +240,7 @@ impl<'a, W: Write> Merger<'a, W> {
             parents: Vec::new(),
             actions: Vec::new(),
             warn,
+            progress: None,
             stats: MergeStats {
                 layers: layers.len(),
                 ..MergeStats::default()
@@ -248,12 +265,28 @@ impl<'a, W: Write> Merger<'a, W> {
 
     fn merge_all(&mut self, options: &MergeOptions) -> Result<()> {
         let layers = self.layers;
-        let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.read_ahead);
+        let counter = self.progress.map(|p| p.counter().clone());
+        let mut prefetch =
+            Prefetcher::new(layers.iter().rev().cloned(), options.read_ahead).counting(counter);
         for index in (0..layers.len() as u32).rev() {
             let stream = prefetch.next_layer().expect("one stream per layer");
+            if let Some(progress) = self.progress {
+                progress.layer_started(index, &layers[index as usize]);
+            }
+            let before = self.stats.clone();
             let label = self.label(index);
             self.merge_layer(index, stream).context(label)?;
             self.commit_masks(index);
+            if let Some(progress) = self.progress {
+                progress.layer_finished(
+                    index,
+                    LayerDone {
+                        stored_bytes: self.stats.stored_bytes_read - before.stored_bytes_read,
+                        members_read: self.stats.members_read - before.members_read,
+                        entries_written: self.stats.entries_written - before.entries_written,
+                    },
+                );
+            }
         }
         self.links.drop_unresolved(&mut self.actions);
         self.carry_out(Source::default())?;
