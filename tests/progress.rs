@@ -432,6 +432,16 @@ fn assert_drawn_in_place(watched: &Watched) {
     );
 }
 
+/// Prints a screen from the middle of the run and the last one (seen with
+/// `--no-capture`).
+fn show(watched: &Watched) {
+    let drawn: Vec<&Vec<String>> = watched.screens.iter().filter(|s| !s.is_empty()).collect();
+    if let Some(screen) = drawn.get(drawn.len() / 2) {
+        eprintln!("while merging:\n{}", screen.join("\n"));
+    }
+    eprintln!("at the end:\n{}", watched.last.join("\n"));
+}
+
 /// The final screen: the summary line alone, no escape sequence left.
 fn assert_only_the_summary(watched: &Watched) {
     assert_eq!(watched.status.trim(), "0", "{:#?}", watched.last);
@@ -458,9 +468,25 @@ fn a_terminal_sees_one_line_redrawn_then_only_the_summary() {
     );
     assert_drawn_in_place(&watched);
     assert_only_the_summary(&watched);
-    if let Some(screen) = watched.screens.iter().find(|s| !s.is_empty()) {
-        eprintln!("a screen while merging:\n{}", screen.join("\n"));
-    }
+    show(&watched);
+}
+
+#[test]
+fn the_pipeline_to_squashfs_shows_one_line_then_only_the_summary() {
+    let setup = Setup::new();
+    let layout = sample_layout();
+    let watched = watch(
+        setup.dir(),
+        120,
+        &format!(
+            "bash feed & {{ oci-layers {}; tail -n 1 list; }} | oci-merge --stats | tar2sqfs out.sqfs",
+            layout.display()
+        ),
+    );
+    assert_drawn_in_place(&watched);
+    assert_only_the_summary(&watched);
+    assert!(setup.dir().join("out.sqfs").exists());
+    show(&watched);
 }
 
 #[test]
