@@ -9,57 +9,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use support::fixtures::{
-    extracted, sample_derived, sample_layout, sample_reference_rootfs, skopeo_copy,
+    docker_archive, extracted, oci_archive, sample_layout, sample_reference_rootfs,
+    uncompressed_layout, zstd_layout,
 };
 use support::snapshot::{assert_same_tree, snapshot, Compare};
 use support::{sh, stderr};
-
-fn oci(layout: &Path) -> String {
-    format!("oci:{}:sample", layout.display())
-}
-
-fn zstd_layout() -> PathBuf {
-    sample_derived("zstd", |src, out| {
-        skopeo_copy(&["--dest-compress-format", "zstd"], &oci(src), &oci(out))
-    })
-}
-
-/// skopeo only writes uncompressed OCI layers from a `dir:` copy whose
-/// layers were decompressed.
-fn uncompressed_layout() -> PathBuf {
-    sample_derived("uncompressed", |src, out| {
-        let dir = tempfile::tempdir().unwrap();
-        let plain = format!("dir:{}", dir.path().join("plain").display());
-        skopeo_copy(&["--dest-decompress"], &oci(src), &plain);
-        skopeo_copy(
-            &["--dest-oci-accept-uncompressed-layers"],
-            &plain,
-            &oci(out),
-        );
-    })
-}
-
-fn docker_archive() -> PathBuf {
-    sample_derived("docker.tar", |src, out| {
-        skopeo_copy(
-            &[],
-            &oci(src),
-            &format!("docker-archive:{}:sample:latest", out.display()),
-        )
-    })
-}
-
-fn oci_archive() -> PathBuf {
-    sample_derived("oci.tar", |src, out| {
-        skopeo_copy(
-            &[],
-            &oci(src),
-            &format!("oci-archive:{}:sample", out.display()),
-        )
-    })
-}
 
 /// How the merged stream becomes a directory `rootfs`.
 const GNU_TAR: &str =

@@ -1,6 +1,7 @@
-//! Interrupted runs leave nothing behind: `tar2dir` and `tar2sqfs` killed
-//! by a signal mid-stream remove their temporary output (and mksquashfs)
-//! and die of the signal, so a shell reports it (128 + N).
+//! Interrupted runs leave nothing behind: `tar2dir`, `tar2sqfs` and
+//! `tar2erofs` killed by a signal mid-stream remove their temporary output
+//! (and kill their image builder) and die of the signal, so a shell reports
+//! it (128 + N).
 
 mod support;
 
@@ -99,4 +100,18 @@ fn tar2sqfs_hung_up_removes_its_temporary_image() {
     let mut command = cmd("tar2sqfs");
     command.arg("out.sqfs");
     interrupted_run_leaves_nothing(command, Signal::HUP, "out.sqfs");
+}
+
+#[test]
+fn tar2erofs_killed_mid_stream_removes_its_temporary_image() {
+    let mut command = cmd("tar2erofs");
+    command.arg("out.erofs");
+    interrupted_run_leaves_nothing(command, Signal::TERM, "out.erofs");
+}
+
+#[test]
+fn tar2erofs_interrupted_removes_its_temporary_image() {
+    let mut command = cmd("tar2erofs");
+    command.arg("out.erofs");
+    interrupted_run_leaves_nothing(command, Signal::INT, "out.erofs");
 }

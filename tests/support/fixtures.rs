@@ -79,6 +79,70 @@ pub fn skopeo_copy(extra: &[&str], src: &str, dst: &str) {
         .args([src, dst]));
 }
 
+/// `oci:LAYOUT:sample`, skopeo's name for the sample image in a layout.
+fn oci(layout: &Path) -> String {
+    format!("oci:{}:sample", layout.display())
+}
+
+/// The sample image with zstd layers (skopeo).
+pub fn zstd_layout() -> PathBuf {
+    sample_derived("zstd", |src, out| {
+        skopeo_copy(&["--dest-compress-format", "zstd"], &oci(src), &oci(out))
+    })
+}
+
+/// The sample image with uncompressed layers. skopeo only writes
+/// uncompressed OCI layers from a `dir:` copy whose layers were
+/// decompressed.
+pub fn uncompressed_layout() -> PathBuf {
+    sample_derived("uncompressed", |src, out| {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = format!("dir:{}", dir.path().join("plain").display());
+        skopeo_copy(&["--dest-decompress"], &oci(src), &plain);
+        skopeo_copy(
+            &["--dest-oci-accept-uncompressed-layers"],
+            &plain,
+            &oci(out),
+        );
+    })
+}
+
+/// The sample image as a `docker save` archive (skopeo's docker-archive).
+pub fn docker_archive() -> PathBuf {
+    sample_derived("docker.tar", |src, out| {
+        skopeo_copy(
+            &[],
+            &oci(src),
+            &format!("docker-archive:{}:sample:latest", out.display()),
+        )
+    })
+}
+
+/// The sample image as an OCI layout in a tar (skopeo's oci-archive).
+pub fn oci_archive() -> PathBuf {
+    sample_derived("oci.tar", |src, out| {
+        skopeo_copy(
+            &[],
+            &oci(src),
+            &format!("oci-archive:{}:sample", out.display()),
+        )
+    })
+}
+
+/// Every form of the sample image that `oci-layers` reads, named: they
+/// all merge to the tree of [`sample_reference_rootfs`].
+pub fn sample_forms() -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("umoci layout", sample_layout()),
+        ("zstd layout", zstd_layout()),
+        ("uncompressed layout", uncompressed_layout()),
+        ("docker-archive tar", docker_archive()),
+        ("docker-archive directory", extracted(&docker_archive())),
+        ("oci-archive tar", oci_archive()),
+        ("oci-archive directory", extracted(&oci_archive())),
+    ]
+}
+
 /// Unpacks an archive fixture into a directory fixture.
 pub fn extracted(archive: &Path) -> PathBuf {
     let key = format!(

@@ -1,0 +1,956 @@
+//! End-to-end tests of the built `tar2erofs`: every form of the sample
+//! image and handmade tars through `tar2erofs`, the images read back
+//! through the kernel (a read-only loop mount, as root) and compared with
+//! `umoci raw unpack` or GNU tar's extraction of the same tar; then
+//! reproducibility, defaults, options, what it prints, and failures that
+//! must leave OUT as it was.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use support::fixtures::{sample_forms, sample_reference_rootfs};
+use support::snapshot::{assert_same_tree, snapshot, Compare};
+use support::{bin, run_with_stdin, sh, stderr};
+use tar::EntryType;
+use testkit::{noise, Layer, Raw};
+
+/// The image every test writes, inside its scratch directory.
+const OUT: &str = "out.erofs";
+/// A file time later than [`EPOCH`]: mkfs.erofs given SOURCE_DATE_EPOCH
+/// would clamp it, tar2erofs must not.
+const LATE: u64 = 1_750_000_000;
+/// The SOURCE_DATE_EPOCH the reproducibility tests use.
+const EPOCH: u64 = 1_700_000_000;
+/// A binary `security.capability` value (v2) with NULs and a newline byte.
+const CAPABILITY: &[u8] = &[
+    0x01, 0x00, 0x00, 0x02, 0x00, 0x24, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,
+];
+/// A name that is not UTF-8.
+const LATIN1_NAME: &[u8] = b"etc/caf\xe9";
+
+// ---------------------------------------------------------------------------
+// Inputs.
+
+/// A long path: a 120-byte directory name and a 200-byte file name.
+fn long_path() -> (String, String) {
+    let dir = "d".repeat(120);
+    (dir.clone(), format!("{dir}/{}", "f".repeat(200)))
+}
+
+/// Every kind of entry, all directories explicit: files, a setuid file, a
+/// symlink, hard links, a char device, a FIFO, a user xattr, a binary
+/// `security.capability`, a long name, a non-UTF-8 name, owners other than
+/// root, and times before and after [`EPOCH`].
+fn rich_layer() -> Layer {
+    let (long_dir, long_file) = long_path();
+    Layer::new()
+        .dir("etc")
+        .raw(
+            b"etc/config",
+            Raw {
+                data: b"key=value\n",
+                mtime: LATE,
+                pax: vec![("SCHILY.xattr.user.note", b"hello")],
+                ..Raw::default()
+            },
+        )
+        .raw(
+            LATIN1_NAME,
+            Raw {
+                data: b"latin-1\n",
+                ..Raw::default()
+            },
+        )
+        .dir("bin")
+        .raw(
+            b"bin/tool",
+            Raw {
+                data: b"#!/bin/sh\necho tool\n",
+                mode: 0o4755,
+                ..Raw::default()
+            },
+        )
+        .hardlink("bin/same", "bin/tool")
+        .hardlink("bin/again", "bin/tool")
+        .symlink("bin/alias", "tool")
+        .raw(
+            b"bin/ping",
+            Raw {
+                data: b"ping\n",
+                mode: 0o755,
+                pax: vec![("SCHILY.xattr.security.capability", CAPABILITY)],
+                ..Raw::default()
+            },
+        )
+        .dir("dev")
+        .raw(
+            b"dev/null",
+            Raw {
+                kind: EntryType::Char,
+                mode: 0o666,
+                ..Raw::default()
+            },
+        )
+        .dir("run")
+        .raw(
+            b"run/pipe",
+            Raw {
+                kind: EntryType::Fifo,
+                mode: 0o600,
+                ..Raw::default()
+            },
+        )
+        .raw(
+            b"home",
+            Raw {
+                kind: EntryType::Directory,
+                mode: 0o750,
+                uid: 1000,
+                gid: 1000,
+                mtime: LATE,
+                ..Raw::default()
+            },
+        )
+        .raw(
+            b"home/big",
+            Raw {
+                data: &b"a compressible line of text\n".repeat(12_000),
+                uid: 1000,
+                gid: 100,
+                mode: 0o640,
+                ..Raw::default()
+            },
+        )
+        .dir(&long_dir)
+        .file(&long_file, b"long\n")
+}
+
+/// A file whose parents `a/` and `a/b/` no entry describes, owned by
+/// someone else so the parents cannot inherit from it by accident.
+fn implicit_parents_layer() -> Layer {
+    Layer::new().raw(
+        b"a/b/f",
+        Raw {
+            data: b"f\n",
+            uid: 1000,
+            gid: 1000,
+            mode: 0o600,
+            ..Raw::default()
+        },
+    )
+}
+
+/// A small valid tar: the previous image that failed runs must keep.
+fn small_layer() -> Layer {
+    Layer::new()
+        .dir("old")
+        .file("old/file", b"previous image\n")
+}
+
+// ---------------------------------------------------------------------------
+// Running tar2erofs and reading images back.
+
+/// `tar2erofs ARGS` run in `dir`, without SOURCE_DATE_EPOCH from the
+/// environment of the test.
+fn tar2erofs(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(bin("tar2erofs"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH");
+    command
+}
+
+/// `tar2erofs ARGS` on `stdin` in `dir`.
+fn run_tar2erofs(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    run_with_stdin(tar2erofs(dir, args), stdin)
+}
+
+/// Runs `tar2erofs ARGS` in `dir` on `tar`, asserting success and silence;
+/// returns the image `dir/OUT`.
+fn build(dir: &Path, args: &[&str], tar: &[u8]) -> PathBuf {
+    build_with(tar2erofs(dir, args), dir, tar)
+}
+
+/// [`build`] with SOURCE_DATE_EPOCH set.
+fn build_at_epoch(dir: &Path, epoch: u64, tar: &[u8]) -> PathBuf {
+    let mut command = tar2erofs(dir, &[OUT]);
+    command.env("SOURCE_DATE_EPOCH", epoch.to_string());
+    build_with(command, dir, tar)
+}
+
+fn build_with(command: Command, dir: &Path, tar: &[u8]) -> PathBuf {
+    let out = run_with_stdin(command, tar);
+    assert!(out.status.success(), "tar2erofs failed: {}", stderr(&out));
+    assert!(out.stderr.is_empty(), "tar2erofs said: {}", stderr(&out));
+    let image = dir.join(OUT);
+    assert!(image.is_file(), "no image at {}", image.display());
+    assert_no_temporary_files(dir);
+    image
+}
+
+/// An image mounted read-only through a loop device; unmounted when
+/// dropped, also when the test fails.
+struct Mounted {
+    dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn new(image: &Path) -> Mounted {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "erofs", "-o", "ro,loop"])
+            .arg(image)
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount -t erofs -o ro,loop {} failed (root and an EROFS kernel needed): {}",
+            image.display(),
+            stderr(&out)
+        );
+        Mounted { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Metadata of a path in the image.
+    fn meta(&self, path: impl AsRef<Path>) -> std::fs::Metadata {
+        std::fs::symlink_metadata(self.path().join(path)).unwrap()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let out = Command::new("umount").arg(self.dir.path()).output();
+        if !matches!(&out, Ok(o) if o.status.success()) && !std::thread::panicking() {
+            panic!("umount {} failed: {out:?}", self.dir.path().display());
+        }
+    }
+}
+
+/// The tree in `image`, as the kernel shows it.
+fn tree_of(image: &Path) -> BTreeMap<String, String> {
+    let mounted = Mounted::new(image);
+    snapshot(mounted.path(), Compare::ALL)
+}
+
+/// The tree GNU tar extracts from `tar` (as root: owners, xattrs, devices).
+fn gnu_tar_tree(tar: &[u8]) -> BTreeMap<String, String> {
+    let dir = scratch();
+    std::fs::write(dir.path().join("in.tar"), tar).unwrap();
+    let out = sh(
+        dir.path(),
+        "mkdir rootfs && tar -C rootfs --numeric-owner --xattrs --xattrs-include='*' -xpf in.tar",
+    );
+    assert!(out.status.success(), "GNU tar: {}", stderr(&out));
+    snapshot(&dir.path().join("rootfs"), Compare::ALL)
+}
+
+/// `dump.erofs ARGS IMAGE`, which must succeed; its stdout.
+fn dump(args: &[&str], image: &Path) -> String {
+    let out = Command::new("dump.erofs")
+        .args(args)
+        .arg(image)
+        .output()
+        .expect("run dump.erofs (erofs-utils 1.9: scripts/install-deps)");
+    assert!(out.status.success(), "dump.erofs failed: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of `Filesystem FIELD:` in `dump.erofs -s`.
+fn superblock_field(image: &Path, field: &str) -> String {
+    let text = dump(&["-s"], image);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("Filesystem {field}:")))
+        .unwrap_or_else(|| panic!("dump.erofs -s has no {field:?}:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// 1. Real images: every form of the sample image, read back by the kernel.
+
+fn check_form(name: &str, image: &Path) {
+    let expected = snapshot(&sample_reference_rootfs(), Compare::ALL);
+    let dir = scratch();
+    let script = format!(
+        "oci-layers '{}' | oci-merge | tar2erofs {OUT}",
+        image.display()
+    );
+    let out = sh(dir.path(), &script);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "`{script}` failed or complained: {}",
+        stderr(&out)
+    );
+    let image = dir.path().join(OUT);
+    assert_same_tree(&tree_of(&image), &expected, &format!("{name} (tar2erofs)"));
+    let fsck = Command::new("fsck.erofs").arg(&image).output().unwrap();
+    assert!(fsck.status.success(), "fsck.erofs: {}", stderr(&fsck));
+}
+
+#[test]
+fn every_form_of_the_sample_image_unpacks_like_umoci() {
+    let reference = snapshot(&sample_reference_rootfs(), Compare::ALL);
+    assert!(
+        reference.len() > 30,
+        "the reference tree is suspiciously small"
+    );
+    assert!(
+        reference
+            .values()
+            .any(|d| d.contains("security.capability")),
+        "the sample image has no file capabilities to check"
+    );
+    for (name, image) in sample_forms() {
+        check_form(name, &image);
+    }
+}
+
+#[test]
+fn every_form_gives_the_same_image() {
+    let dir = scratch();
+    let digests: Vec<String> = sample_forms()
+        .iter()
+        .map(|(name, image)| {
+            let out = sh(
+                dir.path(),
+                &format!(
+                    "oci-layers '{}' | oci-merge | tar2erofs {OUT} && sha256sum <{OUT}",
+                    image.display()
+                ),
+            );
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// 2. Handmade tars: what survives into the image.
+
+#[test]
+fn every_kind_of_entry_reads_back_as_gnu_tar_extracts_it() {
+    let tar = rich_layer().tar();
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tar);
+    let tree = tree_of(&image);
+    assert_same_tree(&tree, &gnu_tar_tree(&tar), "tar2erofs vs GNU tar");
+    // What the snapshot shows, spelled out.
+    let entry = |path: &str| {
+        tree.get(path)
+            .unwrap_or_else(|| panic!("{path} missing: {tree:#?}"))
+            .clone()
+    };
+    assert!(
+        entry("bin/same").contains("inode-of bin/again"),
+        "{tree:#?}"
+    );
+    assert!(
+        entry("bin/tool").contains("inode-of bin/again"),
+        "{tree:#?}"
+    );
+    assert!(entry("bin/tool").contains("mode 4755"));
+    assert!(entry("dev/null").starts_with("char 1:3"));
+    assert!(entry("run/pipe").starts_with("fifo"));
+    assert!(entry("bin/ping").contains("xattr security.capability=010000020024"));
+    assert!(entry("etc/config").contains(&format!("mtime {LATE}")));
+    assert!(entry("home/big").contains("1000:100 mode 640"));
+    let latin1 = String::from_utf8_lossy(LATIN1_NAME).into_owned();
+    assert!(tree.contains_key(&latin1), "{tree:#?}");
+    assert!(tree.contains_key(&long_path().1), "{tree:#?}");
+}
+
+#[test]
+fn the_root_is_0755_root_owned_with_the_reproducible_time() {
+    for epoch in [None, Some(EPOCH)] {
+        let dir = scratch();
+        let tar = implicit_parents_layer().tar();
+        let image = match epoch {
+            None => build(dir.path(), &[OUT], &tar),
+            Some(epoch) => build_at_epoch(dir.path(), epoch, &tar),
+        };
+        let mounted = Mounted::new(&image);
+        let want = epoch.unwrap_or(0) as i64;
+        for path in ["", "a", "a/b"] {
+            let meta = mounted.meta(path);
+            assert_eq!(
+                (meta.mode() & 0o7777, meta.uid(), meta.gid(), meta.mtime()),
+                (0o755, 0, 0, want),
+                "directory {path:?} (SOURCE_DATE_EPOCH {epoch:?})"
+            );
+        }
+        let file = mounted.meta("a/b/f");
+        assert_eq!(
+            (file.mode() & 0o7777, file.uid(), file.gid()),
+            (0o600, 1000, 1000)
+        );
+    }
+}
+
+/// A stream that describes the root itself (`tar -C dir .` does) gets the
+/// same root: 0755 root:root, the reproducible time.
+#[test]
+fn a_root_entry_in_the_stream_does_not_change_the_root() {
+    let tar = Layer::new()
+        .raw(
+            b"./",
+            Raw {
+                kind: EntryType::Directory,
+                mode: 0o700,
+                uid: 1000,
+                gid: 1000,
+                mtime: LATE,
+                ..Raw::default()
+            },
+        )
+        .file("./f", b"f\n")
+        .tar();
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tar);
+    let root = Mounted::new(&image).meta("");
+    assert_eq!(
+        (root.mode() & 0o7777, root.uid(), root.gid(), root.mtime()),
+        (0o755, 0, 0, 0)
+    );
+}
+
+#[test]
+fn ownership_is_numeric_whatever_the_names_say() {
+    let tar = Layer::new()
+        .raw(
+            b"named",
+            Raw {
+                data: b"owned\n",
+                uid: 1234,
+                gid: 5678,
+                uname: "nobody",
+                pax: vec![("uname", b"nobody"), ("gname", b"daemon")],
+                ..Raw::default()
+            },
+        )
+        .tar();
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tar);
+    let meta = Mounted::new(&image).meta("named");
+    assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+}
+
+// ---------------------------------------------------------------------------
+// 3. Reproducibility and defaults.
+
+#[test]
+fn the_same_tar_gives_byte_identical_images() {
+    let tar = rich_layer().tar();
+    let (one, two) = (scratch(), scratch());
+    let first = std::fs::read(build(one.path(), &[OUT], &tar)).unwrap();
+    let second = std::fs::read(build(two.path(), &[OUT], &tar)).unwrap();
+    assert!(first == second, "two runs on the same tar differ");
+
+    let (three, four) = (scratch(), scratch());
+    let dated = std::fs::read(build_at_epoch(three.path(), EPOCH, &tar)).unwrap();
+    let again = std::fs::read(build_at_epoch(four.path(), EPOCH, &tar)).unwrap();
+    assert!(
+        dated == again,
+        "two runs with SOURCE_DATE_EPOCH={EPOCH} differ"
+    );
+    assert!(
+        dated != first,
+        "SOURCE_DATE_EPOCH made no difference to the image"
+    );
+    // The file times stay those of the tar (no clamping to the epoch).
+    let image = three.path().join(OUT);
+    let mounted = Mounted::new(&image);
+    assert_eq!(mounted.meta("etc/config").mtime(), LATE as i64);
+    assert_eq!(mounted.meta("").mtime(), EPOCH as i64);
+}
+
+#[test]
+fn defaults_are_lz4hc_in_64k_clusters_4k_blocks_and_a_fixed_uuid() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &rich_layer().tar());
+    assert_eq!(superblock_field(&image, "blocksize"), "4096");
+    assert_eq!(
+        superblock_field(&image, "UUID"),
+        "6f636972-656e-4465-b200-65726f667321"
+    );
+    assert_eq!(
+        superblock_field(&image, "created"),
+        "Thu Jan  1 00:00:00 1970"
+    );
+    assert_eq!(superblock_field(&image, "compr_algs"), "lz4");
+    let features = superblock_field(&image, "incompatible features");
+    assert!(features.contains("big_pcluster"), "features: {features}");
+    // What a runtime's kernel needs: lz4 in big clusters, Linux 5.13.
+    let needs = dump(&["-s"], &image);
+    assert!(
+        needs.contains("Required upstream Linux kernel version:       5.13"),
+        "{needs}"
+    );
+    let big = dump(&["--path=/home/big"], &image);
+    assert!(
+        big.contains("Layout: 3 "),
+        "home/big is not compressed:\n{big}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Options.
+
+#[test]
+fn other_compressors_levels_and_cluster_sizes() {
+    let tar = rich_layer().tar();
+    let expected = gnu_tar_tree(&tar);
+    for args in [
+        &["--comp", "zstd", "--level", "9"][..],
+        &["--comp", "lz4"],
+        &["--comp", "lzma"],
+        &["--comp", "lz4hc", "--level", "12", "--cluster-size", "4K"],
+        &["--cluster-size", "1M"],
+        &["--comp", "none"],
+    ] {
+        let dir = scratch();
+        let mut all = args.to_vec();
+        all.push(OUT);
+        let image = build(dir.path(), &all, &tar);
+        assert_same_tree(&tree_of(&image), &expected, &format!("{args:?}"));
+        let algorithms = dump(&["-s"], &image)
+            .lines()
+            .find_map(|l| l.strip_prefix("Filesystem compr_algs:"))
+            .map(|a| a.trim().to_owned());
+        let want = match args {
+            ["--comp", "none"] => None,
+            ["--comp", "zstd", ..] => Some("zstd"),
+            ["--comp", "lzma"] => Some("lzma"),
+            // lz4 in single blocks needs no configuration record: the
+            // original EROFS format, which names no algorithm.
+            [.., "--cluster-size", "4K"] => None,
+            _ => Some("lz4"),
+        };
+        assert_eq!(algorithms.as_deref(), want, "{args:?}");
+        // Layouts 1 and 3 are compressed, 0 and 2 plain (2 with an inline
+        // tail, which --comp none does not use).
+        let big = dump(&["--path=/home/big"], &image);
+        let layout = if args == ["--comp", "none"] { "0" } else { "3" };
+        assert!(
+            big.contains(&format!("Layout: {layout} ")),
+            "{args:?}: {big}"
+        );
+    }
+}
+
+#[test]
+fn bad_options_fail_cleanly() {
+    let tar = rich_layer().tar();
+    assert_fails_cleanly("--comp lz4 --level 5", &["level", "lz4"], |dir| {
+        run_tar2erofs(dir, &["--comp", "lz4", "--level", "5", OUT], &tar)
+    });
+    assert_fails_cleanly("--comp bogus", &["bogus", "lz4hc"], |dir| {
+        run_tar2erofs(dir, &["--comp", "bogus", OUT], &tar)
+    });
+    assert_fails_cleanly("--cluster-size 5000", &["cluster-size", "4096"], |dir| {
+        run_tar2erofs(dir, &["--cluster-size", "5000", OUT], &tar)
+    });
+    // mkfs.erofs's own refusal, in its own words.
+    let stderr = assert_fails_cleanly("--level 99", &["mkfs.erofs failed"], |dir| {
+        run_tar2erofs(dir, &["--comp", "zstd", "--level", "99", OUT], &tar)
+    });
+    assert!(stderr.contains("mkfs.erofs said"), "{stderr}");
+    assert_fails_cleanly("-- --no-such-option", &["mkfs.erofs"], |dir| {
+        run_tar2erofs(dir, &[OUT, "--", "--no-such-option"], &tar)
+    });
+}
+
+#[test]
+fn extra_options_pass_through_to_mkfs_erofs() {
+    let tar = rich_layer().tar();
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT, "--", "--all-root", "-Urandom"], &tar);
+    assert_ne!(
+        superblock_field(&image, "UUID"),
+        "6f636972-656e-4465-b200-65726f667321",
+        "-Urandom after the fixed UUID wins"
+    );
+    let mounted = Mounted::new(&image);
+    let home = mounted.meta("home/big");
+    assert_eq!((home.uid(), home.gid()), (0, 0), "--all-root");
+}
+
+// ---------------------------------------------------------------------------
+// 5. What it prints.
+
+#[test]
+fn stats_print_one_line_with_size_inodes_and_ratio() {
+    let tar = rich_layer().tar();
+    for flag in ["--stats", "-v"] {
+        let dir = scratch();
+        let out = run_tar2erofs(dir.path(), &[flag, OUT], &tar);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{flag}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with(&format!("tar2erofs: {OUT}: ")),
+            "{flag}: expected one line, got {err:?}"
+        );
+        let words: Vec<&str> = lines[0].split_whitespace().collect();
+        let number_before = |word: &str| -> u64 {
+            let at = words.iter().position(|w| w.trim_end_matches(',') == word);
+            words[at.unwrap_or_else(|| panic!("no {word} in {err}")) - 1]
+                .parse()
+                .unwrap()
+        };
+        let image = dir.path().join(OUT);
+        assert_eq!(number_before("bytes"), image.metadata().unwrap().len());
+        let inodes = superblock_field(&image, "inode count");
+        assert_eq!(number_before("inodes").to_string(), inodes, "{err}");
+        let ratio: f64 = words.last().unwrap().parse().unwrap();
+        assert!(ratio > 0.0, "{err}");
+    }
+}
+
+#[test]
+fn failures_show_what_mkfs_erofs_said() {
+    let banner = "mkfs.erofs (erofs-utils) 1.9.4";
+    let body = "cat >/dev/null; echo 'Processing / ...'; \
+                echo '<E> erofs: something bad happened' >&2; exit 1";
+    let stderr = assert_fails_cleanly(
+        "mkfs.erofs fails",
+        &["mkfs.erofs failed", "something bad happened"],
+        |dir| {
+            let fake = fake_mkfs_erofs(dir, banner, body);
+            run_tar2erofs(
+                dir,
+                &["--mkfs-erofs", fake.to_str().unwrap(), OUT],
+                &small_layer().tar(),
+            )
+        },
+    );
+    assert!(!stderr.contains("Processing"), "{stderr}");
+}
+
+#[test]
+fn progress_lets_mkfs_erofs_print_on_stderr() {
+    let banner = "mkfs.erofs (erofs-utils) 1.9.4";
+    let body =
+        "cat >/dev/null; echo 'Build completed.'; for a; do last=$a; done; echo image >\"$last\"";
+    let dir = scratch();
+    let fake = fake_mkfs_erofs(dir.path(), banner, body);
+    let fake = fake.to_str().unwrap();
+    let tar = small_layer().tar();
+    let out = run_tar2erofs(dir.path(), &["--mkfs-erofs", fake, "--progress", OUT], &tar);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "Build completed.\n");
+    let out = run_tar2erofs(dir.path(), &["--mkfs-erofs", fake, OUT], &tar);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Failures leave OUT as it was.
+
+/// Temporary siblings tar2erofs may leave behind (it must not).
+fn assert_no_temporary_files(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&format!("{OUT}.tmp-")) || name.starts_with("tmp."))
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+/// A failed run: non-zero exit and exactly one `tar2erofs: ` line on
+/// stderr, mentioning every needle (case-insensitively).
+fn assert_failed(what: &str, out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what}: tar2erofs succeeded: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("tar2erofs: "),
+        "{what}: expected one `tar2erofs: ` line, got: {err:?}"
+    );
+    for needle in needles {
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{what}: error does not mention {needle:?}: {err}"
+        );
+    }
+}
+
+/// A good image to leave in place before a failing run.
+fn previous_image() -> &'static [u8] {
+    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = scratch();
+        std::fs::read(build(dir.path(), &[OUT], &small_layer().tar())).unwrap()
+    })
+}
+
+/// Runs a failing scenario twice, in fresh directories: with OUT absent
+/// (it must stay absent) and with OUT a previous good image (it must stay
+/// byte-identical, the same file). Returns the first run's stderr.
+fn assert_fails_cleanly(what: &str, needles: &[&str], run: impl Fn(&Path) -> Output) -> String {
+    let absent = scratch();
+    let out = run(absent.path());
+    assert_failed(&format!("{what} (no previous OUT)"), &out, needles);
+    assert!(
+        !absent.path().join(OUT).exists(),
+        "{what}: a failed run created OUT"
+    );
+    assert_no_temporary_files(absent.path());
+
+    let present = scratch();
+    let image = present.path().join(OUT);
+    std::fs::write(&image, previous_image()).unwrap();
+    let inode = image.metadata().unwrap().ino();
+    let again = run(present.path());
+    assert_failed(&format!("{what} (previous OUT)"), &again, needles);
+    assert!(
+        std::fs::read(&image).unwrap() == previous_image(),
+        "{what}: a failed run changed the previous image"
+    );
+    assert_eq!(
+        image.metadata().unwrap().ino(),
+        inode,
+        "{what}: a failed run replaced the previous image"
+    );
+    assert_no_temporary_files(present.path());
+    stderr(&out)
+}
+
+/// An executable script at `dir/name`, installed by a child process so no
+/// thread of this test binary holds it open for writing when it runs.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.source"));
+    std::fs::write(&source, format!("#!/bin/sh\n{body}")).unwrap();
+    let path = dir.join(name);
+    let status = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&source)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+/// A fake `mkfs.erofs` in `dir/fake/`: `--version` prints `banner`, any
+/// other call runs `body`.
+fn fake_mkfs_erofs(dir: &Path, banner: &str, body: &str) -> PathBuf {
+    let fake = dir.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    script(
+        &fake,
+        "mkfs.erofs",
+        &format!("if [ \"$1\" = --version ]; then echo '{banner}'; exit 0; fi\n{body}\n"),
+    )
+}
+
+/// PATH with `first` before the test's own PATH.
+fn path_with_first(first: &Path) -> String {
+    format!(
+        "{}:{}",
+        first.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A tar with a PAX header, a file of several blocks, a directory and a
+/// last file; and offsets to cut it at.
+fn truncation_cases() -> (Vec<u8>, Vec<usize>) {
+    let layer = Layer::new()
+        .raw(
+            b"first",
+            Raw {
+                data: &noise(1, 3000),
+                pax: vec![("SCHILY.xattr.user.k", b"v")],
+                ..Raw::default()
+            },
+        )
+        .dir("d")
+        .file("d/last", b"last\n");
+    let tar = layer.tar();
+    let end = layer.tar_without_end().len();
+    let cuts = vec![
+        0,
+        100,
+        512,
+        700,
+        1024,
+        1300,
+        2000,
+        4608,
+        5635,
+        end,
+        end + 100,
+    ];
+    (tar, cuts)
+}
+
+#[test]
+fn truncated_tars_fail_and_leave_out_as_it_was() {
+    let (tar, cuts) = truncation_cases();
+    for cut in cuts {
+        assert_fails_cleanly(&format!("cut at {cut}"), &["input"], |dir| {
+            run_tar2erofs(dir, &[OUT], &tar[..cut])
+        });
+    }
+}
+
+#[test]
+fn a_corrupt_header_fails() {
+    let (mut tar, _) = truncation_cases();
+    tar[4608 + 20] ^= 0x55; // the name of `d/`, whose header ends at 5120
+    assert_fails_cleanly("corrupt header", &["input", "header", "5120"], |dir| {
+        run_tar2erofs(dir, &[OUT], &tar)
+    });
+}
+
+/// `oci-merge` with a corrupt base layer streams the good upper layer, then
+/// fails: tar2erofs must blame its input, not report what mkfs.erofs says
+/// about a stream that ended early.
+#[test]
+fn a_merge_failing_mid_stream_fails_and_blames_the_input() {
+    let base = Layer::new()
+        .dir("usr")
+        .file("usr/data", &vec![b'x'; 1 << 20])
+        .file("usr/more", &noise(2, 256 << 10));
+    let mut corrupt = base.gzip();
+    let middle = corrupt.len() / 2;
+    corrupt[middle..middle + 16]
+        .iter_mut()
+        .for_each(|b| *b ^= 0xa5);
+    let top = Layer::new()
+        .dir("opt")
+        .file("opt/big", &noise(3, 2 << 20))
+        .tar();
+    let stderr = assert_fails_cleanly("oci-merge bad.tgz good.tar", &["input"], |dir| {
+        std::fs::write(dir.join("bad.tgz"), &corrupt).unwrap();
+        std::fs::write(dir.join("good.tar"), &top).unwrap();
+        let out = sh(
+            dir,
+            &format!(
+                "set +e; oci-merge bad.tgz good.tar 2>merge.err | tar2erofs {OUT}\n\
+                 status=(\"${{PIPESTATUS[@]}}\"); echo \"${{status[0]}}\" >merge.status; exit \"${{status[1]}}\""
+            ),
+        );
+        let merge = std::fs::read_to_string(dir.join("merge.status")).unwrap();
+        assert_ne!(merge.trim(), "0", "oci-merge succeeded on a corrupt layer");
+        out
+    });
+    assert!(
+        !stderr.contains("mkfs.erofs"),
+        "the error should be about the input, not mkfs.erofs: {stderr}"
+    );
+}
+
+#[test]
+fn missing_mkfs_erofs_says_what_to_install() {
+    let tar = small_layer().tar();
+    let needles = ["erofs-utils 1.9 or newer", "install-deps", "--mkfs-erofs"];
+    assert_fails_cleanly("no mkfs.erofs on PATH", &needles, |dir| {
+        let empty = dir.join("empty-path");
+        std::fs::create_dir_all(&empty).unwrap();
+        let mut command = tar2erofs(dir, &[OUT]);
+        command.env("PATH", &empty);
+        run_with_stdin(command, &tar)
+    });
+    let stderr = assert_fails_cleanly("--mkfs-erofs /nonexistent", &needles, |dir| {
+        run_tar2erofs(dir, &["--mkfs-erofs", "/nonexistent", OUT], &tar)
+    });
+    assert!(stderr.contains("/nonexistent"), "{stderr}");
+}
+
+#[test]
+fn an_old_mkfs_erofs_is_refused() {
+    let tar = small_layer().tar();
+    // Any call but --version would "succeed" without writing an image.
+    let body = "cat >/dev/null; exit 0";
+    for (banner, needles) in [
+        (
+            "mkfs.erofs (erofs-utils) 1.8.6",
+            &["1.8.6", "1.9", "too old"][..],
+        ),
+        ("mkfs.erofs 1.5", &["version", "1.9"]),
+    ] {
+        assert_fails_cleanly(&format!("{banner} first on PATH"), needles, |dir| {
+            let fake = fake_mkfs_erofs(dir, banner, body);
+            let mut command = tar2erofs(dir, &[OUT]);
+            command.env("PATH", path_with_first(fake.parent().unwrap()));
+            run_with_stdin(command, &tar)
+        });
+    }
+}
+
+/// A full disk: mkfs.erofs cannot write, and says so.
+#[test]
+fn a_full_disk_fails_cleanly() {
+    let dir = scratch();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount tmpfs: {}", stderr(&out));
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let tar = Layer::new().file("big", &noise(4, 4 << 20)).tar();
+    let out = run_tar2erofs(&small, &[OUT], &tar);
+    assert_failed("a full disk", &out, &["mkfs.erofs"]);
+    assert!(!small.join(OUT).exists());
+    assert_no_temporary_files(&small);
+}
+
+/// Whatever mkfs.erofs spills goes beside OUT: the caller's TMPDIR is
+/// never used (here it does not even exist).
+#[test]
+fn the_callers_tmpdir_is_not_used() {
+    let dir = scratch();
+    let mut command = tar2erofs(dir.path(), &[OUT]);
+    command.env("TMPDIR", "/nonexistent/tmp");
+    let tar = rich_layer().tar();
+    build_with(command, dir.path(), &tar);
+}
+
+#[test]
+fn mkfs_erofs_gets_only_stdin_stdout_and_stderr() {
+    let dir = scratch();
+    let canary = dir.path().join("leak-canary");
+    std::fs::write(&canary, "secret").unwrap();
+    let banner = "mkfs.erofs (erofs-utils) 1.9.4";
+    let body = "for fd in /proc/$$/fd/*; do
+  case $(readlink \"$fd\") in *leak-canary*) echo \"inherited $fd\" >&2; exit 1;; esac
+done
+cat >/dev/null; for a; do last=$a; done; echo image >\"$last\"";
+    let fake = fake_mkfs_erofs(dir.path(), banner, body);
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "exec 7<\"$0\"; exec \"$@\""])
+        .arg(&canary)
+        .arg(bin("tar2erofs"))
+        .args(["--mkfs-erofs", fake.to_str().unwrap(), OUT])
+        .current_dir(dir.path());
+    let out = run_with_stdin(command, &small_layer().tar());
+    assert!(out.status.success(), "tar2erofs failed: {}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join(OUT)).unwrap(), b"image\n");
+}
