@@ -17,11 +17,11 @@
 //!   above it (whiteouts, opaque directories, type changes, hard links);
 //! * [`progress`]: a merge's progress on stderr, as a redrawn line or JSON;
 //! * [`tar`]: entries in and out: one reader (sparse members included), one
-//!   writer, entry names, and the checked forwarding `tar2sqfs` does;
+//!   writer, entry names, and the checked forwarding the image builders get;
 //! * [`unpack`]: a merged tar into a directory, confined by the kernel;
-//! * [`sink`]: image builders (`mksquashfs -tar`) and the staged outputs
-//!   every sink writes: built beside the destination, renamed on success,
-//!   removed on failure or a signal;
+//! * [`sink`]: image builders (`mksquashfs -tar`, `mkfs.erofs --tar=f`)
+//!   and the staged outputs every sink writes: built beside the
+//!   destination, renamed on success, removed on failure or a signal;
 //! * [`cli`]: what every binary shares (messages, exit codes, pipes), and
 //!   [`generate`]: its man page and shell completions;
 //! * [`temporaries`]: what a signal must remove (staged outputs, `oci-fetch`'s

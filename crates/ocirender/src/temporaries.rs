@@ -1,12 +1,12 @@
 //! Temporary outputs that must not outlive an interrupted run.
 //!
-//! `tar2dir` and `tar2sqfs` build their result beside the destination and
-//! rename it into place at the end; `oci-fetch` serves layers from a
-//! directory of named pipes and writes blobs under temporary names. Errors
-//! remove the temporary through the
-//! normal return path; this module covers the other way out: a signal
-//! (Ctrl-C, `kill`, a closed terminal). The binaries install the handler
-//! once; library code registers what it creates while it creates it.
+//! `tar2dir`, `tar2sqfs` and `tar2erofs` build their result beside the
+//! destination and rename it into place at the end; `oci-fetch` serves
+//! layers from a directory of named pipes and writes blobs under temporary
+//! names. Errors remove the temporary through the normal return path; this
+//! module covers the other way out: a signal (Ctrl-C, `kill`, a closed
+//! terminal). The binaries install the handler once; library code
+//! registers what it creates while it creates it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,8 +46,9 @@ impl Drop for Registration {
 /// Keeps a child process registered for killing on a signal until dropped.
 pub struct ChildRegistration(u32);
 
-/// Registers a child process (mksquashfs) that writes into a registered
-/// path: on a signal it is killed first, so it cannot recreate the file.
+/// Registers a child process (an image builder) that writes into a
+/// registered path: on a signal it is killed first, so it cannot recreate
+/// the file.
 pub fn register_child(pid: u32) -> ChildRegistration {
     CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
     ChildRegistration(pid)

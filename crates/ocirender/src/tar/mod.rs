@@ -1,7 +1,8 @@
 //! Tar entries in and out. One reader ([`entry::read_member`] over
 //! `tar::Archive`, with [`sparse`] members expanded) serves the merge,
-//! `tar2dir` and `tar2sqfs`; one [`writer`] writes the merged stream and what
-//! `tar2sqfs` [`forward`]s; [`path`] turns entry names into canonical paths.
+//! `tar2dir` and the image builders; one [`writer`] writes the merged stream
+//! and what `tar2sqfs` and `tar2erofs` [`forward`]; [`path`] turns entry
+//! names into canonical paths.
 
 pub mod entry;
 pub mod forward;
