@@ -128,7 +128,7 @@ fn stderr_is_a_terminal() -> bool {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = ocirender::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 
