@@ -76,7 +76,7 @@ fn install_puts_binaries_man_pages_and_completions_in_place() {
             .unwrap();
         assert!(out.status.success(), "man -l {name}: {}", stderr(&out));
         let page = String::from_utf8_lossy(&out.stdout);
-        for section in ["NAME", "SYNOPSIS", "OPTIONS", "EXAMPLES"] {
+        for section in ["NAME", "SYNOPSIS", "OPTIONS", "EXIT STATUS", "EXAMPLES"] {
             assert!(page.contains(section), "{name}: no {section} in\n{page}");
         }
         let help = Command::new(bin(name)).arg("--help").output().unwrap();

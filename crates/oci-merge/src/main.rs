@@ -73,6 +73,12 @@ PROGRESS
 
   A failed merge prints no done, only its error line.
 
+EXIT STATUS
+  0 when every layer was read to its end, verified, and the merged tar
+  written with its end-of-archive marker; 1 on any error (one line on
+  stderr), the output then ending without the marker; 141 when the reader
+  of stdout went away (as if killed by SIGPIPE).
+
 EXAMPLES
   oci-layers IMAGE | oci-merge > rootfs.tar
   oci-layers IMAGE | oci-merge | tar2sqfs rootfs.sqfs

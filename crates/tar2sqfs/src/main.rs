@@ -35,6 +35,15 @@ SAFETY
   run. The image is built beside OUT and renamed over it only on success;
   on failure OUT is left exactly as it was.
 
+EXIT STATUS
+  0 when the image was built and renamed into place; 1 on any error (one
+  line on stderr), with OUT left as it was; 128+N when killed by signal N
+  (mksquashfs is killed and the temporary image removed first).
+
+ENVIRONMENT
+  SOURCE_DATE_EPOCH  the filesystem and root directory time (default 0)
+  PATH               where mksquashfs (4.6 or newer) is looked for
+
 EXAMPLES
   oci-layers IMAGE | oci-merge | tar2sqfs rootfs.sqfs
   tar2sqfs --comp xz rootfs.sqfs < rootfs.tar
