@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::{bin, stderr};
 
-const BINARIES: [&str; 5] = [
+const BINARIES: [&str; 6] = [
     "oci-layers",
     "oci-fetch",
     "oci-merge",
     "tar2dir",
     "tar2sqfs",
+    "tar2erofs",
 ];
 
 fn repo() -> PathBuf {
