@@ -479,6 +479,26 @@ fn the_same_tar_gives_byte_identical_images() {
     assert_eq!(mounted.meta("").mtime(), EPOCH as i64);
 }
 
+/// mkfs.erofs compresses with as many workers as the host has cores, in
+/// segments of 16 MiB: the image must not depend on how many there are.
+#[test]
+fn the_number_of_workers_does_not_change_the_image() {
+    let mut data = b"a compressible line of text\n".repeat(400_000);
+    data.extend(noise(5, 12 << 20));
+    let tar = Layer::new().file("big", &data).file("small", b"s\n").tar();
+    let images: Vec<Vec<u8>> = ["--workers=1", "--workers=3"]
+        .iter()
+        .map(|workers| {
+            let dir = scratch();
+            std::fs::read(build(dir.path(), &[OUT, "--", workers], &tar)).unwrap()
+        })
+        .collect();
+    assert!(
+        images[0] == images[1],
+        "1 and 3 workers made different images"
+    );
+}
+
 #[test]
 fn defaults_are_lz4hc_in_64k_clusters_4k_blocks_and_a_fixed_uuid() {
     let dir = scratch();
