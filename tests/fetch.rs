@@ -511,6 +511,27 @@ fn a_reader_that_exits_early_leaves_nothing_behind() {
     assert!(work.leftovers().is_empty(), "{:?}", work.leftovers());
 }
 
+/// A wrapper that keeps its own copy of oci-fetch's stdout (`timeout`,
+/// `time`, a subshell) would keep oci-merge waiting for the end of the list
+/// forever; the list's end-of-list line lets it start anyway.
+#[test]
+fn a_wrapper_holding_stdout_open_does_not_hang_the_pipeline() {
+    let registry = sample_registry();
+    let work = Workdir::new();
+    let host = registry.host();
+    let local = local_merge(&sample_layout(), "--tag sample");
+    for wrapped in [
+        format!("timeout 60 oci-fetch {host}/sample:1"),
+        format!("(oci-fetch {host}/sample:1; true)"),
+    ] {
+        let start = Instant::now();
+        let merged = work.ok(&[], &format!("{wrapped} | timeout 60 oci-merge"));
+        assert_same_tar(&merged, &local, &wrapped);
+        assert!(start.elapsed() < Duration::from_secs(30), "{wrapped}");
+    }
+    assert!(work.leftovers().is_empty(), "{:?}", work.leftovers());
+}
+
 #[test]
 fn streaming_refuses_a_stdout_that_is_not_a_pipe() {
     let registry = sample_registry();

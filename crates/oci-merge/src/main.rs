@@ -8,7 +8,7 @@ use ocirender::cli;
 use ocirender::merge::{merge_with_progress, MergeOptions};
 use ocirender::progress::{summary, Progress, Style};
 use std::ffi::OsString;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
@@ -32,7 +32,8 @@ LAYER LIST
 
   A path shaped like a layout blob (.../sha256/<hex>) declares its own
   digest. Paths cannot contain a newline or a tab. The same layer may be
-  listed twice; it is applied twice.
+  listed twice; it is applied twice. A line `#end` ends the list before the
+  end of stdin (oci-fetch ends its list so, since it keeps serving layers).
 
 BEHAVIOUR
   Compression (gzip, zstd, xz, bzip2, none) is recognised from the bytes.
@@ -182,10 +183,5 @@ fn read_layer_list(args: &[OsString]) -> Result<Vec<LayerRef>> {
     if stdin.is_terminal() {
         anyhow::bail!("no layers given: pass layer paths as arguments or pipe a layer list (e.g. from oci-layers) to stdin");
     }
-    let mut list = Vec::new();
-    stdin
-        .lock()
-        .read_to_end(&mut list)
-        .context("cannot read the layer list from stdin")?;
-    layer_ref::parse_list(&list)
+    layer_ref::read_list(stdin.lock()).context("stdin")
 }

@@ -148,21 +148,69 @@ fn parse_number(key: &str, value: &str) -> Result<u64> {
         .with_context(|| format!("bad {key} {value:?}: not a non-negative integer"))
 }
 
-/// Parses a whole layer list: one reference a line; blank lines are ignored.
+/// A line that ends a layer list before the end of its stream. A source
+/// that must keep its stdout open after printing the list (`oci-fetch`,
+/// which serves the layers it lists, under a wrapper such as `timeout` that
+/// holds the pipe too) ends the list with it, so the reader need not wait
+/// for an end of file that would come only after the reader is done.
+pub const END_OF_LIST: &[u8] = b"#end";
+
+/// Parses a whole layer list: one reference a line; blank lines are
+/// ignored; an [`END_OF_LIST`] line ends it.
 pub fn parse_list(input: &[u8]) -> Result<Vec<LayerRef>> {
-    input
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(i, line)| {
-            LayerRef::parse_line(line).with_context(|| format!("layer list line {}", i + 1))
-        })
-        .collect()
+    read_list(input)
+}
+
+/// Reads a layer list up to its end of file or its [`END_OF_LIST`] line,
+/// whichever comes first; nothing after that line is read.
+pub fn read_list(mut input: impl std::io::BufRead) -> Result<Vec<LayerRef>> {
+    let mut layers = Vec::new();
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .context("cannot read the layer list")?
+            == 0
+        {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line == END_OF_LIST {
+            break;
+        }
+        if !line.is_empty() {
+            layers.push(
+                LayerRef::parse_line(&line).with_context(|| format!("layer list line {number}"))?,
+            );
+        }
+    }
+    Ok(layers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The end-of-list line stops reading: what follows is never looked at,
+    /// so a reader need not wait for the stream's end.
+    #[test]
+    fn an_end_of_list_line_ends_the_list() {
+        let layers = parse_list(b"/a\n\n/b\n#end\nnot a line\tbogus=1\n").unwrap();
+        assert_eq!(layers, [LayerRef::file("/a"), LayerRef::file("/b")]);
+        struct Endless;
+        impl std::io::Read for Endless {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                panic!("read past the end-of-list line");
+            }
+        }
+        use std::io::Read as _;
+        let input =
+            std::io::BufReader::new(std::io::Cursor::new(b"/a\n#end\n".to_vec()).chain(Endless));
+        assert_eq!(read_list(input).unwrap(), [LayerRef::file("/a")]);
+    }
 
     const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

@@ -56,7 +56,12 @@ pub fn stream(
     let place = LayerPlace::Pipes(pipes.path().to_path_buf());
     let image = resolve(registry, &top, &place, &request.selection)?;
     let server = stream::Server::start(registry, &image)?;
-    print(&listing::layer_lines(&image)?)?;
+    // The end-of-list line lets oci-merge start even if a wrapper
+    // (`timeout`, `time`) holds this stdout open after it is closed here.
+    let mut list = listing::layer_lines(&image)?;
+    list.extend_from_slice(crate::blob::layer_ref::END_OF_LIST);
+    list.push(b'\n');
+    print(&list)?;
     close_stdout()?;
     server.wait(output)
 }
