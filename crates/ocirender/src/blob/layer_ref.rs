@@ -66,6 +66,12 @@ impl LayerRef {
         if path.is_empty() {
             bail!("empty layer path");
         }
+        if path == END_OF_LIST {
+            bail!(
+                "a layer path cannot be {:?}, the end-of-list line (write ./#end)",
+                "#end"
+            );
+        }
         let mut layer = LayerRef::file(PathBuf::from(OsStr::from_bytes(path)));
         let (mut offset, mut size) = (None, None);
         for field in fields {
@@ -97,10 +103,11 @@ impl LayerRef {
     }
 
     /// Renders the line `parse_line` reads back. Fails for paths holding a
-    /// newline or a tab, which the format cannot carry.
+    /// newline or a tab, and for the path `#end`, which the format cannot
+    /// carry.
     pub fn to_line(&self) -> Result<Vec<u8>> {
         let bytes = self.path.as_os_str().as_bytes();
-        if bytes.iter().any(|&b| b == b'\n' || b == b'\t') {
+        if bytes.iter().any(|&b| b == b'\n' || b == b'\t') || bytes == END_OF_LIST {
             bail!(
                 "{}: path contains a newline or tab, which a layer list cannot carry",
                 self.path.display()
