@@ -846,7 +846,7 @@ fn basic_auth_credentials_come_from_docker_config_auth_json_or_authfile() {
     let out = work.sh(&[("DOCKER_CONFIG", &wrong)], &script);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("denied") || stderr(&out).contains("authentication"),
+        stderr(&out).contains("access denied") && stderr(&out).contains("alice"),
         "{}",
         stderr(&out)
     );
