@@ -394,6 +394,82 @@ fn two_layer_stacks_mixing_formats_apply_the_upper_layer() {
     }
 }
 
+/// gzip as real tools write it: GNU gzip and ISA-L's igzip storing the file
+/// name, and a chain of thousands of tiny members whose headers carry every
+/// optional field (name, comment, extra, header CRC), so that member
+/// headers and trailers fall across every read boundary of the decoder.
+/// Whatever inflate engine this build has must give the plain tar's merge.
+#[test]
+fn gzip_from_real_tools_and_many_small_members_merge_like_the_plain_tar() {
+    let s = Scratch::new();
+    let tar = Layer::new()
+        .file("data/noise", &noise(7, 3 << 20))
+        .file("data/text", &big_text())
+        .tar();
+    let plain = s.write("layer.tar", &tar);
+    let reference = oci_merge(Via::Args, &[plain], &[]);
+    let reference = succeeded(&reference);
+
+    let mut blobs = Vec::new();
+    for tool in ["gzip", "igzip"] {
+        let out = sh(&s.path(""), &format!("{tool} -c layer.tar"));
+        assert!(out.status.success(), "{tool}: {}", stderr(&out));
+        assert!(out.stdout[3] & 0x08 != 0, "{tool} stored no file name");
+        blobs.push((tool.to_owned(), out.stdout));
+    }
+    let mut chain = Vec::new();
+    let mut rest = &tar[..];
+    for size in (1..=509).step_by(13).cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, after) = rest.split_at(size.min(rest.len()));
+        let mut member = flate2::GzBuilder::new()
+            .filename("layer.tar")
+            .comment("one of many")
+            .extra(vec![b'S', b'C', 2, 0, 1, 2])
+            .write(Vec::new(), flate2::Compression::fast());
+        member.write_all(piece).unwrap();
+        let mut member = member.finish().unwrap();
+        // FHCRC: the low 16 bits of the header's CRC-32, after the header.
+        let header_len = 10 + 2 + 6 + b"layer.tar\0".len() + b"one of many\0".len();
+        member[3] |= 0x02;
+        let mut crc = flate2::Crc::new();
+        crc.update(&member[..header_len]);
+        let hcrc = (crc.sum() as u16).to_le_bytes();
+        member.splice(header_len..header_len, hcrc);
+        chain.extend(member);
+        rest = after;
+    }
+    chain.extend([0u8; 333]);
+    blobs.push(("a chain of small members".to_owned(), chain));
+
+    for (what, blob) in blobs {
+        let layer = s.write("layer.gz", &blob);
+        let out = oci_merge(Via::Args, &[layer], &[]);
+        assert!(
+            succeeded(&out) == reference,
+            "{what}: output differs from the plain tar's merge"
+        );
+    }
+}
+
+#[test]
+fn version_names_the_gzip_inflate_engine() {
+    let out = cmd("oci-merge").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let engine = if cfg!(feature = "isal") {
+        "ISA-L"
+    } else {
+        "zlib-rs"
+    };
+    assert!(
+        version.starts_with("oci-merge ") && version.contains(&format!("(gzip inflate: {engine})")),
+        "{version}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 2. Digest verification.
 

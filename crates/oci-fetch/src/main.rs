@@ -91,7 +91,7 @@ EXAMPLES
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, after_help = AFTER_HELP)]
+#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
     /// The image: [registry[:port]/]repository[:tag][@digest].
     reference: String,

@@ -41,7 +41,7 @@ EXAMPLES
 
 /// Resolve an image and print its layer blobs, base first.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, after_help = AFTER_HELP)]
+#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
     /// The image: a layout or docker-save directory, or such an archive.
     image: PathBuf,

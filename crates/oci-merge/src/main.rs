@@ -87,7 +87,7 @@ EXAMPLES
 
 /// Merge OCI layer blobs into one flattened tar on stdout.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, after_help = AFTER_HELP)]
+#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
     /// Layer references, base first; read from stdin, one per line, if none are given.
     layers: Vec<OsString>,

@@ -9,7 +9,6 @@
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
 const BZIP2_MAGIC: &[u8] = b"BZh";
@@ -48,7 +47,7 @@ impl Compression {
     /// Recognises a format from the first bytes of a blob (at least six
     /// bytes, when the blob has them).
     pub fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(GZIP_MAGIC) {
+        if head.starts_with(crate::blob::gzip::MAGIC) {
             Compression::Gzip
         } else if head.starts_with(ZSTD_MAGIC) || is_zstd_skippable(head) {
             Compression::Zstd
@@ -65,7 +64,7 @@ impl Compression {
     pub fn decoder<'a, R: BufRead + 'a>(self, input: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(input),
-            Compression::Gzip => Box::new(GzipMembers::new(input)),
+            Compression::Gzip => crate::blob::gzip::decoder(input),
             Compression::Zstd => {
                 let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
                 decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
@@ -88,82 +87,6 @@ impl Compression {
 /// zstd stream; the decoder passes over them.
 fn is_zstd_skippable(head: &[u8]) -> bool {
     head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]
-}
-
-/// Decodes every gzip member of a stream. Trailing zero bytes (padding that
-/// some registries and tape-minded tools append) are accepted; any other
-/// trailing data is an error rather than silently ignored.
-struct GzipMembers<R: BufRead> {
-    member: Option<flate2::bufread::GzDecoder<R>>,
-}
-
-impl<R: BufRead> GzipMembers<R> {
-    fn new(input: R) -> Self {
-        GzipMembers {
-            member: Some(flate2::bufread::GzDecoder::new(input)),
-        }
-    }
-
-    /// Called at the end of a member: starts the next one, or finishes.
-    fn next_member(&mut self) -> io::Result<bool> {
-        let Some(member) = self.member.take() else {
-            return Ok(false);
-        };
-        let mut input = member.into_inner();
-        let head = input.fill_buf()?;
-        if head.is_empty() {
-            return Ok(false);
-        }
-        if head[0] == GZIP_MAGIC[0] {
-            self.member = Some(flate2::bufread::GzDecoder::new(input));
-            return Ok(true);
-        }
-        if head[0] == 0 {
-            expect_zeros_to_end(&mut input)?;
-            return Ok(false);
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "unexpected data after the end of the gzip stream",
-        ))
-    }
-}
-
-fn expect_zeros_to_end<R: BufRead>(input: &mut R) -> io::Result<()> {
-    loop {
-        let chunk = input.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        if chunk.iter().any(|&b| b != 0) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "unexpected data after the zero padding that ends the gzip stream",
-            ));
-        }
-        let n = chunk.len();
-        input.consume(n);
-    }
-}
-
-impl<R: BufRead> Read for GzipMembers<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            let Some(member) = &mut self.member else {
-                return Ok(0);
-            };
-            let n = member.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            if !self.next_member()? {
-                return Ok(0);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -199,32 +122,6 @@ mod tests {
         assert_eq!(Compression::sniff(b"BZh91AY"), Compression::Bzip2);
         assert_eq!(Compression::sniff(b"usr/\0\0\0"), Compression::None);
         assert_eq!(Compression::sniff(b""), Compression::None);
-    }
-
-    #[test]
-    fn reads_every_gzip_member_and_zero_padding() {
-        let mut blob = gzip(b"hello ");
-        blob.extend(gzip(b"world"));
-        blob.extend([0u8; 700]);
-        assert_eq!(decode(&blob).unwrap(), b"hello world");
-    }
-
-    #[test]
-    fn rejects_garbage_after_gzip() {
-        let mut blob = gzip(b"hello");
-        blob.extend(b"garbage");
-        assert!(decode(&blob).is_err());
-        let mut blob = gzip(b"hello");
-        blob.extend([0, 0, 1]);
-        assert!(decode(&blob).is_err());
-    }
-
-    #[test]
-    fn truncated_gzip_is_an_error() {
-        let blob = gzip(&vec![7u8; 100_000]);
-        for cut in [blob.len() - 1, blob.len() - 8, blob.len() / 2, 12] {
-            assert!(decode(&blob[..cut]).is_err(), "cut at {cut}");
-        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Reading one layer blob: where it is ([`layer_ref`]), what compression its
-//! bytes use ([`compression`]), decoding it on background threads into
+//! bytes use ([`compression`]; gzip has its own engines, [`gzip`]), decoding it on background threads into
 //! recycled buffers ([`decode`], [`chunk_pipe`]), and checking it against its
 //! digest while it streams ([`digest`]).
 
@@ -7,4 +7,5 @@ pub mod chunk_pipe;
 pub mod compression;
 pub mod decode;
 pub mod digest;
+pub mod gzip;
 pub mod layer_ref;
