@@ -906,6 +906,43 @@ fn refuses_to_write_to_a_terminal() {
     assert!(!text.contains("ustar"), "tar data reached the terminal");
 }
 
+/// Peak RSS (KiB) of `oci-merge FLAGS LAYERS` writing into a pipe whose
+/// reader waits two seconds before it reads: the layers decode ahead as far
+/// as oci-merge lets them.
+fn peak_kib_behind_a_slow_reader(dir: &std::path::Path, flags: &str, layers: &str) -> u64 {
+    let out = sh(
+        dir,
+        &format!(
+            "/usr/bin/time -f %M -o rss oci-merge {flags} {layers} | (sleep 2; cat > /dev/null)"
+        ),
+    );
+    assert!(out.status.success(), "{flags}: {}", stderr(&out));
+    std::fs::read_to_string(dir.join("rss"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `--read-ahead MIB` bounds what the layers decode ahead of the merge:
+/// 300 MiB of layer data, held back by a slow reader, take about as much
+/// memory as the flag allows, not as much as the data.
+#[test]
+fn read_ahead_bounds_the_memory_of_decoding_ahead() {
+    let s = Scratch::new();
+    let zeros = vec![0u8; 300 << 20];
+    s.write("base.tar.gz", &Layer::new().file("big", &zeros).gzip());
+    s.write("top.tar.gz", &Layer::new().file("small", b"x").gzip());
+    let layers = "base.tar.gz top.tar.gz";
+    let none = peak_kib_behind_a_slow_reader(&s.path(""), "--read-ahead 0", layers);
+    let some = peak_kib_behind_a_slow_reader(&s.path(""), "--read-ahead 100", layers);
+    assert!(none < 48 << 10, "--read-ahead 0 peaked at {none} KiB");
+    assert!(
+        some > 100 << 10 && some < 148 << 10,
+        "--read-ahead 100 peaked at {some} KiB, not about 100 MiB more than with 0 ({none} KiB)"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7. Determinism, 8. help.
 
@@ -922,7 +959,12 @@ fn the_same_merge_is_byte_identical() {
     ];
     let first = oci_merge(Via::Args, &layers, &[]);
     let first = succeeded(&first);
-    for flags in [&[][..], &["--read-ahead", "1"], &["--read-ahead", "8"]] {
+    for flags in [
+        &[][..],
+        &["--parallel", "1", "--read-ahead", "0"],
+        &["--parallel", "8", "--read-ahead", "1"],
+        &["--parallel", "3", "--read-ahead", "1024"],
+    ] {
         let again = oci_merge(Via::Stdin, &layers, flags);
         assert!(succeeded(&again) == first, "{flags:?}: output differs");
     }

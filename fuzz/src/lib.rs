@@ -363,7 +363,8 @@ pub mod merge {
     /// * bit 4: each layer declares its correct digest;
     /// * bit 5: each layer declares a wrong digest (the merge must fail);
     /// * bit 6: each layer is a byte range of a larger file;
-    /// * bit 7: read-ahead 1 instead of 2.
+    /// * bit 7: one layer decoded at a time instead of two, and no shared
+    ///   read-ahead.
     #[derive(Debug, Clone, Copy)]
     pub struct Flags(pub u8);
 
@@ -380,11 +381,14 @@ pub mod merge {
         fn ranged(self) -> bool {
             self.0 & 0x40 != 0
         }
-        fn read_ahead(self) -> usize {
+        fn options(self) -> MergeOptions {
             if self.0 & 0x80 != 0 {
-                1
+                MergeOptions {
+                    parallel_layers: 1,
+                    read_ahead_bytes: 0,
+                }
             } else {
-                2
+                MergeOptions::default()
             }
         }
     }
@@ -432,9 +436,7 @@ pub mod merge {
                 digest,
             });
         }
-        let options = MergeOptions {
-            read_ahead: flags.read_ahead(),
-        };
+        let options = flags.options();
         let mut warnings = 0u64;
         let mut warn = |_: &str| warnings += 1;
         let mut out = Vec::new();

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use ocirender::blob::layer_ref::{self, LayerRef};
 use ocirender::cli;
-use ocirender::merge::{merge_with_progress, MergeOptions};
+use ocirender::merge::{merge_with_progress, MergeOptions, DEFAULT_READ_AHEAD_MIB};
 use ocirender::progress::{summary, Progress, Style};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -91,9 +91,15 @@ EXAMPLES
 struct Args {
     /// Layer references, base first; read from stdin, one per line, if none are given.
     layers: Vec<OsString>,
-    /// Layers decoded at once, the current one included (more uses more cores and memory).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    read_ahead: u16,
+    /// Memory in MiB for decoded data held ahead of the merge, shared by the layers decoding
+    /// ahead; more lets more decoding overlap. Peak memory is about this plus 20 to 40 MiB
+    /// (decoders, buffers), plus the table of the image's paths.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_READ_AHEAD_MIB as u32,
+          value_parser = clap::value_parser!(u32).range(0..=1 << 20))]
+    read_ahead: u32,
+    /// Layers decoded at once, the current one included (more uses more cores).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
     /// Do not print warnings.
     #[arg(short, long)]
     quiet: bool,
@@ -144,7 +150,8 @@ fn run(args: Args) -> Result<()> {
     cli::refuse_terminal_stdout("a tar archive")?;
     let out = cli::stdout_file().context("cannot open stdout")?;
     let options = MergeOptions {
-        read_ahead: usize::from(args.read_ahead),
+        parallel_layers: usize::from(args.parallel),
+        read_ahead_bytes: (args.read_ahead as usize) << 20,
     };
     let progress = args
         .progress

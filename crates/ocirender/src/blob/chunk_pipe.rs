@@ -6,10 +6,18 @@
 //! both memory and how far the producer runs ahead; recycling them means
 //! the steady state allocates nothing. When the producer is done it sends
 //! its result, which the consumer gets after the last byte.
+//!
+//! Pipes may also draw on a [`Budget`] shared between them: buffers beyond
+//! their own few, each paid for with one of the budget's tokens and handed
+//! back (memory freed, token returned) as soon as it has been read. That is
+//! how a merge lets the layers it decodes ahead use as much memory as the
+//! user allows, in total, whichever layer needs it.
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use std::fmt;
 use std::io::{self, BufRead, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 enum Message<T> {
     Data(Vec<u8>),
@@ -37,23 +45,107 @@ impl ProducerError {
     }
 }
 
+/// Buffers that pipes may use beyond their own, shared between all the
+/// pipes made with it; cloning shares it. Each is allocated when first
+/// needed and, once read, goes back to the budget for any pipe to reuse:
+/// handing memory from pipe to pipe instead of freeing and allocating it
+/// again spares the page faults and zeroing of fresh memory.
+#[derive(Clone)]
+pub struct Budget {
+    give: Sender<Vec<u8>>,
+    take: Receiver<Vec<u8>>,
+}
+
+impl Budget {
+    /// A budget of `buffers` buffers (none allocated yet).
+    pub fn new(buffers: usize) -> Budget {
+        let (give, take) = bounded(buffers.max(1));
+        for _ in 0..buffers {
+            give.send(Vec::new())
+                .expect("the budget holds its own receiver");
+        }
+        Budget { give, take }
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        let _ = self.give.try_send(buf);
+    }
+}
+
+/// How many of a budget's buffers one pipe holds. Both ends share it; when
+/// the pipe is gone, the budget gets back as many as it still held (their
+/// memory went with the pipe).
+struct Borrowed {
+    budget: Budget,
+    count: AtomicUsize,
+}
+
+impl Borrowed {
+    /// Counts a buffer taken from the budget.
+    fn took_one(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives `buf` to the budget if the pipe holds any of its buffers;
+    /// otherwise hands it back for the pipe's own free list.
+    fn give_back_one(&self, buf: Vec<u8>) -> Option<Vec<u8>> {
+        let owed = self
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !owed {
+            return Some(buf);
+        }
+        self.budget.give_back(buf);
+        None
+    }
+}
+
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        for _ in 0..*self.count.get_mut() {
+            self.budget.give_back(Vec::new());
+        }
+    }
+}
+
 /// Creates a pipe of `buffers` chunks of `chunk_size` bytes. It needs at
 /// least two: the consumer keeps the chunk it last read from until the next
 /// one arrives (see [`ChunkReader::consumed_tail`]).
 pub fn chunk_pipe<T>(chunk_size: usize, buffers: usize) -> (ChunkWriter<T>, ChunkReader<T>) {
+    chunk_pipe_on_budget(chunk_size, buffers, None)
+}
+
+/// Like [`chunk_pipe`], with more buffers than its own when `budget` has
+/// tokens to spare.
+pub fn chunk_pipe_on_budget<T>(
+    chunk_size: usize,
+    buffers: usize,
+    budget: Option<Budget>,
+) -> (ChunkWriter<T>, ChunkReader<T>) {
     assert!(buffers >= 2, "a chunk pipe needs two buffers");
-    let (messages_tx, messages_rx) = bounded(buffers + 1);
-    let (free_tx, free_rx) = bounded(buffers + 1);
+    let borrowed = budget.map(|budget| {
+        Arc::new(Borrowed {
+            budget,
+            count: AtomicUsize::new(0),
+        })
+    });
+    // Unbounded channels: the buffers in circulation bound what they hold,
+    // however many a budget adds.
+    let (messages_tx, messages_rx) = unbounded();
+    let (free_tx, free_rx) = unbounded();
     let writer = ChunkWriter {
         messages: messages_tx,
         free: free_rx,
         chunk_size,
         allocated: 0,
         limit: buffers,
+        borrowed: borrowed.clone(),
     };
     let reader = ChunkReader {
         messages: messages_rx,
         free: free_tx,
+        borrowed,
         current: Vec::new(),
         pos: 0,
         position: 0,
@@ -73,6 +165,7 @@ pub struct ChunkWriter<T> {
     chunk_size: usize,
     allocated: usize,
     limit: usize,
+    borrowed: Option<Arc<Borrowed>>,
 }
 
 impl<T> ChunkWriter<T> {
@@ -87,7 +180,22 @@ impl<T> ChunkWriter<T> {
             self.allocated += 1;
             return Ok(Vec::with_capacity(self.chunk_size));
         }
-        self.free.recv().map_err(|_| Closed)
+        let Some(borrowed) = &self.borrowed else {
+            return self.free.recv().map_err(|_| Closed);
+        };
+        // Whichever comes first: a buffer back from the consumer, or a
+        // token for a new one.
+        select! {
+            recv(self.free) -> buf => buf.map_err(|_| Closed),
+            recv(borrowed.budget.take) -> buf => {
+                let mut buf = buf.expect("the budget holds its own sender");
+                borrowed.took_one();
+                if buf.capacity() < self.chunk_size {
+                    buf.reserve_exact(self.chunk_size - buf.len());
+                }
+                Ok(buf)
+            }
+        }
     }
 
     /// The chunk size buffers are made with.
@@ -111,6 +219,7 @@ impl<T> ChunkWriter<T> {
 pub struct ChunkReader<T> {
     messages: Receiver<Message<T>>,
     free: Sender<Vec<u8>>,
+    borrowed: Option<Arc<Borrowed>>,
     current: Vec<u8>,
     pos: usize,
     position: u64,
@@ -164,7 +273,11 @@ impl<T> ChunkReader<T> {
         match self.messages.recv() {
             Ok(Message::Data(chunk)) => {
                 let used = std::mem::replace(&mut self.current, chunk);
-                if used.capacity() > 0 {
+                let own = match &self.borrowed {
+                    Some(borrowed) => borrowed.give_back_one(used),
+                    None => Some(used),
+                };
+                if let Some(used) = own.filter(|used| used.capacity() > 0) {
                     let _ = self.free.try_send(used);
                 }
                 self.pos = 0;
@@ -236,6 +349,41 @@ mod tests {
         assert_eq!(r.consumed_tail(3), None);
         assert_eq!(r.finish().unwrap(), 7);
         producer.join().unwrap();
+    }
+
+    /// Two pipes on a budget of three: the first, unread, runs ahead by its
+    /// own two buffers and all three tokens; the second gets tokens only
+    /// once the first's buffers have been read and paid back.
+    #[test]
+    fn pipes_share_a_budget_and_pay_it_back_as_they_are_read() {
+        let budget = Budget::new(3);
+        let (mut w1, mut r1) = chunk_pipe_on_budget::<()>(4, 2, Some(budget.clone()));
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            let mut buf = w1.buffer().unwrap();
+            buf.clear();
+            buf.extend_from_slice(b"abcd");
+            held.push(buf);
+        }
+        assert!(
+            budget.take.is_empty(),
+            "all three of the budget's buffers are in use"
+        );
+        for buf in held {
+            w1.send(buf).unwrap();
+        }
+        w1.finish(Ok(()));
+        let (mut w2, r2) = chunk_pipe_on_budget::<()>(4, 2, Some(budget.clone()));
+        let _own = [w2.buffer().unwrap(), w2.buffer().unwrap()];
+        let mut first = [0u8; 4 * 4];
+        r1.read_exact(&mut first).unwrap();
+        // Reading the fourth chunk freed the third: three read, all paid back.
+        assert_eq!(budget.take.len(), 3);
+        let _extra = w2.buffer().unwrap();
+        assert_eq!(budget.take.len(), 2);
+        r1.finish().unwrap();
+        drop((w2, r2));
+        assert_eq!(budget.take.len(), 3, "a finished pipe returns what it held");
     }
 
     #[test]

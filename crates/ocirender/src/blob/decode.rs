@@ -13,9 +13,13 @@
 //! Hashing on its own thread keeps it off the decompressor's critical
 //! path. Every stage can run ahead only as far as its small, fixed pool of
 //! buffers allows (see [`crate::blob::chunk_pipe`]), which bounds memory however
-//! large the layer is.
+//! large the layer is. Decoded data may also run ahead on a shared
+//! [`Budget`]: a merge decodes older layers while it merges the current one,
+//! and the more of them it can hold, the more decoding overlaps.
 
-use crate::blob::chunk_pipe::{chunk_pipe, ChunkReader, ChunkWriter, Closed};
+use crate::blob::chunk_pipe::{
+    chunk_pipe, chunk_pipe_on_budget, Budget, ChunkReader, ChunkWriter, Closed,
+};
 use crate::blob::compression::Compression;
 use crate::blob::digest::{Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
@@ -29,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 /// Chunks of decoded data handed to the merge. Every chunk but the last is
 /// full, and a whole number of tar blocks, so no tar header straddles two
 /// chunks (see [`DecodedLayer::last_block`]).
-const DECODED_CHUNK: usize = 512 << 10;
+pub const DECODED_CHUNK: usize = 512 << 10;
 const _: () = assert!(DECODED_CHUNK.is_multiple_of(crate::tar::BLOCK));
 const DECODED_BUFFERS: usize = 4;
 /// Chunks of stored (compressed) data handed to the decoder.
@@ -65,14 +69,19 @@ pub struct DecodedLayer {
 impl DecodedLayer {
     /// Starts reading and decoding `layer` on new threads.
     pub fn spawn(layer: &LayerRef) -> Self {
-        DecodedLayer::spawn_counted(layer, None)
+        DecodedLayer::spawn_with(layer, None, None)
     }
 
     /// Like [`DecodedLayer::spawn`], adding the stored bytes to `counter` as
-    /// they are read.
-    pub fn spawn_counted(layer: &LayerRef, counter: Option<ByteCounter>) -> Self {
+    /// they are read, and running ahead of the reader by more than a few
+    /// chunks when `budget` has chunks to spare.
+    pub fn spawn_with(
+        layer: &LayerRef,
+        counter: Option<ByteCounter>,
+        budget: Option<Budget>,
+    ) -> Self {
         let (stored_tx, stored_rx) = chunk_pipe(STORED_CHUNK, STORED_BUFFERS);
-        let (decoded_tx, decoded_rx) = chunk_pipe(DECODED_CHUNK, DECODED_BUFFERS);
+        let (decoded_tx, decoded_rx) = chunk_pipe_on_budget(DECODED_CHUNK, DECODED_BUFFERS, budget);
         let compression = Arc::new(OnceLock::new());
         let for_reader = layer.clone();
         std::thread::spawn(move || read_stored(&for_reader, counter, stored_tx));
@@ -283,6 +292,7 @@ pub struct Prefetcher {
     started: VecDeque<DecodedLayer>,
     depth: usize,
     counter: Option<ByteCounter>,
+    budget: Option<Budget>,
 }
 
 impl Prefetcher {
@@ -294,7 +304,15 @@ impl Prefetcher {
             started: VecDeque::new(),
             depth: depth.max(1),
             counter: None,
+            budget: None,
         }
+    }
+
+    /// Lets the layers decode ahead into up to `bytes` of buffers beyond
+    /// their own few, shared between them.
+    pub fn read_ahead(mut self, bytes: usize) -> Self {
+        self.budget = Some(Budget::new(bytes / DECODED_CHUNK));
+        self
     }
 
     /// Adds the stored bytes of every layer to `counter` as they are read.
@@ -316,9 +334,9 @@ impl Prefetcher {
             let Some(layer) = self.pending.pop_front() else {
                 break;
             };
-            let counter = self.counter.clone();
-            self.started
-                .push_back(DecodedLayer::spawn_counted(&layer, counter));
+            let decoded =
+                DecodedLayer::spawn_with(&layer, self.counter.clone(), self.budget.clone());
+            self.started.push_back(decoded);
         }
     }
 }

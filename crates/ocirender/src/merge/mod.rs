@@ -47,12 +47,23 @@ use whiteout::Marker;
 #[derive(Debug, Clone)]
 pub struct MergeOptions {
     /// Layers decoded at once (the current one included).
-    pub read_ahead: usize,
+    pub parallel_layers: usize,
+    /// Bytes of decoded data the layers may hold ahead of the merge, in
+    /// total, beyond each one's 2 MiB of its own.
+    pub read_ahead_bytes: usize,
 }
+
+/// The read-ahead a merge has unless told otherwise: where the curve of
+/// wall time against memory flattens on the benchmark images (see
+/// BENCHMARKS.md, "read-ahead").
+pub const DEFAULT_READ_AHEAD_MIB: usize = 64;
 
 impl Default for MergeOptions {
     fn default() -> Self {
-        MergeOptions { read_ahead: 2 }
+        MergeOptions {
+            parallel_layers: 2,
+            read_ahead_bytes: DEFAULT_READ_AHEAD_MIB << 20,
+        }
     }
 }
 
@@ -266,8 +277,9 @@ impl<'a, W: Write> Merger<'a, W> {
     fn merge_all(&mut self, options: &MergeOptions) -> Result<()> {
         let layers = self.layers;
         let counter = self.progress.map(|p| p.counter().clone());
-        let mut prefetch =
-            Prefetcher::new(layers.iter().rev().cloned(), options.read_ahead).counting(counter);
+        let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.parallel_layers)
+            .counting(counter)
+            .read_ahead(options.read_ahead_bytes);
         for index in (0..layers.len() as u32).rev() {
             let stream = prefetch.next_layer().expect("one stream per layer");
             if let Some(progress) = self.progress {

@@ -234,7 +234,9 @@ pub fn build_image(
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
     let _child_registration = crate::temporaries::register_child(child.id());
     let output = Captured::collect(&mut child, name);
-    let mut stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
+    let child_stdin = child.stdin.take().expect("piped stdin");
+    crate::cli::enlarge_pipe(std::os::fd::AsFd::as_fd(&child_stdin));
+    let mut stdin = BufWriter::with_capacity(1 << 20, child_stdin);
     let forwarded = forward(input, &mut stdin, &run.forwarding);
     let closed = drop_flushed(stdin);
     let forwarded = match forwarded {
