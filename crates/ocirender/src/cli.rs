@@ -37,7 +37,10 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
-            eprintln!("{program}: error: {}", one_line(&format!("{err:#}")));
+            print_line(&format!(
+                "{program}: error: {}",
+                one_line(&format!("{err:#}"))
+            ));
             ExitCode::FAILURE
         }
     }
@@ -45,12 +48,24 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
 
 /// Prints a warning line.
 pub fn warn(program: &str, message: &str) {
-    eprintln!("{program}: warning: {}", one_line(message));
+    print_line(&format!("{program}: warning: {}", one_line(message)));
 }
 
 /// Prints an informational line.
 pub fn note(program: &str, message: &str) {
-    eprintln!("{program}: {}", one_line(message));
+    print_line(&format!("{program}: {}", one_line(message)));
+}
+
+/// Writes `line` and its newline to stderr in one `write`. `eprintln!`
+/// writes each piece of its format separately, so when two programs of a
+/// pipeline fail at once (a merge error, then the sink's error about the
+/// cut stream) their messages interleave mid-line; one write of up to
+/// PIPE_BUF bytes reaches a pipe or terminal whole.
+pub fn print_line(line: &str) {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let _ = io::Write::write_all(&mut io::stderr().lock(), &bytes);
 }
 
 /// Fails when stdout is a terminal: binary data there helps nobody.
