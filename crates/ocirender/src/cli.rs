@@ -12,12 +12,12 @@ use std::process::ExitCode;
 
 /// What `--version` prints after the program's name: the version and the
 /// gzip inflate engine this build has ([`crate::blob::gzip::INFLATE`]).
-#[cfg(feature = "isal")]
-pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (gzip inflate: ISA-L)");
-/// What `--version` prints after the program's name: the version and the
-/// gzip inflate engine this build has ([`crate::blob::gzip::INFLATE`]).
-#[cfg(not(feature = "isal"))]
-pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (gzip inflate: zlib-rs)");
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (gzip inflate: ",
+    crate::blob::gzip::inflate_engine!(),
+    ")"
+);
 
 /// Exit status after the reader of stdout went away (128 + SIGPIPE).
 pub const EXIT_BROKEN_PIPE: u8 = 141;

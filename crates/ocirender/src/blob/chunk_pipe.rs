@@ -8,10 +8,10 @@
 //! its result, which the consumer gets after the last byte.
 //!
 //! Pipes may also draw on a [`Budget`] shared between them: buffers beyond
-//! their own few, each paid for with one of the budget's tokens and handed
-//! back (memory freed, token returned) as soon as it has been read. That is
-//! how a merge lets the layers it decodes ahead use as much memory as the
-//! user allows, in total, whichever layer needs it.
+//! their own few, handed back to the budget (memory and all, for any pipe
+//! to reuse) as soon as they have been read. That is how a merge lets the
+//! layers it decodes ahead use as much memory as the user allows, in total,
+//! whichever layer needs it.
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use std::fmt;
@@ -117,7 +117,7 @@ pub fn chunk_pipe<T>(chunk_size: usize, buffers: usize) -> (ChunkWriter<T>, Chun
 }
 
 /// Like [`chunk_pipe`], with more buffers than its own when `budget` has
-/// tokens to spare.
+/// some to spare.
 pub fn chunk_pipe_on_budget<T>(
     chunk_size: usize,
     buffers: usize,
@@ -183,8 +183,8 @@ impl<T> ChunkWriter<T> {
         let Some(borrowed) = &self.borrowed else {
             return self.free.recv().map_err(|_| Closed);
         };
-        // Whichever comes first: a buffer back from the consumer, or a
-        // token for a new one.
+        // Whichever comes first: a buffer back from the consumer, or one
+        // from the budget.
         select! {
             recv(self.free) -> buf => buf.map_err(|_| Closed),
             recv(borrowed.budget.take) -> buf => {
@@ -352,8 +352,8 @@ mod tests {
     }
 
     /// Two pipes on a budget of three: the first, unread, runs ahead by its
-    /// own two buffers and all three tokens; the second gets tokens only
-    /// once the first's buffers have been read and paid back.
+    /// own two buffers and all three of the budget's; the second gets one
+    /// only once the first's have been read and handed back.
     #[test]
     fn pipes_share_a_budget_and_pay_it_back_as_they_are_read() {
         let budget = Budget::new(3);
@@ -377,7 +377,7 @@ mod tests {
         let _own = [w2.buffer().unwrap(), w2.buffer().unwrap()];
         let mut first = [0u8; 4 * 4];
         r1.read_exact(&mut first).unwrap();
-        // Reading the fourth chunk freed the third: three read, all paid back.
+        // Reading the fourth chunk freed the third: three read, all handed back.
         assert_eq!(budget.take.len(), 3);
         let _extra = w2.buffer().unwrap();
         assert_eq!(budget.take.len(), 2);

@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 /// Chunks of decoded data handed to the merge. Every chunk but the last is
 /// full, and a whole number of tar blocks, so no tar header straddles two
 /// chunks (see [`DecodedLayer::last_block`]).
-pub const DECODED_CHUNK: usize = 512 << 10;
+const DECODED_CHUNK: usize = 512 << 10;
 const _: () = assert!(DECODED_CHUNK.is_multiple_of(crate::tar::BLOCK));
 const DECODED_BUFFERS: usize = 4;
 /// Chunks of stored (compressed) data handed to the decoder.
@@ -74,7 +74,7 @@ impl DecodedLayer {
 
     /// Like [`DecodedLayer::spawn`], adding the stored bytes to `counter` as
     /// they are read, and running ahead of the reader by more than a few
-    /// chunks when `budget` has chunks to spare.
+    /// chunks when `budget` has buffers to spare.
     pub fn spawn_with(
         layer: &LayerRef,
         counter: Option<ByteCounter>,
@@ -311,7 +311,8 @@ impl Prefetcher {
     /// Lets the layers decode ahead into up to `bytes` of buffers beyond
     /// their own few, shared between them.
     pub fn read_ahead(mut self, bytes: usize) -> Self {
-        self.budget = Some(Budget::new(bytes / DECODED_CHUNK));
+        let buffers = bytes / DECODED_CHUNK;
+        self.budget = (buffers > 0).then(|| Budget::new(buffers));
         self
     }
 

@@ -29,12 +29,26 @@ pub mod zlib_rs;
 /// The first byte of every gzip member.
 pub(crate) const MAGIC: &[u8] = &[0x1f, 0x8b];
 
-/// The inflate engine [`decoder`] uses in this build.
+/// The name of the inflate engine this build has, as a literal (for
+/// `concat!`, see [`crate::cli::LONG_VERSION`]).
 #[cfg(feature = "isal")]
-pub const INFLATE: &str = "ISA-L";
-/// The inflate engine [`decoder`] uses in this build.
+macro_rules! inflate_engine {
+    () => {
+        "ISA-L"
+    };
+}
+/// The name of the inflate engine this build has, as a literal (for
+/// `concat!`, see [`crate::cli::LONG_VERSION`]).
 #[cfg(not(feature = "isal"))]
-pub const INFLATE: &str = "zlib-rs";
+macro_rules! inflate_engine {
+    () => {
+        "zlib-rs"
+    };
+}
+pub(crate) use inflate_engine;
+
+/// The inflate engine [`decoder`] uses in this build.
+pub const INFLATE: &str = inflate_engine!();
 
 /// Decodes every gzip member of `input`, with the engine named by
 /// [`INFLATE`].
