@@ -43,8 +43,14 @@ STREAMING (the default)
 --store DIR
   Downloads into DIR, an OCI image layout shared by many images: a blob
   already there is not fetched again, a blob appears only complete and
-  verified (temporary name, then rename), and concurrent runs are safe.
-  The reference is recorded in DIR/index.json (org.opencontainers.image.
+  verified (temporary name, then rename; a .partial file left by a killed
+  run is never used), and concurrent runs are safe. A stored blob is
+  hashed again the first time a run uses it: one that no longer matches
+  its digest (zeroed, truncated, replaced by a symlink) gets one warning
+  and is fetched again and replaced. Nothing in DIR is followed through a
+  symlink: a symlink planted as .oci-fetch.lock or index.json is an error.
+  DIR/index.json (at most 32 MiB) is checked before anything is
+  downloaded. The reference is recorded in it (org.opencontainers.image.
   ref.name), so `oci-layers --tag REFERENCE DIR` works later offline. The
   printed list names the blob files, as oci-layers prints them.
 
@@ -156,7 +162,10 @@ fn run(args: Args) -> Result<()> {
             .context("cannot write to stdout")
     };
     match &request.store {
-        Some(dir) => fetch::store(&registry, &request, dir, &mut print),
+        Some(dir) => {
+            let warn = std::sync::Arc::new(|message: &str| cli::warn(PROGRAM, message));
+            fetch::store(&registry, &request, dir, &mut print, warn)
+        }
         None => fetch::stream(&registry, &request, &mut print),
     }
 }

@@ -8,6 +8,7 @@
 //! * [`store`]: the blobs are downloaded into a shared OCI layout and the
 //!   list names the files, as `oci-layers` would print for that layout.
 
+pub mod nofollow;
 pub mod readers;
 pub mod source;
 pub mod store;
@@ -67,14 +68,16 @@ pub fn stream(
 }
 
 /// Fetches `request`'s image into its store, records the reference there,
-/// and prints the list (or JSON) naming the stored blobs.
+/// and prints the list (or JSON) naming the stored blobs. A stored blob
+/// found damaged is reported through `warn` and fetched again.
 pub fn store(
     registry: &Registry,
     request: &Request,
     dir: &std::path::Path,
     print: &mut dyn FnMut(&[u8]) -> Result<()>,
+    warn: store::Warn,
 ) -> Result<()> {
-    let store = LayoutStore::open(dir)?;
+    let store = LayoutStore::open(dir, warn)?;
     let top = fetch_top(registry, &request.reference)?;
     let place = LayerPlace::Store(store.clone());
     let image = resolve(registry, &top, &place, &request.selection)?;
@@ -157,7 +160,8 @@ fn store_entry(top: &Fetched, name: &str) -> serde_json::Value {
     })
 }
 
-/// Downloads the layers the store lacks, `jobs` at a time.
+/// Downloads the layers the store lacks, `jobs` at a time; those it has
+/// are verified on the same threads (and fetched again if bad).
 fn download_layers(
     registry: &Registry,
     store: &LayoutStore,
@@ -167,7 +171,6 @@ fn download_layers(
     let mut wanted: Vec<_> = image
         .layers
         .iter()
-        .filter(|l| !store.has(&l.digest, l.size))
         .map(|l| (l.digest.clone(), l.size))
         .collect();
     wanted.sort_by_key(|(digest, _)| digest.to_string());
@@ -182,6 +185,9 @@ fn download_layers(
                         let Some((digest, size)) = next else {
                             return Ok(());
                         };
+                        if store.has(&digest, size)? {
+                            continue;
+                        }
                         let mut blob = registry.blob_reader(&digest, size)?;
                         store
                             .put(&digest, size, &mut blob)

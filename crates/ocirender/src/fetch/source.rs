@@ -59,12 +59,8 @@ impl BlobSource for RegistrySource<'_> {
             return self.fetch_remote(descriptor, digest);
         };
         // What the store has, by digest, needs no network.
-        if store.has(digest, descriptor.size) {
-            if let Ok(bytes) = std::fs::read(store.blob_path(digest)) {
-                if Digest::of_bytes(digest.algorithm(), &bytes) == *digest {
-                    return Ok(bytes);
-                }
-            }
+        if let Some(bytes) = store.read(digest, descriptor.size)? {
+            return Ok(bytes);
         }
         let bytes = self.fetch_remote(descriptor, digest)?;
         store.put_bytes(digest, &bytes)?;
