@@ -7,12 +7,25 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use support::fixtures::sample_layout;
 use support::registry::{Auth, Proxy, Registry};
 use support::{sh_env, stderr, Scratch};
+
+/// Runs a command as `nobody` (65534:65534, no supplementary groups).
+const AS_NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+
+fn require_root() {
+    // /proc/self belongs to the effective user.
+    assert!(
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0),
+        "these tests switch users and make namespaces: run them as root (scripts/test does)"
+    );
+}
 
 /// A test's directory: HOME, TMPDIR (`tmp`, where streaming makes its
 /// pipes) and outputs. `nobody` may enter it and write in `tmp`, as in a
@@ -43,6 +56,115 @@ impl Work {
     fn sh(&self, script: &str) -> Output {
         let tmp = self.tmp().display().to_string();
         sh_env(self.scratch.0.path(), &[("TMPDIR", &tmp)], script)
+    }
+
+    /// Starts `oci-fetch ARGS` under `umask`, its list read by this test
+    /// (which keeps reading end open, as a reader that is still merging).
+    fn serve(&self, umask: &str, args: &str) -> Served {
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec oci-fetch {args}"))
+            .env("PATH", path_with_bins())
+            .env("TMPDIR", self.tmp())
+            .env("HOME", self.scratch.0.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut list = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                list.read_line(&mut line).unwrap() > 0,
+                "the list ended without #end: {lines:?}"
+            );
+            if line == "#end\n" {
+                break;
+            }
+            lines.push(line.trim_end().to_owned());
+        }
+        Served {
+            child,
+            _list: list,
+            lines,
+        }
+    }
+}
+
+fn path_with_bins() -> String {
+    let bins = support::bin("oci-fetch").parent().unwrap().to_path_buf();
+    format!(
+        "{}:{}",
+        bins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A running `oci-fetch` and the list it printed; killed when dropped.
+struct Served {
+    child: Child,
+    _list: BufReader<ChildStdout>,
+    lines: Vec<String>,
+}
+
+impl Served {
+    /// The layer paths and declared sizes of the list.
+    fn layers(&self) -> Vec<(PathBuf, u64)> {
+        self.lines
+            .iter()
+            .map(|line| {
+                let mut fields = line.split('\t');
+                let path = PathBuf::from(fields.next().unwrap());
+                let size = fields
+                    .find_map(|f| f.strip_prefix("size="))
+                    .expect("a streamed layer declares its size")
+                    .parse()
+                    .unwrap();
+                (path, size)
+            })
+            .collect()
+    }
+
+    /// The largest layer: larger than a pipe's buffer, so its serving
+    /// thread is still writing after the reader's first byte.
+    fn largest_layer(&self) -> PathBuf {
+        let layers = self.layers();
+        let (path, size) = layers.iter().max_by_key(|(_, size)| *size).unwrap();
+        assert!(
+            *size > 2 << 20,
+            "the sample's largest layer is {size} bytes"
+        );
+        path.clone()
+    }
+
+    /// Waits up to `limit` for the process to end; its status and stderr.
+    fn wait_for_exit(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return Some((status, err));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -76,6 +198,14 @@ fn assert_same_tar(fetched: &[u8], what: &str) {
     );
 }
 
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn is_fifo(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
 /// The lines of a program's stderr.
 fn lines(text: &str) -> Vec<&str> {
     text.lines().filter(|l| !l.is_empty()).collect()
@@ -91,6 +221,87 @@ fn assert_error_line(message: &str, program: &str, needles: &[&str]) {
         lines[0].starts_with(&prefix) && needles.iter().all(|n| lines[0].contains(n)),
         "expected {prefix}... with {needles:?}: {message}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The private directory of pipes.
+
+#[test]
+fn the_pipe_directory_is_private_whatever_the_umask() {
+    require_root();
+    let registry = sample_registry();
+    let work = Work::new();
+    for umask in ["000", "022"] {
+        let served = work.serve(umask, &format!("{}/sample:1", registry.host()));
+        let pipe = served.largest_layer();
+        let dir = pipe.parent().unwrap();
+        assert_eq!(mode(dir), 0o700, "umask {umask}: {}", dir.display());
+        assert_eq!(std::fs::metadata(dir).unwrap().uid(), 0);
+        assert_eq!(mode(&pipe), 0o600, "umask {umask}");
+    }
+}
+
+/// How a local attacker replaces a pipe: with a symlink to a file the
+/// server's user can write, or a hard link to it.
+#[derive(Debug, Clone, Copy)]
+enum Swap {
+    Symlink,
+    HardLink,
+}
+
+/// Another user cannot reach the pipes at all; and a pipe replaced behind
+/// the server's back (done here by root, who can) is never written through.
+#[test]
+fn another_user_cannot_touch_the_pipes_and_a_swapped_pipe_is_never_written_through() {
+    require_root();
+    let registry = sample_registry();
+    let work = Work::new();
+    for swap in [Swap::Symlink, Swap::HardLink] {
+        // umask 000: the directory was 0777 on main, open to anyone.
+        let mut served = work.serve("000", &format!("{}/sample:1", registry.host()));
+        let pipe = served.largest_layer();
+        let victim = work.path("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::fs::set_permissions(&victim, PermissionsExt::from_mode(0o600)).unwrap();
+
+        let attempt = work.sh(&format!(
+            "{AS_NOBODY} ln -sfn '{}' '{}'",
+            victim.display(),
+            pipe.display()
+        ));
+        assert!(
+            !attempt.status.success(),
+            "{swap:?}: nobody replaced a pipe"
+        );
+        assert!(is_fifo(&pipe), "{swap:?}: the pipe is still there");
+
+        // Root reads the first byte: the serving thread has put a fresh
+        // pipe under the name and is blocked writing the rest. Root swaps
+        // the fresh pipe, then drains: the thread's next open finds the swap.
+        let mut reader = std::fs::File::open(&pipe).unwrap();
+        let mut first = [0u8; 1];
+        reader.read_exact(&mut first).unwrap();
+        std::fs::remove_file(&pipe).unwrap();
+        match swap {
+            Swap::Symlink => std::os::unix::fs::symlink(&victim, &pipe).unwrap(),
+            Swap::HardLink => std::fs::hard_link(&victim, &pipe).unwrap(),
+        }
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        drop(reader);
+
+        let ended = served.wait_for_exit(Duration::from_secs(10));
+        let after = std::fs::read(&victim).unwrap();
+        assert!(
+            after == b"precious",
+            "{swap:?}: the layer was written through the swapped pipe: the file now has {} bytes",
+            after.len()
+        );
+        let (status, message) = ended.expect("oci-fetch refuses the swapped pipe and exits");
+        assert!(!status.success(), "{swap:?}");
+        let pipe_name = pipe.display().to_string();
+        assert_error_line(&message, "oci-fetch", &[&pipe_name, "not the named pipe"]);
+        std::fs::remove_file(&victim).unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------

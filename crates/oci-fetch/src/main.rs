@@ -27,8 +27,11 @@ REFERENCE
 
 STREAMING (the default)
   No layer byte touches the disk. oci-fetch makes a private directory
-  (mode 0700, in $XDG_RUNTIME_DIR or $TMPDIR) with one named pipe per
-  layer, and prints their paths, each with the layer's digest. A thread
+  (in $XDG_RUNTIME_DIR or $TMPDIR; mode 0700 whatever the umask, checked
+  to be its own) with one named pipe per layer, and prints their paths,
+  each with the layer's digest. A pipe is opened without following a
+  symlink and must be the very pipe that was made: anything put in its
+  place is refused (an error), never written to. A thread
   per pipe downloads the layer when the reader opens it, as fast as the
   reader consumes it: oci-merge reads the newest layer first, a few at a
   time, so the merge runs while older layers download. A layer opened

@@ -9,6 +9,7 @@
 //!   list names the files, as `oci-layers` would print for that layout.
 
 pub mod nofollow;
+pub mod pipe_dir;
 pub mod readers;
 pub mod source;
 pub mod store;
@@ -53,10 +54,10 @@ pub fn stream(
         return print(&listing::json(&image, false)?);
     }
     let output = readers::OutputPipe::of_stdout()?;
-    let pipes = stream::PipeDir::create()?;
+    let pipes = pipe_dir::PipeDir::create()?;
     let place = LayerPlace::Pipes(pipes.path().to_path_buf());
     let image = resolve(registry, &top, &place, &request.selection)?;
-    let server = stream::Server::start(registry, &image)?;
+    let server = stream::Server::start(registry, &image, &pipes)?;
     // The end-of-list line lets oci-merge start even if a wrapper
     // (`timeout`, `time`) holds this stdout open after it is closed here.
     let mut list = listing::layer_lines(&image)?;
