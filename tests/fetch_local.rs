@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -56,6 +56,14 @@ impl Work {
     fn sh(&self, script: &str) -> Output {
         let tmp = self.tmp().display().to_string();
         sh_env(self.scratch.0.path(), &[("TMPDIR", &tmp)], script)
+    }
+
+    /// What streaming left in TMPDIR.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.tmp())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
     }
 
     /// Starts `oci-fetch ARGS` under `umask`, its list read by this test
@@ -430,4 +438,165 @@ fn a_corrupt_index_is_refused_before_any_download() {
         "blobs were downloaded first: {:#?}",
         proxy.blob_gets()
     );
+}
+
+// ---------------------------------------------------------------------------
+// How long a streaming oci-fetch lives.
+
+/// A proxy slow enough (1 MB/s, the sample is 4 MB) that a server that
+/// stopped early would cut the merge.
+fn slow_proxy(registry: &Registry) -> Proxy {
+    Proxy::start(&registry.host(), &["--rate", "1000000"])
+}
+
+/// Readers oci-fetch cannot see in its /proc: in a pid namespace it does
+/// not see (it runs in a new one with its own /proc, or with the host's
+/// /proc whose pids are not its own), of another user (root, whose
+/// descriptors nobody may read), behind another reader, or behind a named
+/// FIFO.
+#[test]
+fn readers_oci_fetch_cannot_see_in_proc_are_served_to_the_end() {
+    require_root();
+    let registry = sample_registry();
+    let proxy = slow_proxy(&registry);
+    let reference = format!("{}/sample:1", proxy.host());
+    for (what, script) in [
+        (
+            "its own pid namespace and /proc",
+            format!(
+                "unshare --pid --fork --mount-proc oci-fetch {reference} | oci-merge > merged.tar"
+            ),
+        ),
+        (
+            "its own pid namespace, the host's /proc",
+            format!("unshare --pid --fork oci-fetch {reference} | oci-merge > merged.tar"),
+        ),
+        (
+            "run as nobody, read by root",
+            format!("{AS_NOBODY} oci-fetch {reference} | oci-merge > merged.tar"),
+        ),
+        (
+            "behind tee, which it sees",
+            format!("oci-fetch {reference} | tee list | oci-merge > merged.tar"),
+        ),
+        (
+            "a named FIFO",
+            format!(
+                "mkfifo list; oci-fetch {reference} > list & fetch=$!; \
+                 oci-merge < list > merged.tar; wait $fetch"
+            ),
+        ),
+    ] {
+        let work = Work::new();
+        let start = Instant::now();
+        let out = work.sh(&script);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert!(out.stderr.is_empty(), "{what}: {}", stderr(&out));
+        assert_same_tar(&std::fs::read(work.path("merged.tar")).unwrap(), what);
+        assert!(
+            start.elapsed() > Duration::from_secs(2),
+            "{what}: the proxy was not slow"
+        );
+        assert!(
+            work.leftovers().is_empty(),
+            "{what}: {:?}",
+            work.leftovers()
+        );
+    }
+}
+
+/// A reader of another user cannot open this user's private pipes:
+/// oci-fetch says so and fails, before serving anything.
+#[test]
+fn a_reader_of_another_user_is_refused() {
+    require_root();
+    let registry = sample_registry();
+    let work = Work::new();
+    let out = work.sh(&format!(
+        "set +e; oci-fetch {}/sample:1 2> fetch.err | {AS_NOBODY} oci-merge > merged.tar 2> /dev/null; \
+         echo ${{PIPESTATUS[0]}}",
+        registry.host()
+    ));
+    let status = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let message = std::fs::read_to_string(work.path("fetch.err")).unwrap();
+    assert_eq!(status, "1", "oci-fetch's status; it said: {message}");
+    assert_error_line(&message, "oci-fetch", &["uid 65534"]);
+    assert!(work.leftovers().is_empty(), "{:?}", work.leftovers());
+}
+
+/// A merge whose oci-fetch was killed (SIGKILL: no cleanup) fails at once
+/// with one line instead of waiting forever for the layers; the next
+/// oci-fetch removes the directory the killed one left, and only that:
+/// not a live one's, not another user's.
+#[test]
+fn a_merge_whose_server_was_killed_fails_at_once_and_the_next_run_cleans_up() {
+    require_root();
+    let registry = sample_registry();
+    let work = Work::new();
+    let reference = format!("{}/sample:1", registry.host());
+    let mut killed = work.serve("022", &reference);
+    let list = format!("{}\n#end\n", killed.lines.join("\n"));
+    let killed_dir = killed.largest_layer().parent().unwrap().to_path_buf();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    assert!(killed_dir.exists(), "SIGKILL leaves the directory");
+
+    let start = Instant::now();
+    let mut merge = Command::new(support::bin("oci-merge"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    merge
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(list.as_bytes())
+        .unwrap();
+    let status = loop {
+        if let Some(status) = merge.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = merge.kill();
+            let _ = merge.wait();
+            panic!("oci-merge still waits for the layers of a killed oci-fetch after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut message = String::new();
+    merge
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut message)
+        .unwrap();
+    assert!(!status.success());
+    assert_error_line(&message, "oci-merge", &["oci-fetch"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A live server's directory, and another user's stale-looking one.
+    let live = work.serve("022", &reference);
+    let live_dir = live.largest_layer().parent().unwrap().to_path_buf();
+    let foreign = work.tmp().join("oci-fetch.nobody");
+    let made = work.sh(&format!(
+        "{AS_NOBODY} sh -c 'mkdir -m 700 {0} && mkfifo {0}/session'",
+        foreign.display()
+    ));
+    assert!(made.status.success(), "{}", stderr(&made));
+
+    let next = work.sh(&format!("oci-fetch {reference} | oci-merge > merged.tar"));
+    assert!(next.status.success(), "{}", stderr(&next));
+    assert!(
+        !killed_dir.exists(),
+        "the killed server's directory is removed"
+    );
+    assert!(live_dir.exists(), "a live server's directory is kept");
+    assert!(foreign.exists(), "another user's directory is kept");
+    drop(live);
 }

@@ -8,9 +8,11 @@
 //! * [`store`]: the blobs are downloaded into a shared OCI layout and the
 //!   list names the files, as `oci-layers` would print for that layout.
 
+pub mod lifetime;
 pub mod nofollow;
 pub mod pipe_dir;
 pub mod readers;
+pub mod session;
 pub mod source;
 pub mod store;
 pub mod stream;
@@ -23,6 +25,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use source::{LayerPlace, RegistrySource};
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use store::LayoutStore;
 
@@ -41,8 +44,8 @@ pub struct Request {
 }
 
 /// Streams `request`'s image: prints the list of pipes with `print`,
-/// then serves them until the reader of stdout has exited. With `json`,
-/// only describes the image.
+/// then serves them until no reader can ask for a layer any more
+/// ([`lifetime`]). With `json`, only describes the image.
 pub fn stream(
     registry: &Registry,
     request: &Request,
@@ -55,17 +58,21 @@ pub fn stream(
     }
     let output = readers::OutputPipe::of_stdout()?;
     let pipes = pipe_dir::PipeDir::create()?;
+    let session = session::Session::create(pipes.fd().as_fd())
+        .with_context(|| format!("{}: cannot create the session pipe", pipes.path().display()))?;
     let place = LayerPlace::Pipes(pipes.path().to_path_buf());
     let image = resolve(registry, &top, &place, &request.selection)?;
     let server = stream::Server::start(registry, &image, &pipes)?;
+    print(&listing::layer_lines(&image)?)?;
     // The end-of-list line lets oci-merge start even if a wrapper
-    // (`timeout`, `time`) holds this stdout open after it is closed here.
-    let mut list = listing::layer_lines(&image)?;
-    list.extend_from_slice(crate::blob::layer_ref::END_OF_LIST);
-    list.push(b'\n');
-    print(&list)?;
-    close_stdout()?;
-    server.wait(output)
+    // (`timeout`, `time`) holds this stdout open after it is closed.
+    let mut end_list = || {
+        let mut end = crate::blob::layer_ref::END_OF_LIST.to_vec();
+        end.push(b'\n');
+        print(&end)?;
+        close_stdout()
+    };
+    lifetime::serve(output, session, server, &mut end_list)
 }
 
 /// Fetches `request`'s image into its store, records the reference there,

@@ -12,12 +12,22 @@
 //!   FIFO that was made (device and inode, recorded when it was made), so
 //!   a symlink or another file put in its place (only root could, in a
 //!   0700 directory) is refused, never written to.
+//!
+//! The directory is removed when `oci-fetch` ends, or on a signal; only
+//! `SIGKILL` (or a crash) leaves it behind. So the server holds an
+//! exclusive `flock` on the directory for as long as it lives, and each
+//! run first removes the `oci-fetch.*` directories in the same place that
+//! are this user's, hold a session pipe ([`super::session`], made after
+//! the lock was taken, so a directory still being set up is never
+//! mistaken for an abandoned one) and can be locked: their server is gone,
+//! since the kernel drops a lock only with its last holder. Another user's
+//! directories are never touched, and nothing in them is followed.
 
 use super::nofollow;
 use crate::temporaries::{self, Registration};
 use crate::unpack::root::c_path;
 use anyhow::{bail, Context, Result};
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io;
@@ -51,6 +61,7 @@ impl PipeDir {
             Mode::empty(),
         )
         .with_context(|| format!("{}: cannot open", parent_path.display()))?;
+        remove_abandoned(parent.as_fd());
         let (name, dir) = make_private_dir(parent.as_fd())
             .with_context(|| format!("{}: cannot create a directory", parent_path.display()))?;
         let path = parent_path.join(&name);
@@ -114,6 +125,8 @@ fn make_private_dir(parent: BorrowedFd<'_>) -> io::Result<(String, OwnedFd)> {
             Err(e) => return Err(e.into()),
         }
         let dir = nofollow::open_dir(parent, name.as_bytes())?;
+        // Held while this process lives: see remove_abandoned.
+        rfs::flock(&dir, FlockOperation::NonBlockingLockExclusive)?;
         // mkdir's mode passes through the umask, which may have removed
         // the owner's own bits.
         rfs::fchmod(&dir, Mode::from_raw_mode(0o700))?;
@@ -121,11 +134,49 @@ fn make_private_dir(parent: BorrowedFd<'_>) -> io::Result<(String, OwnedFd)> {
     }
 }
 
+/// Removes the directories killed servers of this user left in `parent`
+/// (see the module docs). Best effort: what cannot be removed stays.
+fn remove_abandoned(parent: BorrowedFd<'_>) {
+    let Ok(entries) = rfs::Dir::read_from(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_bytes();
+        if !name.starts_with(PREFIX.as_bytes()) {
+            continue;
+        }
+        if let Some(_locked) = abandoned(parent, name) {
+            let _ = crate::unpack::root::remove(parent, name);
+        }
+    }
+}
+
+/// The directory `name` of `parent`, locked, if its server is gone.
+fn abandoned(parent: BorrowedFd<'_>, name: &[u8]) -> Option<OwnedFd> {
+    let dir = nofollow::open_dir(parent, name).ok()?;
+    let owner = rfs::fstat(&dir).ok()?.st_uid;
+    if owner != rustix::process::geteuid().as_raw() {
+        return None;
+    }
+    rfs::flock(&dir, FlockOperation::NonBlockingLockExclusive).ok()?;
+    super::session::exists_in(dir.as_fd()).then_some(dir)
+}
+
 /// Which file a pipe is: its device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
     dev: u64,
     ino: u64,
+}
+
+impl Identity {
+    /// The identity of the file `stat` describes.
+    pub fn of(stat: &rfs::Stat) -> Identity {
+        Identity {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
 }
 
 /// Makes the named pipe `name` in `dir`, for this user only; returns which
@@ -145,10 +196,7 @@ pub fn make_pipe(dir: BorrowedFd<'_>, name: &str) -> io::Result<Identity> {
             AtFlags::empty(),
         )?;
     }
-    Ok(Identity {
-        dev: stat.st_dev,
-        ino: stat.st_ino,
-    })
+    Ok(Identity::of(&stat))
 }
 
 /// Opens the pipe `name` of `dir` for writing (waiting for a reader) if it
@@ -162,11 +210,7 @@ pub fn open_pipe(dir: BorrowedFd<'_>, name: &str, made: Identity) -> io::Result<
         Err(e) => return Err(e.into()),
     };
     let stat = rfs::fstat(&fd)?;
-    let found = Identity {
-        dev: stat.st_dev,
-        ino: stat.st_ino,
-    };
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo || found != made {
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo || Identity::of(&stat) != made {
         return Err(not_the_pipe("another file is in its place"));
     }
     Ok(File::from(fd))

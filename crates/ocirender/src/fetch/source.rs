@@ -73,11 +73,16 @@ impl BlobSource for RegistrySource<'_> {
             LayerPlace::Store(store) => store.blob_path(digest),
             LayerPlace::Nowhere => PathBuf::new(),
         };
+        let served_from = match self.place {
+            LayerPlace::Pipes(dir) => Some(dir),
+            _ => None,
+        };
         Ok(LayerRef {
             path,
             range: None,
-            size: matches!(self.place, LayerPlace::Pipes(_)).then_some(descriptor.size),
+            size: served_from.map(|_| descriptor.size),
             digest: Some(digest.clone()),
+            server: served_from.map(|dir| super::session::path_in(dir)),
         })
     }
 }

@@ -11,7 +11,6 @@
 //! checks every layer's digest, and writes no end-of-archive marker.
 
 use super::pipe_dir::{self, Identity, PipeDir};
-use super::readers::OutputPipe;
 use crate::blob::digest::Digest;
 use crate::image::ResolvedImage;
 use crate::registry::Registry;
@@ -20,8 +19,8 @@ use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How much of a blob is moved per read and write.
 const CHUNK: usize = 256 << 10;
@@ -39,6 +38,7 @@ pub fn pipe_path(dir: &Path, position: usize) -> PathBuf {
 /// The download threads serving an image's pipes.
 pub struct Server {
     failed: Receiver<anyhow::Error>,
+    sending: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -48,6 +48,7 @@ impl Server {
     /// soon.
     pub fn start(registry: &Registry, image: &ResolvedImage, pipes: &PipeDir) -> Result<Server> {
         let (errors, failed) = crossbeam_channel::unbounded();
+        let sending = Arc::new(AtomicUsize::new(0));
         let total = image.layers.len();
         for (position, layer) in image.layers.iter().enumerate() {
             let name = pipe_name(position);
@@ -61,6 +62,7 @@ impl Server {
                 name,
                 path,
                 made,
+                sending: Arc::clone(&sending),
                 digest: layer.digest.clone(),
                 size: layer.size,
                 label: format!("layer {}/{total} ({})", position + 1, layer.digest),
@@ -71,22 +73,38 @@ impl Server {
                 .spawn(move || server.run(&errors))
                 .context("cannot start a download thread")?;
         }
-        Ok(Server { failed })
+        Ok(Server { failed, sending })
     }
 
-    /// Serves until the reader of `output` has exited; the first download
-    /// error ends the wait early and is returned.
-    pub fn wait(self, output: OutputPipe) -> Result<()> {
-        let mut error = None;
-        output.wait_for_readers(Duration::from_millis(100), &mut || {
-            if error.is_none() {
-                error = self.failed.try_recv().ok();
-            }
-            error.is_some()
-        });
-        error
-            .or_else(|| self.failed.try_recv().ok())
-            .map_or(Ok(()), Err)
+    /// The first error a serving thread met, if any has.
+    pub fn failed(&self) -> Option<anyhow::Error> {
+        self.failed.try_recv().ok()
+    }
+
+    /// Whether no layer is being sent: stopping now cuts nothing.
+    pub fn idle(&self) -> bool {
+        self.sending.load(Ordering::SeqCst) == 0
+    }
+
+    /// Stops serving: the outcome is the first error a thread met.
+    pub fn finish(self) -> Result<()> {
+        self.failed().map_or(Ok(()), Err)
+    }
+}
+
+/// One layer being sent, counted while it lives.
+struct Sending(Arc<AtomicUsize>);
+
+impl Sending {
+    fn count(sending: &Arc<AtomicUsize>) -> Sending {
+        sending.fetch_add(1, Ordering::SeqCst);
+        Sending(Arc::clone(sending))
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -100,6 +118,8 @@ struct LayerServer {
     path: PathBuf,
     /// The pipe now under `name`.
     made: Identity,
+    /// How many layers are being sent, across the threads.
+    sending: Arc<AtomicUsize>,
     digest: Digest,
     size: u64,
     label: String,
@@ -120,6 +140,7 @@ impl LayerServer {
                     return;
                 }
             };
+            let _sending = Sending::count(&self.sending);
             crate::cli::enlarge_pipe(pipe.as_fd());
             if let Err(e) = self.replace_pipe().and_then(|()| self.send(&mut pipe)) {
                 let _ = errors.send(e.context(self.label.clone()));
