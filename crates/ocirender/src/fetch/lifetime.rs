@@ -63,6 +63,14 @@ pub fn serve(
     end_list: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     if !output.wait_until_read()? {
+        // No reader is left to ask for a layer; one opened all the same
+        // (by a process given a path) is still sent to its end.
+        while !server.idle() {
+            if let Some(error) = server.failed() {
+                return Err(error);
+            }
+            std::thread::sleep(TICK);
+        }
         return server.finish();
     }
     let mut readers = Watched::find(output)?;
