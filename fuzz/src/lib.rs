@@ -434,6 +434,7 @@ pub mod merge {
                 range,
                 size: None,
                 digest,
+                server: None,
             });
         }
         let options = flags.options();

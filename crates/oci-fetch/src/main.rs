@@ -27,24 +27,48 @@ REFERENCE
 
 STREAMING (the default)
   No layer byte touches the disk. oci-fetch makes a private directory
-  (mode 0700, in $XDG_RUNTIME_DIR or $TMPDIR) with one named pipe per
-  layer, and prints their paths, each with the layer's digest. A thread
-  per pipe downloads the layer when the reader opens it, as fast as the
-  reader consumes it: oci-merge reads the newest layer first, a few at a
-  time, so the merge runs while older layers download. A layer opened
-  again (oci-merge's second read for promoted hard links) is downloaded
-  again. oci-fetch stays until every process reading its output (found in
-  /proc by the pipe on stdout) has exited, then removes the directory; a
-  signal removes it too. A download that fails makes oci-fetch exit
-  non-zero and leaves the reader a short or wrong layer, which oci-merge
-  detects by its digest: the merge fails, no end-of-archive marker.
-  Streaming needs stdout to be a pipe to the reader.
+  (in $XDG_RUNTIME_DIR or $TMPDIR; mode 0700 whatever the umask, checked
+  to be its own) with one named pipe per layer, and prints their paths,
+  each with the layer's digest and the directory's session pipe. A pipe is
+  opened without following a symlink and must be the very pipe that was
+  made: anything put in its place is refused (an error), never written
+  to. A thread per pipe downloads the layer when the reader opens it, as
+  fast as the reader consumes it: oci-merge reads the newest layer first,
+  a few at a time, so the merge runs while older layers download. A layer
+  opened again (oci-merge's second read for promoted hard links) is
+  downloaded again. A download that fails makes oci-fetch exit non-zero
+  and leaves the reader a short or wrong layer, which oci-merge detects by
+  its size and digest: the merge fails, no end-of-archive marker.
+  Streaming needs stdout to be a pipe (or a named FIFO) to the reader.
+
+  How long it serves: the list's last line, #end, is printed (and stdout
+  closed) once the rest has been read. Each oci-merge reading the list
+  then holds the session pipe open until it exits, however it ends; the
+  kernel tells oci-fetch when the last one has, in any pid namespace, for
+  any user. Other readers are found in /proc (the processes holding the
+  pipe on stdout) and waited for. oci-fetch exits when no reader is left
+  and no layer is being sent; when no oci-merge ever joined (the reader
+  was cat or head), 1 second after /proc shows the readers gone, or, if
+  it never showed any, 10 seconds after the list was read. It never exits
+  while a layer is being sent. A reader of another user (not root) cannot open the private
+  pipes: when /proc shows one, oci-fetch says so and exits 1 before
+  serving anything. If oci-fetch dies (even by SIGKILL), oci-merge fails
+  at once instead of waiting for a layer; the directory a killed oci-fetch
+  left is removed by this user's next streaming run (only this user's,
+  only once its owner is gone: it holds a lock on it while it lives). A
+  signal (INT, TERM, HUP) removes the directory at once.
 
 --store DIR
   Downloads into DIR, an OCI image layout shared by many images: a blob
   already there is not fetched again, a blob appears only complete and
-  verified (temporary name, then rename), and concurrent runs are safe.
-  The reference is recorded in DIR/index.json (org.opencontainers.image.
+  verified (temporary name, then rename; a .partial file left by a killed
+  run is never used), and concurrent runs are safe. A stored blob is
+  hashed again the first time a run uses it: one that no longer matches
+  its digest (zeroed, truncated, replaced by a symlink) gets one warning
+  and is fetched again and replaced. Nothing in DIR is followed through a
+  symlink: a symlink planted as .oci-fetch.lock or index.json is an error.
+  DIR/index.json (at most 32 MiB) is checked before anything is
+  downloaded. The reference is recorded in it (org.opencontainers.image.
   ref.name), so `oci-layers --tag REFERENCE DIR` works later offline. The
   printed list names the blob files, as oci-layers prints them.
 
@@ -156,7 +180,10 @@ fn run(args: Args) -> Result<()> {
             .context("cannot write to stdout")
     };
     match &request.store {
-        Some(dir) => fetch::store(&registry, &request, dir, &mut print),
+        Some(dir) => {
+            let warn = std::sync::Arc::new(|message: &str| cli::warn(PROGRAM, message));
+            fetch::store(&registry, &request, dir, &mut print, warn)
+        }
         None => fetch::stream(&registry, &request, &mut print),
     }
 }

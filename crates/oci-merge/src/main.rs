@@ -29,6 +29,11 @@ LAYER LIST
                     bytes long: for a file that cannot tell, like the named
                     pipes of oci-fetch, so progress knows the total
   digest=ALG:HEX    the digest the stored bytes must have (sha256, sha512)
+  server=PATH       the layer is a named pipe served by a running oci-fetch,
+                    which holds the named pipe PATH open while it lives:
+                    oci-merge joins it before its first layer and waits for
+                    a layer only while the server lives, failing at once
+                    (one line) if it is gone
 
   A path shaped like a layout blob (.../sha256/<hex>) declares its own
   digest. Paths cannot contain a newline or a tab. The same layer may be

@@ -156,9 +156,14 @@ impl Seek for DecodedLayer {
     }
 }
 
-/// Opens a layer's bytes: the whole file, or its byte range.
+/// Opens a layer's bytes: the whole file, or its byte range. A layer
+/// served through a named pipe is waited for only while its server lives.
 fn open_stored(layer: &LayerRef) -> Result<Box<dyn Read + Send>> {
-    let mut file = File::open(&layer.path).context("cannot open")?;
+    let mut file = match &layer.server {
+        Some(server) => crate::fetch::session::open_served(&layer.path, server),
+        None => File::open(&layer.path),
+    }
+    .context("cannot open")?;
     let Some((offset, size)) = layer.range else {
         return Ok(Box::new(file));
     };

@@ -7,7 +7,7 @@
 //! ```text
 //! /img/blobs/sha256/4f1c…9a
 //! /img.tar<TAB>offset=1536<TAB>size=29150720<TAB>digest=sha256:4f1c…9a
-//! /tmp/oci-fetch.x/3<TAB>size=29150720<TAB>digest=sha256:4f1c…9a
+//! /tmp/oci-fetch.x/layer-003<TAB>size=29150720<TAB>digest=sha256:4f1c…9a<TAB>server=/tmp/oci-fetch.x/session
 //! ```
 //!
 //! * `offset=N` and `size=N`: the layer is the byte range `[N, N+size)` of
@@ -20,6 +20,10 @@
 //!   without `size` is an error.)
 //! * `digest=ALG:HEX`: the digest the layer's bytes must have. Without it, a
 //!   path shaped like a layout blob (`.../sha256/<hex>`) declares its own.
+//! * `server=PATH`: the layer is a named pipe served by a running process
+//!   (`oci-fetch`) that holds the named pipe PATH open while it lives; the
+//!   reader waits for the layer only as long as it does (see
+//!   [`crate::fetch::session`]).
 //!
 //! Paths are bytes and may hold anything but a newline or a tab; those two
 //! cannot be represented and are refused when a line is written.
@@ -44,6 +48,9 @@ pub struct LayerRef {
     pub size: Option<u64>,
     /// The digest the bytes must have, when known.
     pub digest: Option<Digest>,
+    /// The session pipe of the process serving the layer through a named
+    /// pipe, if one does.
+    pub server: Option<PathBuf>,
 }
 
 impl LayerRef {
@@ -56,6 +63,7 @@ impl LayerRef {
             range: None,
             size: None,
             digest,
+            server: None,
         }
     }
 
@@ -75,20 +83,18 @@ impl LayerRef {
         let mut layer = LayerRef::file(PathBuf::from(OsStr::from_bytes(path)));
         let (mut offset, mut size) = (None, None);
         for field in fields {
-            let field = std::str::from_utf8(field)
-                .ok()
-                .and_then(|f| f.split_once('='))
-                .with_context(|| {
-                    format!(
-                        "malformed field {:?} (expected key=value)",
-                        String::from_utf8_lossy(field)
-                    )
-                })?;
-            match field {
-                ("offset", v) => offset = Some(parse_number("offset", v)?),
-                ("size", v) => size = Some(parse_number("size", v)?),
-                ("digest", v) => layer.digest = Some(v.parse().context("bad digest field")?),
-                (key, _) => bail!("unknown field {key:?}"),
+            let (key, value) = split_field(field)?;
+            if key == "server" {
+                layer.server = Some(PathBuf::from(OsStr::from_bytes(value)));
+                continue;
+            }
+            let value =
+                std::str::from_utf8(value).with_context(|| format!("field {key:?} is not text"))?;
+            match key {
+                "offset" => offset = Some(parse_number("offset", value)?),
+                "size" => size = Some(parse_number("size", value)?),
+                "digest" => layer.digest = Some(value.parse().context("bad digest field")?),
+                key => bail!("unknown field {key:?}"),
             }
         }
         match (offset, size) {
@@ -107,7 +113,9 @@ impl LayerRef {
     /// carry.
     pub fn to_line(&self) -> Result<Vec<u8>> {
         let bytes = self.path.as_os_str().as_bytes();
-        if bytes.iter().any(|&b| b == b'\n' || b == b'\t') || bytes == END_OF_LIST {
+        let server = self.server.as_ref().map(|s| s.as_os_str().as_bytes());
+        let unfit = |b: &[u8]| b.iter().any(|&b| b == b'\n' || b == b'\t');
+        if unfit(bytes) || server.is_some_and(unfit) || bytes == END_OF_LIST {
             bail!(
                 "{}: path contains a newline or tab, which a layer list cannot carry",
                 self.path.display()
@@ -124,7 +132,10 @@ impl LayerRef {
                 write!(fields, "\tdigest={digest}").unwrap();
             }
         }
-        Ok([bytes, fields.as_bytes()].concat())
+        let server = server
+            .map(|s| [b"\tserver=", s].concat())
+            .unwrap_or_default();
+        Ok([bytes, fields.as_bytes(), &server].concat())
     }
 
     /// How many bytes the layer is, as stored, when that is known before
@@ -147,6 +158,25 @@ impl LayerRef {
             None => self.path.display().to_string(),
         }
     }
+}
+
+/// A `key=value` field: the key as text, the value as bytes (a path may
+/// be any bytes).
+fn split_field(field: &[u8]) -> Result<(&str, &[u8])> {
+    let malformed = || {
+        format!(
+            "malformed field {:?} (expected key=value)",
+            String::from_utf8_lossy(field)
+        )
+    };
+    let equals = field
+        .iter()
+        .position(|&b| b == b'=')
+        .with_context(malformed)?;
+    let key = std::str::from_utf8(&field[..equals])
+        .ok()
+        .with_context(malformed)?;
+    Ok((key, &field[equals + 1..]))
 }
 
 fn parse_number(key: &str, value: &str) -> Result<u64> {
@@ -256,6 +286,22 @@ mod tests {
         assert_eq!((l.range, l.size), (Some((3, 4)), None));
         assert_eq!(l.stored_size(), Some(4));
         assert_eq!(LayerRef::parse_line(b"x").unwrap().size, None);
+    }
+
+    #[test]
+    fn a_server_field_round_trips_with_any_bytes() {
+        let line = b"/tmp/d/layer-000\tsize=3\tserver=/tmp/d\xff/session".to_vec();
+        let l = LayerRef::parse_line(&line).unwrap();
+        assert_eq!(
+            l.server.as_deref().unwrap().as_os_str().as_bytes(),
+            b"/tmp/d\xff/session"
+        );
+        assert_eq!(l.to_line().unwrap(), line);
+        assert_eq!(LayerRef::parse_line(b"x").unwrap().server, None);
+        let mut bad = LayerRef::file("x");
+        bad.server = Some(PathBuf::from("a\tb"));
+        assert!(bad.to_line().is_err());
+        assert!(LayerRef::parse_line(b"x\tsize=\xff").is_err());
     }
 
     #[test]

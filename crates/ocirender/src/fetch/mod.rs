@@ -8,7 +8,11 @@
 //! * [`store`]: the blobs are downloaded into a shared OCI layout and the
 //!   list names the files, as `oci-layers` would print for that layout.
 
+pub mod lifetime;
+pub mod nofollow;
+pub mod pipe_dir;
 pub mod readers;
+pub mod session;
 pub mod source;
 pub mod store;
 pub mod stream;
@@ -21,6 +25,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use source::{LayerPlace, RegistrySource};
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use store::LayoutStore;
 
@@ -39,8 +44,8 @@ pub struct Request {
 }
 
 /// Streams `request`'s image: prints the list of pipes with `print`,
-/// then serves them until the reader of stdout has exited. With `json`,
-/// only describes the image.
+/// then serves them until no reader can ask for a layer any more
+/// ([`lifetime`]). With `json`, only describes the image.
 pub fn stream(
     registry: &Registry,
     request: &Request,
@@ -52,29 +57,35 @@ pub fn stream(
         return print(&listing::json(&image, false)?);
     }
     let output = readers::OutputPipe::of_stdout()?;
-    let pipes = stream::PipeDir::create()?;
+    let pipes = pipe_dir::PipeDir::create()?;
+    let session = session::Session::create(pipes.fd().as_fd())
+        .with_context(|| format!("{}: cannot create the session pipe", pipes.path().display()))?;
     let place = LayerPlace::Pipes(pipes.path().to_path_buf());
     let image = resolve(registry, &top, &place, &request.selection)?;
-    let server = stream::Server::start(registry, &image)?;
+    let server = stream::Server::start(registry, &image, &pipes)?;
+    print(&listing::layer_lines(&image)?)?;
     // The end-of-list line lets oci-merge start even if a wrapper
-    // (`timeout`, `time`) holds this stdout open after it is closed here.
-    let mut list = listing::layer_lines(&image)?;
-    list.extend_from_slice(crate::blob::layer_ref::END_OF_LIST);
-    list.push(b'\n');
-    print(&list)?;
-    close_stdout()?;
-    server.wait(output)
+    // (`timeout`, `time`) holds this stdout open after it is closed.
+    let mut end_list = || {
+        let mut end = crate::blob::layer_ref::END_OF_LIST.to_vec();
+        end.push(b'\n');
+        print(&end)?;
+        close_stdout()
+    };
+    lifetime::serve(output, session, server, &mut end_list)
 }
 
 /// Fetches `request`'s image into its store, records the reference there,
-/// and prints the list (or JSON) naming the stored blobs.
+/// and prints the list (or JSON) naming the stored blobs. A stored blob
+/// found damaged is reported through `warn` and fetched again.
 pub fn store(
     registry: &Registry,
     request: &Request,
     dir: &std::path::Path,
     print: &mut dyn FnMut(&[u8]) -> Result<()>,
+    warn: store::Warn,
 ) -> Result<()> {
-    let store = LayoutStore::open(dir)?;
+    let store = LayoutStore::open(dir, warn)?;
     let top = fetch_top(registry, &request.reference)?;
     let place = LayerPlace::Store(store.clone());
     let image = resolve(registry, &top, &place, &request.selection)?;
@@ -157,7 +168,8 @@ fn store_entry(top: &Fetched, name: &str) -> serde_json::Value {
     })
 }
 
-/// Downloads the layers the store lacks, `jobs` at a time.
+/// Downloads the layers the store lacks, `jobs` at a time; those it has
+/// are verified on the same threads (and fetched again if bad).
 fn download_layers(
     registry: &Registry,
     store: &LayoutStore,
@@ -167,7 +179,6 @@ fn download_layers(
     let mut wanted: Vec<_> = image
         .layers
         .iter()
-        .filter(|l| !store.has(&l.digest, l.size))
         .map(|l| (l.digest.clone(), l.size))
         .collect();
     wanted.sort_by_key(|(digest, _)| digest.to_string());
@@ -182,6 +193,9 @@ fn download_layers(
                         let Some((digest, size)) = next else {
                             return Ok(());
                         };
+                        if store.has(&digest, size)? {
+                            continue;
+                        }
                         let mut blob = registry.blob_reader(&digest, size)?;
                         store
                             .put(&digest, size, &mut blob)

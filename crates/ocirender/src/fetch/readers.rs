@@ -1,31 +1,41 @@
-//! Who reads `oci-fetch`'s output, and when they are gone.
+//! Who reads `oci-fetch`'s output, and when they are gone, as far as
+//! `/proc` tells.
 //!
-//! In streaming mode `oci-fetch` must outlive its reader: `oci-merge`
-//! opens the layer pipes only after it has read the whole list, opens
-//! them one after another, and opens some a second time at the very end
-//! (promoted hard links). But the list ends only when `oci-fetch` closes
-//! its stdout, and after that a pipe tells the writer nothing more. So
-//! before closing, `oci-fetch` notes the pipe's inode, finds the processes
-//! holding its read end in `/proc` (a pipeline's next command, and any
-//! subshell around it), and waits on a pidfd for each until every one has
-//! exited. Whatever else the reader does (finish, fail, be killed), that is
-//! the moment no layer can be asked for again.
+//! The processes holding the read end of the pipe on stdout (a pipeline's
+//! next command, and any subshell or wrapper around it) are found in
+//! `/proc` and watched through pidfds until each has exited; a reader that
+//! forks is found again after each wave. `/proc` shows only what this user
+//! may see in this pid namespace: a reader run by another user (root, for
+//! a user's `oci-fetch`), in a pid namespace this process does not see, or
+//! behind a named FIFO is invisible here, and the session pipe
+//! ([`super::session`]) speaks for it. What is seen is also checked: a
+//! reader of another (non-root) user could not open this user's private
+//! pipes, so serving it is refused up front.
 
 use anyhow::{bail, Context, Result};
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::FileType;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-/// How long to look for a reader that has not started yet: the shell
-/// forks a pipeline's commands one after another.
-const FIND_READERS_FOR: Duration = Duration::from_secs(1);
+/// How often to look whether the list has been read.
+const LIST_READ_TICK: Duration = Duration::from_millis(10);
 
 /// The pipe on our stdout, identified by its inode.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputPipe {
     inode: u64,
+}
+
+/// A process holding the read end of our stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    /// Its pid (in this namespace).
+    pub pid: Pid,
+    /// Its effective user.
+    pub uid: u32,
 }
 
 impl OutputPipe {
@@ -42,40 +52,31 @@ impl OutputPipe {
         Ok(OutputPipe { inode: stat.st_ino })
     }
 
-    /// Waits until no other process holds the pipe's read end, looking
-    /// again after each wave has exited (a reader may have forked).
-    /// `stop` is checked every `tick`; when it returns true, waiting ends.
-    pub fn wait_for_readers(&self, tick: Duration, stop: &mut dyn FnMut() -> bool) {
-        let mut readers = self.find_readers_patiently(stop);
-        while !readers.is_empty() {
-            if wait_all(&mut readers, tick, stop) {
-                return;
-            }
-            readers = self.pidfds(&self.readers());
-        }
-    }
-
-    /// The readers, waiting a moment for one to appear.
-    fn find_readers_patiently(&self, stop: &mut dyn FnMut() -> bool) -> Vec<OwnedFd> {
-        let start = Instant::now();
+    /// Waits until everything written to stdout has been read (true), or
+    /// until no process holds its read end any more (false): stdout's
+    /// write end reports `POLLERR` then, whoever the readers were.
+    pub fn wait_until_read(&self) -> Result<bool> {
+        let stdout = std::io::stdout();
+        let tick = timespec(LIST_READ_TICK);
         loop {
-            let readers = self.pidfds(&self.readers());
-            if !readers.is_empty() || start.elapsed() > FIND_READERS_FOR || stop() {
-                return readers;
+            let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+            let _ = poll(&mut fds, Some(&tick));
+            if fds[0].revents().contains(PollFlags::ERR) {
+                return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            let unread = rustix::io::ioctl_fionread(&stdout).context("cannot watch stdout")?;
+            if unread == 0 {
+                return Ok(true);
+            }
         }
     }
 
-    fn pidfds(&self, pids: &[Pid]) -> Vec<OwnedFd> {
-        // A process that exited between the scan and here is simply done.
-        pids.iter()
-            .filter_map(|&pid| pidfd_open(pid, PidfdFlags::empty()).ok())
-            .collect()
-    }
-
-    /// Processes other than this one with the pipe open for reading.
-    pub fn readers(&self) -> Vec<Pid> {
+    /// The processes other than this one with the pipe open for reading,
+    /// as far as `/proc` shows them.
+    pub fn readers(&self) -> Vec<Reader> {
+        if !proc_is_this_pid_namespace() {
+            return Vec::new();
+        }
         let me = std::process::id();
         let link = format!("pipe:[{}]", self.inode);
         let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -84,9 +85,23 @@ impl OutputPipe {
         procs
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .filter(|&pid| pid != me && holds_read_end(pid, &link))
-            .filter_map(|pid| Pid::from_raw(pid as i32))
+            .filter_map(|pid| {
+                let uid = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+                Some(Reader {
+                    pid: Pid::from_raw(pid as i32)?,
+                    uid,
+                })
+            })
             .collect()
     }
+}
+
+/// Whether `/proc` belongs to this process's pid namespace: its pids
+/// then mean what `pidfd_open` takes. In a new pid namespace with the old
+/// `/proc` (unshare --pid without --mount-proc), they do not.
+fn proc_is_this_pid_namespace() -> bool {
+    std::fs::read_link("/proc/self")
+        .is_ok_and(|pid| pid.as_os_str() == std::process::id().to_string().as_str())
 }
 
 /// Whether process `pid` has a descriptor to `link` open read-only.
@@ -113,30 +128,93 @@ fn opened_read_only(pid: u32, fd: &str) -> bool {
         .is_some_and(|flags| flags & 0o3 == 0)
 }
 
-/// Waits until every pidfd reports its process gone; true if `stop` asked
-/// to end first.
-fn wait_all(pidfds: &mut Vec<OwnedFd>, tick: Duration, stop: &mut dyn FnMut() -> bool) -> bool {
-    let timeout = rustix::event::Timespec {
-        tv_sec: tick.as_secs() as i64,
-        tv_nsec: i64::from(tick.subsec_nanos()),
-    };
-    while !pidfds.is_empty() {
-        if stop() {
-            return true;
-        }
-        let mut fds: Vec<PollFd<'_>> = pidfds
-            .iter()
-            .map(|fd| PollFd::new(fd, PollFlags::IN))
-            .collect();
-        if poll(&mut fds, Some(&timeout)).is_err() {
-            continue; // EINTR: look again
-        }
-        let gone: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
-        drop(fds);
-        let mut gone = gone.into_iter();
-        pidfds.retain(|_| !gone.next().unwrap_or(false));
+/// The visible readers of the output, watched until they are gone.
+pub struct Watched {
+    output: OutputPipe,
+    readers: Vec<(Reader, OwnedFd)>,
+    /// When the last reader that was seen turned out gone.
+    gone_since: Option<Instant>,
+}
+
+impl Watched {
+    /// Finds the readers of `output` now, refusing any of another user.
+    pub fn find(output: OutputPipe) -> Result<Watched> {
+        let mut watched = Watched {
+            output,
+            readers: Vec::new(),
+            gone_since: None,
+        };
+        watched.rescan()?;
+        Ok(watched)
     }
-    false
+
+    /// Drops the readers that have exited; once a whole wave has, looks
+    /// again (a reader may have forked).
+    pub fn refresh(&mut self) -> Result<()> {
+        if self.readers.is_empty() {
+            return Ok(());
+        }
+        let mut fds: Vec<PollFd<'_>> = self
+            .readers
+            .iter()
+            .map(|(_, fd)| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        let _ = poll(&mut fds, Some(&timespec(Duration::ZERO)));
+        let exited: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
+        drop(fds);
+        let mut exited = exited.into_iter();
+        self.readers.retain(|_| !exited.next().unwrap_or(false));
+        if self.readers.is_empty() {
+            self.rescan()?;
+            if self.readers.is_empty() {
+                self.gone_since = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether no visible reader is left.
+    pub fn is_empty(&self) -> bool {
+        self.readers.is_empty()
+    }
+
+    /// How long ago the readers that were seen were all gone; `None`
+    /// while some are left, or if none was ever seen.
+    pub fn gone_for(&self) -> Option<Duration> {
+        self.gone_since.map(|since| since.elapsed())
+    }
+
+    /// The pidfds to wait on (readable once the process exits).
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.readers.iter().map(|(_, fd)| fd.as_fd())
+    }
+
+    fn rescan(&mut self) -> Result<()> {
+        let me = rustix::process::geteuid().as_raw();
+        for reader in self.output.readers() {
+            if reader.uid != me && reader.uid != 0 {
+                bail!(
+                    "the reader of the layer list (pid {}) runs as uid {}, which cannot open \
+                     the private pipes of uid {me}: run both as the same user, or use --store DIR",
+                    reader.pid.as_raw_nonzero(),
+                    reader.uid
+                );
+            }
+            // A process that exited between the scan and here is simply done.
+            if let Ok(fd) = pidfd_open(reader.pid, PidfdFlags::empty()) {
+                self.readers.push((reader, fd));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A duration as poll takes it.
+pub fn timespec(duration: Duration) -> Timespec {
+    Timespec {
+        tv_sec: duration.as_secs() as i64,
+        tv_nsec: i64::from(duration.subsec_nanos()),
+    }
 }
 
 #[cfg(test)]
@@ -144,9 +222,10 @@ mod tests {
     use super::*;
     use std::process::{Command, Stdio};
 
-    /// A child reading a pipe we write is found, and waited for.
+    /// A child reading a pipe we write is found, with its user, and
+    /// watched until it exits.
     #[test]
-    fn finds_and_waits_for_the_reader_of_a_pipe() {
+    fn finds_and_watches_the_reader_of_a_pipe() {
         let (read, write) = rustix::pipe::pipe().unwrap();
         let inode = rustix::fs::fstat(&write).unwrap().st_ino;
         let mut child = Command::new("sleep")
@@ -154,15 +233,22 @@ mod tests {
             .stdin(Stdio::from(read))
             .spawn()
             .unwrap();
-        let pipe = OutputPipe { inode };
-        let readers = pipe.readers();
+        let output = OutputPipe { inode };
+        let readers = output.readers();
         assert_eq!(readers.len(), 1, "{readers:?}");
-        assert_eq!(readers[0].as_raw_nonzero().get() as u32, child.id());
+        assert_eq!(readers[0].pid.as_raw_nonzero().get() as u32, child.id());
+        assert_eq!(readers[0].uid, rustix::process::geteuid().as_raw());
         let start = Instant::now();
-        pipe.wait_for_readers(Duration::from_millis(50), &mut || false);
+        let mut watched = Watched::find(output).unwrap();
+        assert!(!watched.is_empty() && watched.gone_for().is_none());
+        while !watched.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+            watched.refresh().unwrap();
+        }
         assert!(start.elapsed() >= Duration::from_millis(200));
+        assert!(watched.gone_for().is_some());
         // The child is a zombie until reaped, but no longer holds the pipe.
-        assert!(pipe.readers().is_empty());
+        assert!(output.readers().is_empty());
         child.wait().unwrap();
         drop(write);
     }

@@ -59,12 +59,8 @@ impl BlobSource for RegistrySource<'_> {
             return self.fetch_remote(descriptor, digest);
         };
         // What the store has, by digest, needs no network.
-        if store.has(digest, descriptor.size) {
-            if let Ok(bytes) = std::fs::read(store.blob_path(digest)) {
-                if Digest::of_bytes(digest.algorithm(), &bytes) == *digest {
-                    return Ok(bytes);
-                }
-            }
+        if let Some(bytes) = store.read(digest, descriptor.size)? {
+            return Ok(bytes);
         }
         let bytes = self.fetch_remote(descriptor, digest)?;
         store.put_bytes(digest, &bytes)?;
@@ -77,11 +73,16 @@ impl BlobSource for RegistrySource<'_> {
             LayerPlace::Store(store) => store.blob_path(digest),
             LayerPlace::Nowhere => PathBuf::new(),
         };
+        let served_from = match self.place {
+            LayerPlace::Pipes(dir) => Some(dir),
+            _ => None,
+        };
         Ok(LayerRef {
             path,
             range: None,
-            size: matches!(self.place, LayerPlace::Pipes(_)).then_some(descriptor.size),
+            size: served_from.map(|_| descriptor.size),
             digest: Some(digest.clone()),
+            server: served_from.map(|dir| super::session::path_in(dir)),
         })
     }
 }

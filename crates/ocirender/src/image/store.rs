@@ -171,6 +171,7 @@ impl Store {
                 range: Some((offset, size)),
                 size: None,
                 digest,
+                server: None,
             },
             _ => unreachable!("a store finds its own kind of location"),
         })
