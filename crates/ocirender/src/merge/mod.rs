@@ -40,6 +40,7 @@ use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
 use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use whiteout::Marker;
 
@@ -665,17 +666,17 @@ impl<'a, W: Write> Merger<'a, W> {
             .into_iter()
             .filter(|&id| self.tree.node(id).claim() == Claim::ImplicitDir)
             .map(|id| (id, EntryMeta::implicit_dir()));
-        let mut all: Vec<(Vec<u8>, EntryMeta)> = std::mem::take(&mut self.directories)
-            .into_iter()
-            .chain(implicit)
-            .map(|(id, meta)| (self.tree.path(id), meta))
-            .collect();
-        all.sort_by(|(a, _), (b, _)| path::parents_first(a, b));
-        for (path, meta) in all {
-            self.out.write_empty(&path, &meta)?;
-            self.stats.entries_written += 1;
-        }
-        Ok(())
+        let metas: HashMap<NodeId, EntryMeta, foldhash::fast::RandomState> =
+            std::mem::take(&mut self.directories)
+                .into_iter()
+                .chain(implicit)
+                .collect();
+        let (out, stats) = (&mut self.out, &mut self.stats);
+        self.tree.depth_first(&metas, |path, meta| {
+            out.write_empty(path, meta)?;
+            stats.entries_written += 1;
+            Ok(())
+        })
     }
 
     /// Ends the archive after a fully successful merge.
