@@ -147,8 +147,14 @@ fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) ->
         return anyhow::Error::new(err);
     }
     // Running out of data inside an entry is not a header's fault (that
-    // error is the stream's own, see `DecodedLayer::seek`).
-    let bad_header = (err.kind() != std::io::ErrorKind::UnexpectedEof)
+    // error is the stream's own, see `DecodedLayer::seek`), nor is a long
+    // name, PAX header or sparse map over a limit (the `tar` crate's
+    // `InvalidData`): the block it stopped on may be a sparse map's.
+    let header_at_fault = !matches!(
+        err.kind(),
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+    );
+    let bad_header = header_at_fault
         .then(|| stream.last_block())
         .flatten()
         .and_then(|(offset, block)| Some((offset, header_problem(block)?)));
