@@ -206,6 +206,8 @@ impl Layer {
         header.set_path(path).unwrap();
         header.set_entry_type(EntryType::GNUSparse);
         header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_600_000_000);
         header.set_size(stored.len() as u64);
         let (first, rest) = regions.split_at(regions.len().min(4));
