@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::{bin, cmd, run_with_stdin, stderr, Scratch};
-use tar::{EntryType, GnuExtSparseHeader, Header};
+use tar::{EntryType, Header};
 
 /// The sparse formats GNU tar writes, as `tar` arguments.
 const FORMATS: &[(&str, &[&str])] = &[
@@ -222,42 +222,9 @@ fn tool(name: &str, arg: &Path) -> Command {
 /// bytes, storing `stored` bytes of data. More than four regions go to
 /// extension headers, as GNU tar writes them.
 fn gnu_sparse_member(name: &str, real_size: u64, regions: &[(u64, u64)], stored: &[u8]) -> Vec<u8> {
-    let mut header = Header::new_gnu();
-    header.set_path(name).unwrap();
-    header.set_entry_type(EntryType::GNUSparse);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(1_700_000_000);
-    header.set_size(stored.len() as u64);
-    let (first, rest) = regions.split_at(regions.len().min(4));
-    let gnu = header.as_gnu_mut().unwrap();
-    octal(&mut gnu.realsize, real_size);
-    for (slot, &(offset, length)) in gnu.sparse.iter_mut().zip(first) {
-        octal(&mut slot.offset, offset);
-        octal(&mut slot.numbytes, length);
-    }
-    gnu.isextended[0] = u8::from(!rest.is_empty());
-    header.set_cksum();
-    let mut out = header.as_bytes().to_vec();
-    let chunks: Vec<&[(u64, u64)]> = rest.chunks(21).collect();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let mut ext = GnuExtSparseHeader::new();
-        for (slot, &(offset, length)) in ext.sparse.iter_mut().zip(chunk.iter()) {
-            octal(&mut slot.offset, offset);
-            octal(&mut slot.numbytes, length);
-        }
-        ext.isextended[0] = u8::from(i + 1 < chunks.len());
-        out.extend_from_slice(ext.as_bytes());
-    }
-    push_padded(&mut out, stored);
-    out
-}
-
-fn octal(field: &mut [u8; 12], value: u64) {
-    let text = format!("{value:011o}");
-    field[..11].copy_from_slice(text.as_bytes());
-    field[11] = 0;
+    testkit::Layer::new()
+        .gnu_sparse(name, real_size, regions, stored)
+        .tar_without_end()
 }
 
 fn push_padded(out: &mut Vec<u8>, data: &[u8]) {

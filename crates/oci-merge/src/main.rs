@@ -92,13 +92,14 @@ EXAMPLES
 
 /// Merge OCI layer blobs into one flattened tar on stdout.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
+#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
     /// Layer references, base first; read from stdin, one per line, if none are given.
     layers: Vec<OsString>,
     /// Memory in MiB for decoded data held ahead of the merge, shared by the layers decoding
     /// ahead; more lets more decoding overlap. Peak memory is about this plus 20 to 40 MiB
-    /// (decoders, buffers), plus the table of the image's paths.
+    /// (decoders, buffers), plus the table of the image's paths, plus the xattrs of its
+    /// directories, held to the end (at most 64 MiB: more is an error).
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_READ_AHEAD_MIB as u32,
           value_parser = clap::value_parser!(u32).range(0..=1 << 20))]
     read_ahead: u32,

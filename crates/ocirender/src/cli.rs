@@ -19,6 +19,44 @@ pub const LONG_VERSION: &str = concat!(
     ")"
 );
 
+/// `after_help` with the LIMITS section every tar-reading binary shares
+/// put in before its EXIT STATUS section (or at the end).
+pub fn with_limits(after_help: &str) -> String {
+    let limits = limits_section();
+    match after_help.find("\n\nEXIT STATUS\n") {
+        Some(at) => format!("{}\n\n{limits}{}", &after_help[..at], &after_help[at..]),
+        None => format!("{after_help}\n\n{limits}"),
+    }
+}
+
+/// The LIMITS section: every bound a tar header is held to (see
+/// [`crate::tar::limits`]), with the values the code enforces.
+fn limits_section() -> String {
+    use crate::tar::limits::Limit;
+    format!(
+        "\
+LIMITS
+  Every tar header is checked before what it describes is read, so a
+  hostile layer costs neither memory nor time; an entry over a limit is
+  an error that names it.
+    path                    {} bytes (not counting . or empty names)
+    path depth              {} components
+    name in a path          {} bytes
+    symlink target          {} bytes (a hard link's: a path's limits)
+    GNU long name or link,
+    PAX extended header     {} bytes (1 MiB)
+    sparse map (GNU or PAX) {} regions
+    uid, gid                at most {}",
+        Limit::PathBytes.max(),
+        Limit::PathDepth.max(),
+        Limit::NameBytes.max(),
+        Limit::SymlinkTargetBytes.max(),
+        Limit::ExtensionBytes.max(),
+        Limit::SparseRegions.max(),
+        Limit::Id.max(),
+    )
+}
+
 /// Exit status after the reader of stdout went away (128 + SIGPIPE).
 pub const EXIT_BROKEN_PIPE: u8 = 141;
 
@@ -133,4 +171,33 @@ pub fn stdout_file() -> io::Result<std::fs::File> {
     Ok(std::fs::File::from(
         io::stdout().as_fd().try_clone_to_owned()?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tar::limits::Limit;
+
+    #[test]
+    fn the_limits_section_goes_before_the_exit_status() {
+        let help = with_limits("SAFETY\n  text\n\nEXIT STATUS\n  0 on success");
+        let limits = help.find("\n\nLIMITS\n").expect("a LIMITS section");
+        assert!(help.starts_with("SAFETY\n  text\n\n"), "{help}");
+        assert!(limits < help.find("EXIT STATUS").unwrap(), "{help}");
+        let appended = with_limits("EXAMPLES\n  x");
+        assert!(
+            appended.starts_with("EXAMPLES\n  x\n\nLIMITS\n"),
+            "{appended}"
+        );
+    }
+
+    #[test]
+    fn the_limits_section_states_every_limit() {
+        let section = limits_section();
+        for limit in Limit::ALL {
+            let max = limit.max().to_string();
+            assert!(section.contains(&max), "{limit:?} ({max}): {section}");
+        }
+        assert!(section.lines().all(|line| line.len() <= 76), "{section}");
+    }
 }

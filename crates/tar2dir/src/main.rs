@@ -38,7 +38,7 @@ EXAMPLES
 
 /// Unpack a tar stream from stdin into a new directory, safely.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
+#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
     /// The directory to create (it must not exist, or be empty).
     dir: PathBuf,

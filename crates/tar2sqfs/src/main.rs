@@ -51,7 +51,7 @@ EXAMPLES
 
 /// Build a squashfs image from a tar stream on stdin.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
+#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
     /// The image to write (replaced only on success).
     out: PathBuf,

@@ -9,7 +9,7 @@
 #![deny(missing_docs)]
 
 use std::io::{Read, Write};
-use tar::{EntryType, Header};
+use tar::{EntryType, GnuExtSparseHeader, GnuSparseHeader, Header};
 
 /// A layer tar under construction.
 #[derive(Default, Clone)]
@@ -191,6 +191,43 @@ impl Layer {
         self
     }
 
+    /// A GNU sparse (`S`) member: a file of `real_size` bytes whose data
+    /// regions, (offset, length) each, hold `stored` back to back. The
+    /// first four regions go in the header, the rest in extension headers
+    /// of 21, as GNU tar writes them.
+    pub fn gnu_sparse(
+        mut self,
+        path: &str,
+        real_size: u64,
+        regions: &[(u64, u64)],
+        stored: &[u8],
+    ) -> Self {
+        let mut header = Header::new_gnu();
+        header.set_path(path).unwrap();
+        header.set_entry_type(EntryType::GNUSparse);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_600_000_000);
+        header.set_size(stored.len() as u64);
+        let (first, rest) = regions.split_at(regions.len().min(4));
+        let gnu = header.as_gnu_mut().unwrap();
+        octal(&mut gnu.realsize, real_size);
+        fill_sparse_slots(&mut gnu.sparse, first);
+        gnu.isextended[0] = u8::from(!rest.is_empty());
+        header.set_cksum();
+        self.bytes.extend_from_slice(header.as_bytes());
+        let mut chunks = rest.chunks(21).peekable();
+        while let Some(chunk) = chunks.next() {
+            let mut extension = GnuExtSparseHeader::new();
+            fill_sparse_slots(&mut extension.sparse, chunk);
+            extension.isextended[0] = u8::from(chunks.peek().is_some());
+            self.bytes.extend_from_slice(extension.as_bytes());
+        }
+        self.data(stored);
+        self
+    }
+
     /// Appends raw bytes (for truncation and garbage tests).
     pub fn append_bytes(mut self, bytes: &[u8]) -> Self {
         self.bytes.extend_from_slice(bytes);
@@ -254,6 +291,20 @@ impl Layer {
     pub fn gzip(&self) -> Vec<u8> {
         gzip(&self.tar())
     }
+}
+
+/// Writes (offset, length) pairs into a sparse header's slots.
+fn fill_sparse_slots(slots: &mut [GnuSparseHeader], regions: &[(u64, u64)]) {
+    for (slot, &(offset, length)) in slots.iter_mut().zip(regions) {
+        octal(&mut slot.offset, offset);
+        octal(&mut slot.numbytes, length);
+    }
+}
+
+/// A 12-byte numeric field in octal, as GNU tar writes it.
+fn octal(field: &mut [u8; 12], value: u64) {
+    field[..11].copy_from_slice(format!("{value:011o}").as_bytes());
+    field[11] = 0;
 }
 
 /// Deterministic pseudo-random bytes (xorshift64): incompressible test data

@@ -1,5 +1,6 @@
 use std::cell::{Cell, RefCell};
 use std::cmp;
+use std::collections::VecDeque;
 use std::convert::TryFrom;
 use std::fs;
 use std::io::prelude::*;
@@ -10,8 +11,8 @@ use std::path::Path;
 use crate::entry::{EntryFields, EntryIo};
 use crate::error::TarError;
 use crate::header::BLOCK_SIZE;
-use crate::other;
 use crate::pax::*;
+use crate::{other, over_limit, MAX_SPARSE_REGIONS};
 use crate::{Entry, GnuExtSparseHeader, GnuSparseHeader, Header};
 
 /// A top-level representation of an archive file.
@@ -357,7 +358,7 @@ impl<'a> EntriesFields<'a> {
             size,
             header_pos,
             file_pos,
-            data: vec![EntryIo::Data((&self.archive.inner).take(size))],
+            data: VecDeque::from([EntryIo::Data((&self.archive.inner).take(size))]),
             header,
             long_pathname: None,
             long_linkname: None,
@@ -415,7 +416,7 @@ impl<'a> EntriesFields<'a> {
                          the same member",
                     ));
                 }
-                gnu_longname = Some(EntryFields::from(entry).read_all()?);
+                gnu_longname = Some(EntryFields::from(entry).read_extension("GNU long name")?);
                 continue;
             }
 
@@ -426,7 +427,7 @@ impl<'a> EntriesFields<'a> {
                          the same member",
                     ));
                 }
-                gnu_longlink = Some(EntryFields::from(entry).read_all()?);
+                gnu_longlink = Some(EntryFields::from(entry).read_extension("GNU long link name")?);
                 continue;
             }
 
@@ -437,7 +438,8 @@ impl<'a> EntriesFields<'a> {
                          the same member",
                     ));
                 }
-                pax_extensions = Some(EntryFields::from(entry).read_all()?);
+                pax_extensions =
+                    Some(EntryFields::from(entry).read_extension("PAX extended header")?);
                 continue;
             }
 
@@ -482,6 +484,7 @@ impl<'a> EntriesFields<'a> {
 
         let mut cur = 0;
         let mut remaining = entry.size;
+        let mut regions = 0u64;
         {
             let data = &mut entry.data;
             let reader = &self.archive.inner;
@@ -489,6 +492,14 @@ impl<'a> EntriesFields<'a> {
             let mut add_block = |block: &GnuSparseHeader| -> io::Result<_> {
                 if block.is_empty() {
                     return Ok(());
+                }
+                // ocirender: each region is held in memory until the member
+                // is read, so their number is bounded.
+                regions += 1;
+                if regions > MAX_SPARSE_REGIONS {
+                    return Err(over_limit(format!(
+                        "GNU sparse map has more regions than the limit of {MAX_SPARSE_REGIONS}"
+                    )));
                 }
                 let off = block.offset()?;
                 let len = block.length()?;
@@ -504,7 +515,7 @@ impl<'a> EntriesFields<'a> {
                     ));
                 } else if cur < off {
                     let block = io::repeat(0).take(off - cur);
-                    data.push(EntryIo::Pad(block));
+                    data.push_back(EntryIo::Pad(block));
                 }
                 cur = off
                     .checked_add(len)
@@ -515,7 +526,7 @@ impl<'a> EntriesFields<'a> {
                          listed",
                     )
                 })?;
-                data.push(EntryIo::Data(reader.take(len)));
+                data.push_back(EntryIo::Data(reader.take(len)));
                 Ok(())
             };
             for block in gnu.sparse.iter() {

@@ -1,5 +1,6 @@
 use std::borrow::Cow;
 use std::cmp;
+use std::collections::VecDeque;
 use std::fs;
 use std::fs::OpenOptions;
 use std::io::prelude::*;
@@ -12,8 +13,8 @@ use filetime::{self, FileTime};
 use crate::archive::ArchiveInner;
 use crate::error::TarError;
 use crate::header::bytes2path;
-use crate::other;
-use crate::{Archive, Header, PaxExtensions};
+use crate::{other, over_limit};
+use crate::{Archive, Header, PaxExtensions, MAX_EXTENSION_SIZE};
 
 /// A read-only view into an entry of an archive.
 ///
@@ -36,7 +37,9 @@ pub struct EntryFields<'a> {
     pub size: u64,
     pub header_pos: u64,
     pub file_pos: u64,
-    pub data: Vec<EntryIo<'a>>,
+    // ocirender: a queue, not a `Vec` emptied with `remove(0)`, which made
+    // reading a sparse member quadratic in its number of regions.
+    pub data: VecDeque<EntryIo<'a>>,
     pub unpack_xattrs: bool,
     pub preserve_permissions: bool,
     pub preserve_ownerships: bool,
@@ -301,6 +304,19 @@ impl<'a> EntryFields<'a> {
         self.read_to_end(&mut v).map(|_| v)
     }
 
+    /// `read_all` for a GNU long name or long link member or a PAX header
+    /// (`what`), refused before it is read if it is larger than
+    /// [`MAX_EXTENSION_SIZE`]. (ocirender)
+    pub fn read_extension(&mut self, what: &str) -> io::Result<Vec<u8>> {
+        if self.size > MAX_EXTENSION_SIZE {
+            return Err(over_limit(format!(
+                "{what} is {} bytes, more than the limit of {MAX_EXTENSION_SIZE}",
+                self.size
+            )));
+        }
+        self.read_all()
+    }
+
     fn path(&self) -> io::Result<Cow<'_, Path>> {
         bytes2path(self.path_bytes())
     }
@@ -372,7 +388,7 @@ impl<'a> EntryFields<'a> {
             {
                 return Ok(None);
             }
-            self.pax_extensions = Some(self.read_all()?);
+            self.pax_extensions = Some(self.read_extension("PAX extended header")?);
         }
         Ok(Some(PaxExtensions::new(
             self.pax_extensions.as_ref().unwrap(),
@@ -955,7 +971,7 @@ impl<'a> Read for EntryFields<'a> {
         loop {
             match self.data.get_mut(0).map(|io| io.read(into)) {
                 Some(Ok(0)) => {
-                    self.data.remove(0);
+                    self.data.pop_front();
                 }
                 Some(r) => return r,
                 None => return Ok(0),

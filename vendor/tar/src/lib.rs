@@ -59,6 +59,21 @@ mod error;
 mod header;
 mod pax;
 
+/// The largest GNU long name or long link member, or PAX extended header,
+/// read into memory: 1 MiB, as Go's `archive/tar` allows. A larger one is
+/// refused from its header, before any of it is read. (ocirender: the
+/// crates.io release reads them whole, however large.)
+pub const MAX_EXTENSION_SIZE: u64 = 1 << 20;
+
+/// The most regions a GNU sparse (`S`) member's map may list, each one
+/// held in memory while the member is read. (ocirender: the crates.io
+/// release has no limit.)
+pub const MAX_SPARSE_REGIONS: u64 = 1 << 16;
+
+fn over_limit(what: String) -> Error {
+    Error::new(ErrorKind::InvalidData, what)
+}
+
 fn other(msg: &str) -> Error {
     Error::new(ErrorKind::Other, msg)
 }

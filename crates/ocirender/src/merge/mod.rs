@@ -34,12 +34,13 @@ use crate::blob::layer_ref::LayerRef;
 use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
 use crate::progress::{LayerDone, Progress};
-use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member, PaxRecord};
 use crate::tar::header_problem;
 use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
 use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use whiteout::Marker;
 
@@ -57,6 +58,14 @@ pub struct MergeOptions {
 /// wall time against memory flattens on the benchmark images (see
 /// BENCHMARKS.md, "read-ahead").
 pub const DEFAULT_READ_AHEAD_MIB: usize = 64;
+
+/// Bytes of PAX records (xattrs, mostly) the directories of a merge may
+/// carry in all. Directory entries are written last (see
+/// `write_directories`), so their records are held until then: without a
+/// bound, a megabyte of compressed layer holding a thousand directories
+/// with a 1 MiB xattr each would hold a gigabyte. Real images carry a few
+/// dozen bytes a directory (an SELinux label).
+pub const DIRECTORY_RECORDS_LIMIT: usize = 64 << 20;
 
 impl Default for MergeOptions {
     fn default() -> Self {
@@ -146,8 +155,14 @@ fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) ->
         return anyhow::Error::new(err);
     }
     // Running out of data inside an entry is not a header's fault (that
-    // error is the stream's own, see `DecodedLayer::seek`).
-    let bad_header = (err.kind() != std::io::ErrorKind::UnexpectedEof)
+    // error is the stream's own, see `DecodedLayer::seek`), nor is a long
+    // name, PAX header or sparse map over a limit (the `tar` crate's
+    // `InvalidData`): the block it stopped on may be a sparse map's.
+    let header_at_fault = !matches!(
+        err.kind(),
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+    );
+    let bad_header = header_at_fault
         .then(|| stream.last_block())
         .flatten()
         .and_then(|(offset, block)| Some((offset, header_problem(block)?)));
@@ -227,6 +242,8 @@ struct Merger<'a, W: Write> {
     implicit_dirs: Vec<NodeId>,
     /// Directory entries, written at the end (see `write_directories`).
     directories: Vec<(NodeId, EntryMeta)>,
+    /// Bytes their PAX records hold (see [`DIRECTORY_RECORDS_LIMIT`]).
+    directory_records: usize,
     /// The parents of the entry being claimed, shallowest first; reused
     /// from entry to entry so that claiming allocates nothing.
     parents: Vec<NodeId>,
@@ -248,6 +265,7 @@ impl<'a, W: Write> Merger<'a, W> {
             staged: Vec::new(),
             implicit_dirs: Vec::new(),
             directories: Vec::new(),
+            directory_records: 0,
             parents: Vec::new(),
             actions: Vec::new(),
             warn,
@@ -523,8 +541,28 @@ impl<'a, W: Write> Merger<'a, W> {
         self.directory_arrives(id)?;
         self.tree.node_mut(id).set_version(layer, LayerVersion::Dir);
         if visibility == Visibility::Visible {
-            self.directories.push((id, meta.clone()));
+            self.hold_directory(id, meta)?;
         }
+        Ok(())
+    }
+
+    /// Keeps a directory's entry for the end, within
+    /// [`DIRECTORY_RECORDS_LIMIT`].
+    fn hold_directory(&mut self, id: NodeId, meta: &EntryMeta) -> Result<()> {
+        let records: usize = meta
+            .pax
+            .iter()
+            .map(|r| std::mem::size_of::<PaxRecord>() + r.key.len() + r.value.len())
+            .sum();
+        self.directory_records += records;
+        if self.directory_records > DIRECTORY_RECORDS_LIMIT {
+            bail!(
+                "the directories' PAX records (xattrs), held until the end of the merge, \
+                 pass the limit of {} MiB",
+                DIRECTORY_RECORDS_LIMIT >> 20
+            );
+        }
+        self.directories.push((id, meta.clone()));
         Ok(())
     }
 
@@ -665,17 +703,17 @@ impl<'a, W: Write> Merger<'a, W> {
             .into_iter()
             .filter(|&id| self.tree.node(id).claim() == Claim::ImplicitDir)
             .map(|id| (id, EntryMeta::implicit_dir()));
-        let mut all: Vec<(Vec<u8>, EntryMeta)> = std::mem::take(&mut self.directories)
-            .into_iter()
-            .chain(implicit)
-            .map(|(id, meta)| (self.tree.path(id), meta))
-            .collect();
-        all.sort_by(|(a, _), (b, _)| path::parents_first(a, b));
-        for (path, meta) in all {
-            self.out.write_empty(&path, &meta)?;
-            self.stats.entries_written += 1;
-        }
-        Ok(())
+        let metas: HashMap<NodeId, EntryMeta, foldhash::fast::RandomState> =
+            std::mem::take(&mut self.directories)
+                .into_iter()
+                .chain(implicit)
+                .collect();
+        let (out, stats) = (&mut self.out, &mut self.stats);
+        self.tree.depth_first(&metas, |path, meta| {
+            out.write_empty(path, meta)?;
+            stats.entries_written += 1;
+            Ok(())
+        })
     }
 
     /// Ends the archive after a fully successful merge.

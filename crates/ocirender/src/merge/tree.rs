@@ -9,6 +9,7 @@
 //! `links`.
 
 use hashbrown::HashTable;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 /// Index of a node.
@@ -271,6 +272,63 @@ impl Tree {
         path
     }
 
+    /// Calls `visit` with the path and value of each node of `wanted`,
+    /// parents first and siblings in byte order of their names: the order
+    /// of [`crate::tar::path::parents_first`]. Each path is built from its
+    /// parent's in one buffer, so however deep the nodes, memory grows
+    /// with their number, not with the lengths of their paths (building
+    /// every path of a chain n deep holds n²/2 components).
+    pub fn depth_first<T, E>(
+        &self,
+        wanted: &HashMap<NodeId, T, impl BuildHasher>,
+        mut visit: impl FnMut(&[u8], &T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let children = self.children_of(wanted.keys().copied());
+        let mut path = Vec::new();
+        // (node, length of its parent's path)
+        let mut stack: Vec<(NodeId, usize)> = Vec::new();
+        let push_children = |stack: &mut Vec<(NodeId, usize)>, id, len| {
+            let kids = children.get(&id).into_iter().flatten().rev();
+            stack.extend(kids.map(|&kid| (kid, len)));
+        };
+        push_children(&mut stack, ROOT, 0);
+        while let Some((id, parent_len)) = stack.pop() {
+            path.truncate(parent_len);
+            if parent_len > 0 {
+                path.push(b'/');
+            }
+            path.extend_from_slice(node_name(&self.names, &self.nodes[id as usize]));
+            if let Some(value) = wanted.get(&id) {
+                visit(&path, value)?;
+            }
+            push_children(&mut stack, id, path.len());
+        }
+        Ok(())
+    }
+
+    /// The children of each node on the way from the root to the nodes
+    /// `wanted`, sorted by name.
+    fn children_of(
+        &self,
+        wanted: impl Iterator<Item = NodeId>,
+    ) -> HashMap<NodeId, Vec<NodeId>, foldhash::fast::RandomState> {
+        let mut children: HashMap<NodeId, Vec<NodeId>, _> = HashMap::default();
+        let mut linked = HashSet::<NodeId, foldhash::fast::RandomState>::default();
+        for id in wanted {
+            let mut cur = id;
+            while cur != ROOT && linked.insert(cur) {
+                let parent = self.parent(cur);
+                children.entry(parent).or_default().push(cur);
+                cur = parent;
+            }
+        }
+        let name = |id: &NodeId| node_name(&self.names, &self.nodes[*id as usize]);
+        for siblings in children.values_mut() {
+            siblings.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        }
+        children
+    }
+
     /// True if a mask from a layer at or below `view` hides `id`: a
     /// whiteout of it or of an ancestor, or an ancestor whose children are
     /// hidden. This is how the tree looked to an entry of layer `view`,
@@ -317,6 +375,36 @@ mod tests {
         let other = t.lookup(b"b/b/c");
         assert_ne!(other, abc);
         assert_eq!(t.path(other), b"b/b/c");
+    }
+
+    #[test]
+    fn depth_first_visits_parents_first_in_name_order() {
+        let mut t = Tree::new();
+        let paths: &[&[u8]] = &[b"b", b"a-c", b"a/b/c", b"a", b"a/b", b"z/y", b"a/a"];
+        let wanted: HashMap<NodeId, &[u8]> = paths.iter().map(|&p| (t.lookup(p), p)).collect();
+        t.lookup(b"unwanted/x");
+        let mut seen = Vec::new();
+        t.depth_first(&wanted, |path, &value| {
+            assert_eq!(path, value);
+            seen.push(path.to_vec());
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let mut want: Vec<&[u8]> = paths.to_vec();
+        want.sort_by(|a, b| crate::tar::path::parents_first(a, b));
+        assert_eq!(seen, want, "z/y's parent z is passed through, not visited");
+    }
+
+    #[test]
+    fn depth_first_stops_at_the_first_error() {
+        let mut t = Tree::new();
+        let wanted: HashMap<NodeId, ()> = [(t.lookup(b"a"), ()), (t.lookup(b"b"), ())].into();
+        let mut visits = 0;
+        let outcome = t.depth_first(&wanted, |_, _| {
+            visits += 1;
+            Err("full")
+        });
+        assert_eq!((outcome, visits), (Err("full"), 1));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! `SCHILY.xattr.*` (file capabilities, SELinux labels) and sub-second
 //! `mtime`.
 
+use crate::tar::limits::{self, Limit};
+use crate::tar::path::abbreviate;
 use crate::tar::sparse::{Expanded, PaxSparse, SparseMap};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -114,6 +116,26 @@ const DERIVED_KEYS: &[&[u8]] = &[
     b"gname",
 ];
 
+/// Derived PAX keys whose value the `tar` crate folds into the header
+/// only if it parses: one that does not would be silently replaced by the
+/// header's own field (an owner of 0, say), so it is an error.
+const NUMERIC_KEYS: &[&[u8]] = &[b"size", b"uid", b"gid"];
+
+fn check_number(key: &[u8], value: &[u8]) -> Result<()> {
+    let parsed = std::str::from_utf8(value)
+        .ok()
+        .filter(|text| text.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok());
+    if parsed.is_none() {
+        bail!(
+            "PAX {} record {:?} is not a number below 2^64",
+            String::from_utf8_lossy(key),
+            abbreviate(value)
+        );
+    }
+    Ok(())
+}
+
 /// How an entry's data is stored in the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
@@ -173,15 +195,16 @@ pub enum Member {
     GlobalHeader,
 }
 
-/// Reads the metadata of the member `entry` points at. Errors name the
-/// entry.
+/// Reads the metadata of the member `entry` points at, held to the
+/// [`limits`] every reader shares. Errors name the entry.
 pub fn read_member<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     read_fields(entry).with_context(|| entry_label(&entry.path_bytes()))
 }
 
-/// How messages name an entry: `entry "a/b"` (lossy UTF-8, escaped).
+/// How messages name an entry: `entry "a/b"` (lossy UTF-8, escaped, a
+/// long name shortened in the middle).
 pub fn entry_label(raw_path: &[u8]) -> String {
-    format!("entry {:?}", String::from_utf8_lossy(raw_path))
+    format!("entry {:?}", abbreviate(raw_path))
 }
 
 fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
@@ -189,7 +212,9 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     let Some(kind) = kind_of(entry_type)? else {
         return Ok(Member::GlobalHeader);
     };
-    let mut path = entry.path_bytes().into_owned();
+    let raw_path = entry.path_bytes();
+    limits::check_path("path", &raw_path)?;
+    let mut path = raw_path.into_owned();
     let (pax, sparse) = carried_pax_records(entry)?;
     let (size, storage) = match kind {
         Kind::Regular if sparse.is_sparse() => {
@@ -197,6 +222,7 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
                 bail!("PAX sparse records on a GNU sparse entry");
             }
             if let Some(name) = sparse.name() {
+                limits::check_path("path", name)?;
                 path = name.to_vec();
             }
             let stored = entry.size();
@@ -212,6 +238,8 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
     let mode = header.mode().context("bad mode field")? & 0o7777;
     let uid = header.uid().context("bad uid field")?;
     let gid = header.gid().context("bad gid field")?;
+    Limit::Id.check("uid", uid)?;
+    Limit::Id.check("gid", gid)?;
     let mtime = header.mtime().context("bad mtime field")?;
     let device = match kind {
         Kind::CharDevice | Kind::BlockDevice => (
@@ -227,10 +255,7 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
         _ => (0, 0),
     };
     let link_target = match kind {
-        Kind::HardLink | Kind::Symlink => entry
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default(),
+        Kind::HardLink | Kind::Symlink => link_target(entry, kind)?,
         _ => Vec::new(),
     };
     Ok(Member::Entry {
@@ -248,6 +273,17 @@ fn read_fields<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
             pax,
         },
     })
+}
+
+/// A link's target, checked: a symlink's is stored as it is, a hard
+/// link's names a path.
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, kind: Kind) -> Result<Vec<u8>> {
+    let target = entry.link_name_bytes().unwrap_or_default();
+    match kind {
+        Kind::Symlink => limits::check_symlink_target(&target)?,
+        _ => limits::check_path("hard link target", &target)?,
+    }
+    Ok(target.into_owned())
 }
 
 /// The kind of file an entry type makes; `None` for a PAX global header,
@@ -278,6 +314,9 @@ fn carried_pax_records<R: Read>(
     for record in records {
         let record = record.context("malformed PAX record")?;
         let key = record.key_bytes();
+        if NUMERIC_KEYS.contains(&key) {
+            check_number(key, record.value_bytes())?;
+        }
         if sparse.record(key, record.value_bytes())? || DERIVED_KEYS.contains(&key) {
             continue;
         }
@@ -287,4 +326,153 @@ fn carried_pax_records<R: Read>(
         });
     }
     Ok((kept, sparse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::{Layer, Raw};
+
+    /// Reads every member of `tar` as the readers do (headers, then data to
+    /// its end); the first error, in full, if there is one.
+    fn first_error(tar: &[u8]) -> Option<String> {
+        let mut archive = tar::Archive::new(tar);
+        let mut read_all = || -> Result<()> {
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                if let Member::Entry { storage, .. } = read_member(&mut entry)? {
+                    std::io::copy(&mut storage.contents(&mut entry), &mut std::io::sink())?;
+                }
+            }
+            Ok(())
+        };
+        read_all().err().map(|err| format!("{err:#}"))
+    }
+
+    fn with_raw(name: &[u8], raw: Raw<'_>) -> Vec<u8> {
+        Layer::new().raw(name, raw).tar()
+    }
+
+    #[test]
+    fn headers_over_a_limit_are_refused_naming_it() {
+        let deep = "a/".repeat(60000) + "f";
+        let big = vec![b'a'; 2 << 20];
+        let target = "t".repeat(4096);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "deep path",
+                Layer::new().file(&deep, b"").tar(),
+                "path has 60001 components, more than the limit of 2048",
+            ),
+            (
+                "long name component",
+                Layer::new().file(&"n".repeat(256), b"").tar(),
+                "path has a component of 256 bytes, more than the limit of 255",
+            ),
+            (
+                "2 MiB GNU long name",
+                with_raw(
+                    &big,
+                    Raw {
+                        gnu_long_name: true,
+                        ..Raw::default()
+                    },
+                ),
+                "GNU long name is 2097153 bytes, more than the limit of 1048576",
+            ),
+            (
+                "2 MiB PAX header",
+                with_raw(
+                    b"f",
+                    Raw {
+                        pax: vec![("comment", &big)],
+                        ..Raw::default()
+                    },
+                ),
+                "PAX extended header is 2097169 bytes, more than the limit of 1048576",
+            ),
+            (
+                "long symlink target",
+                Layer::new().symlink("l", &target).tar(),
+                "symlink target is 4096 bytes long, more than the limit of 4095",
+            ),
+            (
+                "deep hard link target",
+                Layer::new().hardlink("l", &deep).tar(),
+                "hard link target has 60001 components, more than the limit of 2048",
+            ),
+            (
+                "uid -1",
+                with_raw(
+                    b"f",
+                    Raw {
+                        uid: 4294967295,
+                        ..Raw::default()
+                    },
+                ),
+                "uid 4294967295 is out of range, more than the limit of 4294967294",
+            ),
+            (
+                "PAX gid over 32 bits",
+                with_raw(
+                    b"f",
+                    Raw {
+                        pax: vec![("gid", b"4294967296")],
+                        ..Raw::default()
+                    },
+                ),
+                "gid 4294967296 is out of range, more than the limit of 4294967294",
+            ),
+            (
+                "PAX uid that is no number",
+                with_raw(
+                    b"f",
+                    Raw {
+                        pax: vec![("uid", b"99999999999999999999")],
+                        ..Raw::default()
+                    },
+                ),
+                "PAX uid record \"99999999999999999999\" is not a number below 2^64",
+            ),
+        ];
+        for (what, tar, want) in cases {
+            let got = first_error(&tar).unwrap_or_else(|| panic!("{what}: accepted"));
+            assert!(got.ends_with(want), "{what}: {got}");
+            assert!(got.len() < 200, "{what}: a long message: {got}");
+        }
+    }
+
+    #[test]
+    fn headers_at_each_limit_are_read() {
+        let deepest = "a/".repeat(2047) + "f";
+        let longest = vec!["n".repeat(255); 16].join("/");
+        let target = "t".repeat(4095);
+        let layer = Layer::new()
+            .file(&deepest, b"x")
+            .file(&longest, b"y")
+            .symlink("l", &target)
+            .hardlink("h", &longest)
+            .raw(
+                b"u",
+                Raw {
+                    uid: 4294967294,
+                    gid: 4294967294,
+                    ..Raw::default()
+                },
+            );
+        assert_eq!(first_error(&layer.tar()), None);
+    }
+
+    #[test]
+    fn an_oversized_extension_is_refused_from_its_header_alone() {
+        // A long name declared as 1 GiB with none of its bytes present:
+        // refused on the size, not read until the data runs out.
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(1 << 30);
+        header.set_cksum();
+        let got = first_error(header.as_bytes()).expect("refused");
+        assert!(got.ends_with("more than the limit of 1048576"), "{got}");
+    }
 }

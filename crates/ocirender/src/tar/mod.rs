@@ -2,10 +2,11 @@
 //! `tar::Archive`, with [`sparse`] members expanded) serves the merge,
 //! `tar2dir` and the image builders; one [`writer`] writes the merged stream
 //! and what `tar2sqfs` and `tar2erofs` [`forward`]; [`path`] turns entry
-//! names into canonical paths.
+//! names into canonical paths; [`limits`] bounds what a header may describe.
 
 pub mod entry;
 pub mod forward;
+pub mod limits;
 pub mod path;
 pub mod sparse;
 pub mod writer;

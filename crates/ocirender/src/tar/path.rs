@@ -85,13 +85,42 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Renders a path for messages: lossy UTF-8, with the root shown as `/`.
+/// Renders a path for messages: lossy UTF-8, shortened like
+/// [`abbreviate`], with the root shown as `/`.
 pub fn display(path: &[u8]) -> String {
     if path.is_empty() {
         "/".to_owned()
     } else {
-        String::from_utf8_lossy(path).into_owned()
+        abbreviate(path)
     }
+}
+
+/// Bytes of a name that messages quote from its start, and from its end
+/// (where the file's own name is), when it is too long to quote whole.
+const QUOTED_HEAD: usize = 64;
+const QUOTED_TAIL: usize = 32;
+
+/// A name as messages quote it: lossy UTF-8, and when longer than a line
+/// can hold, its start and end with `…` between. A hostile layer's name
+/// may be a megabyte; a message stays one short line.
+pub fn abbreviate(raw: &[u8]) -> String {
+    if raw.len() <= QUOTED_HEAD + QUOTED_TAIL {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    // Cut between characters: a UTF-8 continuation byte starts none.
+    let starts_char = |i: usize| raw[i] & 0xc0 != 0x80;
+    let head_end = (QUOTED_HEAD - 3..=QUOTED_HEAD)
+        .rev()
+        .find(|&i| starts_char(i))
+        .unwrap_or(QUOTED_HEAD);
+    let tail_start = (raw.len() - QUOTED_TAIL..raw.len() - QUOTED_TAIL + 4)
+        .find(|&i| i < raw.len() && starts_char(i))
+        .unwrap_or(raw.len() - QUOTED_TAIL);
+    format!(
+        "{}…{}",
+        String::from_utf8_lossy(&raw[..head_end]),
+        String::from_utf8_lossy(&raw[tail_start..])
+    )
 }
 
 #[cfg(test)]
@@ -130,6 +159,28 @@ mod tests {
     fn keeps_dotdot_lookalikes_and_non_utf8_bytes() {
         assert_eq!(n("a/..b/...").unwrap(), "a/..b/...");
         assert_eq!(normalize(b"a/\xff\xfe").unwrap(), b"a/\xff\xfe");
+    }
+
+    #[test]
+    fn long_names_are_abbreviated_in_the_middle() {
+        let deep = "a/".repeat(60000) + "file";
+        let cases: &[(&[u8], &str)] = &[
+            (b"etc/passwd", "etc/passwd"),
+            (b"", ""),
+            (
+                deep.as_bytes(),
+                &format!("{}…{}", "a/".repeat(32), "a/".repeat(14) + "file"),
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(abbreviate(raw), *want);
+        }
+        // Never cut inside a character: 'é' is two bytes.
+        let accents = "é".repeat(200);
+        let short = abbreviate(accents.as_bytes());
+        assert!(!short.contains('\u{fffd}'), "{short}");
+        assert_eq!(short, format!("{}…{}", "é".repeat(32), "é".repeat(16)));
+        assert_eq!(display(b""), "/");
     }
 
     #[test]

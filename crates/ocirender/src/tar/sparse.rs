@@ -18,13 +18,10 @@
 //! overlapping, inside the real size, and describing exactly the stored
 //! data. A hostile map is an error, never a file with wrong bytes.
 
+use super::limits::{Limit, LimitError};
 use super::BLOCK;
 use std::fmt;
 use std::io::{self, Read};
-
-/// Largest map accepted: 4 Mi regions (64 MiB in memory), far more than
-/// real files have, few enough that memory stays bounded.
-const MAX_REGIONS: usize = 4 << 20;
 
 /// One run of stored data in the expanded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +56,8 @@ pub enum SparseError {
     },
     /// A record or map line is not what the format says.
     Malformed(String),
-    /// The map has more regions than [`MAX_REGIONS`].
-    TooManyRegions,
+    /// The map has more regions than [`Limit::SparseRegions`] allows.
+    TooManyRegions(LimitError),
 }
 
 impl fmt::Display for SparseError {
@@ -79,9 +76,7 @@ impl fmt::Display for SparseError {
                 "sparse map describes {mapped} bytes of data but the member stores {stored}"
             ),
             SparseError::Malformed(what) => write!(f, "malformed sparse map: {what}"),
-            SparseError::TooManyRegions => {
-                write!(f, "sparse map has more than {MAX_REGIONS} regions")
-            }
+            SparseError::TooManyRegions(over) => over.fmt(f),
         }
     }
 }
@@ -98,9 +93,7 @@ pub struct SparseMap {
 impl SparseMap {
     /// Checks `regions` against `real_size` and the `stored` data length.
     pub fn new(regions: Vec<Region>, real_size: u64, stored: u64) -> Result<Self, SparseError> {
-        if regions.len() > MAX_REGIONS {
-            return Err(SparseError::TooManyRegions);
-        }
+        check_region_count(regions.len() as u64)?;
         let mut end = 0u64;
         let mut mapped = 0u64;
         for (index, region) in regions.iter().enumerate() {
@@ -184,9 +177,7 @@ impl PaxSparse {
     }
 
     fn push(&mut self, n: u64) -> Result<(), SparseError> {
-        if self.numbers.len() >= 2 * MAX_REGIONS {
-            return Err(SparseError::TooManyRegions);
-        }
+        check_region_count(self.numbers.len() as u64 / 2 + 1)?;
         self.numbers.push(n);
         Ok(())
     }
@@ -228,6 +219,13 @@ impl PaxSparse {
     }
 }
 
+/// A map is held in memory while its member is read: its size is bounded.
+fn check_region_count(regions: u64) -> Result<(), SparseError> {
+    Limit::SparseRegions
+        .check("sparse map", regions)
+        .map_err(SparseError::TooManyRegions)
+}
+
 fn malformed(what: &str) -> SparseError {
     SparseError::Malformed(what.to_owned())
 }
@@ -257,9 +255,7 @@ fn read_v1_map(data: &mut dyn Read, stored: u64) -> Result<(Vec<u64>, u64), Spar
         stored,
     };
     let count = lines.next_number()?;
-    if count > MAX_REGIONS as u64 {
-        return Err(SparseError::TooManyRegions);
-    }
+    check_region_count(count)?;
     // Each number needs at least two bytes of the stored data: a count the
     // data cannot hold is refused before anything is reserved for it.
     if count.saturating_mul(4) > stored {
@@ -543,5 +539,70 @@ mod tests {
         assert!(no_size.into_map(&mut io::empty(), 1).is_err());
         let odd = pax(&[("GNU.sparse.size", "9"), ("GNU.sparse.map", "0,1,5")]);
         assert!(odd.into_map(&mut io::empty(), 1).is_err());
+    }
+
+    /// A GNU sparse member whose map lists `count` empty regions, one a
+    /// byte apart: each costs the reader what a region of data does.
+    fn gnu_map_of(count: u64) -> Vec<u8> {
+        let regions: Vec<(u64, u64)> = (0..count).map(|i| (i, 0)).collect();
+        testkit::Layer::new()
+            .gnu_sparse("f", count - 1, &regions, b"")
+            .tar()
+    }
+
+    /// Reads every member to its end; how long it took, or the error.
+    fn read_timed(tar: &[u8]) -> (std::time::Duration, io::Result<u64>) {
+        let start = std::time::Instant::now();
+        let read = || -> io::Result<u64> {
+            let mut total = 0;
+            for entry in tar::Archive::new(tar).entries()? {
+                total += io::copy(&mut entry?, &mut io::sink())?;
+            }
+            Ok(total)
+        };
+        let outcome = read();
+        (start.elapsed(), outcome)
+    }
+
+    #[test]
+    fn a_gnu_map_at_the_limit_reads_in_linear_time() {
+        let (took, read) = read_timed(&gnu_map_of(Limit::SparseRegions.max()));
+        assert_eq!(read.unwrap(), Limit::SparseRegions.max() - 1);
+        assert!(took.as_millis() < 1000, "took {took:?}");
+    }
+
+    #[test]
+    fn a_gnu_map_over_the_limit_is_refused_quickly() {
+        for count in [Limit::SparseRegions.max() + 1, 200_000] {
+            let (took, read) = read_timed(&gnu_map_of(count));
+            let err = read.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{count}: {err}");
+            assert_eq!(
+                err.to_string(),
+                "GNU sparse map has more regions than the limit of 65536"
+            );
+            assert!(took.as_millis() < 1000, "{count}: took {took:?}");
+        }
+    }
+
+    #[test]
+    fn pax_maps_share_the_region_limit() {
+        let over = Limit::SparseRegions.max() + 1;
+        let map: Vec<String> = (0..over)
+            .flat_map(|i| [i.to_string(), "0".into()])
+            .collect();
+        let mut v01 = pax(&[("GNU.sparse.size", "1")]);
+        let err = v01
+            .record(b"GNU.sparse.map", map.join(",").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sparse map has more regions than the limit of 65536"
+        );
+        let stored = v1_data(&format!("{over}\n"), &[0; 1 << 19]);
+        let err = v1()
+            .into_map(&mut &stored[..], stored.len() as u64)
+            .unwrap_err();
+        assert!(matches!(err, SparseError::TooManyRegions(_)), "{err}");
     }
 }
