@@ -1075,3 +1075,68 @@ fn a_stalled_manifest_is_retried_within_its_deadline() {
     );
     assert_eq!(server.requests().len(), 2);
 }
+
+/// A server that keeps its first connection open after answering its
+/// first request with `first`, and answers nothing more on it; every
+/// other connection gets `rest`, one request each.
+fn silent_after_first(first: Vec<u8>, rest: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().map_while(Result::ok).enumerate() {
+            let (first, rest) = (first.clone(), rest.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                let mut line = String::new();
+                // Through the blank line ending the request head.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = stream.write_all(if n == 0 { &first } else { &rest });
+                // Kept alive, and silent from now on.
+                std::thread::sleep(Duration::from_secs(10));
+            });
+        }
+    });
+    authority
+}
+
+/// ureq clears a pooled connection's read timeout and sets it again only
+/// once a response head has arrived: a request on a reused connection that
+/// the registry leaves silent would wait forever (a layer has no deadline).
+/// No connection is reused, so every request has the stall timeout from
+/// its first byte.
+#[test]
+fn a_silent_kept_alive_connection_is_not_reused() {
+    const BLOB: &[u8] = b"a layer";
+    let keep_alive = |body: &[u8]| {
+        let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        answer.push_str(std::str::from_utf8(body).unwrap());
+        answer.into_bytes()
+    };
+    let authority = silent_after_first(keep_alive(MANIFEST), keep_alive(BLOB));
+    let reference: Reference = format!("{authority}/test/repo").parse().unwrap();
+    let options = ClientOptions {
+        plain_http: true,
+        stall_timeout: Duration::from_millis(300),
+        retries: 0,
+        ..options()
+    };
+    let transport = Transport::with_env(&reference, &options, &|_| None).unwrap();
+    let registry = Registry::with_transport(&reference, &options, transport);
+    assert_eq!(registry.manifest("t").unwrap().bytes, MANIFEST);
+    let start = Instant::now();
+    let mut blob = Vec::new();
+    registry
+        .blob_reader(&sha256(BLOB), BLOB.len() as u64)
+        .and_then(|mut reader| Ok(reader.read_to_end(&mut blob)?))
+        .unwrap();
+    assert_eq!(blob, BLOB);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}

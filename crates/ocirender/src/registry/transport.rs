@@ -130,6 +130,13 @@ impl Transport {
                 .timeout_connect(CONNECT_TIMEOUT)
                 .timeout_read(options.stall_timeout)
                 .timeout_write(options.stall_timeout)
+                // A pooled connection has no read timeout until a response
+                // head arrives on it (ureq 2 clears it on return to the
+                // pool): a registry silent there would hold a layer
+                // request forever. A handful of handshakes per image is
+                // the price of a fresh connection, timed from its first
+                // byte, for every request.
+                .max_idle_connections(0)
                 .redirects(0);
             if let Some((variable, url)) = proxy_for(scheme.name(), host, env) {
                 builder = builder.proxy(parse_proxy(variable, &url)?);
