@@ -989,10 +989,11 @@ fn machine_name_on_loopback() -> Option<String> {
     (loopback && name != "localhost").then(|| name.to_owned())
 }
 
-/// A token registry behind a proxy that moves its realm to `realm_host`
-/// (another name for this machine, over plain HTTP): the user's
-/// credentials must not go there, though an anonymous token may be asked
-/// for, and a refusal says the credentials were withheld. Over a
+/// A token registry behind a proxy that moves its realm, over plain HTTP,
+/// to a host that reaches this machine without being a loopback address
+/// (0.0.0.0, and the machine's name when that resolves to loopback): the
+/// user's credentials must not go there, though an anonymous token may be
+/// asked for, and a refusal says the credentials were withheld. To a
 /// loopback address they do go (the control: the realm listener relays
 /// what it gets).
 #[test]
