@@ -279,13 +279,14 @@ fn promoted_link_layout() -> PathBuf {
             .file("a", b"original a\n")
             .hardlink("b", "a");
         let top = testkit::Layer::new().file("a", b"replaced a\n");
-        write_layout(out, "links", &[base.tar(), top.tar()]);
+        write_layout(out, "links", &[base.tar(), top.tar()], 0);
     })
 }
 
 /// Writes an OCI layout holding one image of these (uncompressed) layer
-/// tars, gzipped, under `tag`.
-fn write_layout(out: &Path, tag: &str, layers: &[Vec<u8>]) {
+/// tars, gzipped, under `tag`; its config carries a label of
+/// `config_padding` bytes when that is not 0.
+fn write_layout(out: &Path, tag: &str, layers: &[Vec<u8>], config_padding: usize) {
     let blobs = out.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| {
@@ -301,10 +302,13 @@ fn write_layout(out: &Path, tag: &str, layers: &[Vec<u8>]) {
         d["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
         descriptors.push(d);
     }
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
+    if config_padding > 0 {
+        config["config"] = serde_json::json!({"Labels": {"padding": "x".repeat(config_padding)}});
+    }
     let mut config_d = put(&serde_json::to_vec(&config).unwrap());
     config_d["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
     let manifest = serde_json::json!({
@@ -964,4 +968,250 @@ fn errors_name_the_image_and_the_problem_on_one_line() {
     }
     let out = work.sh(&[], &format!("oci-layers docker://{host}/sample:1"));
     assert!(stderr(&out).contains("oci-fetch"), "{}", stderr(&out));
+}
+
+// ---------------------------------------------------------------------------
+// A hostile registry: credentials stay home, time and memory stay bounded.
+
+/// A name of this machine that resolves to a loopback address, if it has
+/// one (Debian's /etc/hosts maps the host name so): such a name does not
+/// make a token service trustworthy.
+fn machine_name_on_loopback() -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    let loopback = (name, 80)
+        .to_socket_addrs()
+        .ok()?
+        .next()?
+        .ip()
+        .is_loopback();
+    (loopback && name != "localhost").then(|| name.to_owned())
+}
+
+/// A token registry behind a proxy that moves its realm, over plain HTTP,
+/// to a host that reaches this machine without being a loopback address
+/// (0.0.0.0, and the machine's name when that resolves to loopback): the
+/// user's credentials must not go there, though an anonymous token may be
+/// asked for, and a refusal says the credentials were withheld. To a
+/// loopback address they do go (the control: the realm listener relays
+/// what it gets).
+#[test]
+fn credentials_go_to_no_plain_http_realm_off_loopback() {
+    let registry = Registry::start(Auth::token("carol", "token-pass"));
+    registry.push(&oci(&sample_layout(), "sample"), "public/sample:1");
+    registry.push(&oci(&sample_layout(), "sample"), "private/sample:1");
+    let issuer = registry.token_issuer().unwrap();
+    let local = local_merge(&sample_layout(), "--tag sample");
+    let work = Workdir::new();
+    let mut hosts = vec!["0.0.0.0".to_owned()];
+    hosts.extend(machine_name_on_loopback());
+    for host in hosts {
+        let pushed = issuer.requests().len();
+        let proxy = Proxy::start(&registry.host(), &["--realm-host", &host]);
+        let config = docker_config(&work, &[(&proxy.host(), "carol", "token-pass")]);
+        let env = [("DOCKER_CONFIG", config.as_str())];
+        let out = work.sh(
+            &env,
+            &format!("oci-fetch --json {}/private/sample:1", proxy.host()),
+        );
+        assert!(!out.status.success(), "{host}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(
+            message.contains("carol") && message.contains("withheld") && message.contains(&host),
+            "{host}: {message}"
+        );
+        assert_no_secret(&out, &["token-pass"]);
+        // A public image needs no credentials: the anonymous token works.
+        let public = work.ok(
+            &env,
+            &format!("oci-fetch {}/public/sample:1 | oci-merge", proxy.host()),
+        );
+        assert_same_tar(&public, &local, &host);
+        let realm: Vec<_> = proxy
+            .log()
+            .into_iter()
+            .filter(|e| e["listener"] == "realm")
+            .collect();
+        assert!(!realm.is_empty(), "{host}: the realm was asked");
+        assert!(
+            realm.iter().all(|e| e["authorization"] == false),
+            "{host}: credentials reached the realm: {realm:#?}"
+        );
+        let asked = &issuer.requests()[pushed..];
+        assert!(asked.iter().all(|r| r.user.is_none()), "{host}: {asked:?}");
+    }
+    let proxy = Proxy::start(&registry.host(), &["--realm-host", "127.0.0.1"]);
+    let config = docker_config(&work, &[(&proxy.host(), "carol", "token-pass")]);
+    let private = work.ok(
+        &[("DOCKER_CONFIG", &config)],
+        &format!("oci-fetch {}/private/sample:1 | oci-merge", proxy.host()),
+    );
+    assert_same_tar(&private, &local, "loopback realm");
+    assert!(proxy
+        .log()
+        .iter()
+        .any(|e| e["listener"] == "realm" && e["authorization"] == true));
+}
+
+/// A blob redirect keeps `Authorization` only to the same scheme, host
+/// and port: another port of the same address is another server.
+#[test]
+fn a_blob_redirect_keeps_authorization_only_to_the_same_origin() {
+    let registry = Registry::start(Auth::basic("alice", "s3cret-pass"));
+    registry.push(&oci(&sample_layout(), "sample"), "sample:1");
+    let local = local_merge(&sample_layout(), "--tag sample");
+    let work = Workdir::new();
+    for (to, kept) in [("other-port", false), ("same-port", true)] {
+        let proxy = Proxy::start(
+            &registry.host(),
+            &[&format!("--redirect={to}"), "--times", "all"],
+        );
+        let config = docker_config(&work, &[(&proxy.host(), "alice", "s3cret-pass")]);
+        let fetched = work.ok(
+            &[("DOCKER_CONFIG", &config)],
+            &format!("oci-fetch {}/sample:1 | oci-merge", proxy.host()),
+        );
+        assert_same_tar(&fetched, &local, to);
+        let log = proxy.log();
+        let redirected: Vec<_> = log.iter().filter(|e| e["redirected"] == true).collect();
+        assert!(redirected.len() >= 2, "{to}: {log:#?}");
+        let listener = if kept { "main" } else { "redirect" };
+        assert!(
+            redirected
+                .iter()
+                .all(|e| e["listener"] == listener && e["authorization"] == kept),
+            "{to}: {log:#?}"
+        );
+    }
+}
+
+/// Runs `oci-fetch --deadline 2 --json` against a proxy with `flags` and
+/// returns its one-line error and how long it took; a run that outlives
+/// the deadline by far is cut at 60 s and fails the test.
+fn fetch_against(registry: &Registry, flags: &[&str], image: &str) -> (String, Duration) {
+    let proxy = Proxy::start(&registry.host(), flags);
+    let work = Workdir::new();
+    let start = Instant::now();
+    let out = work.sh(
+        &[],
+        &format!(
+            "timeout 60 oci-fetch --deadline 2 --json {}/{image}",
+            proxy.host()
+        ),
+    );
+    let took = start.elapsed();
+    assert!(
+        proxy.log().iter().any(|e| e["fault"] == "trickle"),
+        "{flags:?}: the trickle happened: {:#?}",
+        proxy.log()
+    );
+    assert!(!out.status.success(), "{flags:?}");
+    let message = stderr(&out);
+    assert_eq!(message.lines().count(), 1, "{flags:?}: {message}");
+    assert!(message.contains(&proxy.host()), "{message}");
+    (message, took)
+}
+
+/// A registry that sends a byte a second never trips the stall timeout,
+/// so manifests, configs and tokens have an overall deadline: oci-fetch
+/// fails within it, naming what it was reading and the limit.
+#[test]
+fn a_trickling_manifest_config_or_token_fails_at_the_deadline() {
+    let registry = sample_registry();
+    let cases = [
+        (
+            &["--fault-on", "manifests", "--trickle", "body"][..],
+            "manifest",
+        ),
+        (
+            &["--fault-on", "manifests", "--trickle", "head"][..],
+            "manifest",
+        ),
+        // The config is the first blob read.
+        (&["--fault-on", "blobs", "--trickle", "body"][..], "config"),
+    ];
+    for (flags, what) in cases {
+        let (message, took) = fetch_against(&registry, flags, "sample:1");
+        assert!(
+            message.contains(&format!(
+                "{what} not received whole within the 2 s deadline"
+            )),
+            "{flags:?}: {message}"
+        );
+        assert!(took < Duration::from_secs(10), "{flags:?}: {took:?}");
+    }
+    let tokens = Registry::start(Auth::token("carol", "token-pass"));
+    tokens.push(&oci(&sample_layout(), "sample"), "public/sample:1");
+    let flags = [
+        "--realm-host",
+        "127.0.0.1",
+        "--fault-on",
+        "realm",
+        "--trickle",
+        "head",
+    ];
+    let (message, took) = fetch_against(&tokens, &flags, "public/sample:1");
+    assert!(
+        message.contains("token not received whole within the 2 s deadline"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// An image (tag `big`) whose config is 16 MiB: under the local reader's
+/// old 32 MiB limit, over containers/image's 4 MiB one (skopeo refuses to
+/// copy it).
+fn big_config_layout() -> PathBuf {
+    fixture("big-config-layout", |out| {
+        let layer = testkit::Layer::new().file("a", b"a\n");
+        write_layout(out, "big", &[layer.tar()], 16 << 20);
+    })
+}
+
+/// The peak RSS in KiB of a shell command run with GNU time; its output.
+fn peak_rss(work: &Workdir, script: &str) -> (u64, Output) {
+    let out = work.sh(&[], &format!("/usr/bin/time -f %M -o rss {script}"));
+    let rss = std::fs::read_to_string(work.path("rss")).unwrap();
+    let kib = rss.lines().last().unwrap().trim().parse().unwrap();
+    (kib, out)
+}
+
+/// A config is a small document: one over 4 MiB is refused from its
+/// descriptor, before a byte of it is read, by oci-fetch (the proxy sees
+/// no request for it) and by oci-layers alike.
+#[test]
+fn a_config_over_the_limit_is_refused_before_it_is_read() {
+    let layout = big_config_layout();
+    let registry = Registry::start(Auth::None);
+    registry.push_raw(&layout, "big", "1");
+    let proxy = Proxy::start(&registry.host(), &[]);
+    let work = Workdir::new();
+    let (kib, out) = peak_rss(&work, &format!("oci-fetch --json {}/big:1", proxy.host()));
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("config is 16777") && message.contains("over the 4 MiB limit"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{}/big@sha256:", proxy.host())),
+        "{message}"
+    );
+    assert!(
+        proxy.blob_gets().is_empty(),
+        "the config was asked for: {:#?}",
+        proxy.blob_gets()
+    );
+    assert!(kib < 16 << 10, "peak RSS {kib} KiB");
+
+    let out = work.sh(&[], &format!("oci-layers '{}'", layout.display()));
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("config is 16777") && message.contains("over the 4 MiB limit"),
+        "{message}"
+    );
 }

@@ -350,6 +350,44 @@ impl Registry {
         }
     }
 
+    /// Pushes the one image of the OCI layout at `layout` to `NAME:TAG`
+    /// through the distribution API itself (monolithic blob uploads, then
+    /// the manifest), byte for byte: for images skopeo refuses to copy,
+    /// such as one whose config is over containers/image's 4 MiB limit.
+    /// Anonymous registries only.
+    pub fn push_raw(&self, layout: &Path, name: &str, tag: &str) {
+        assert!(self.credentials.is_none(), "push_raw needs no auth");
+        let read_json = |path: PathBuf| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+        };
+        let blob_path = |digest: &str| layout.join("blobs").join(digest.replacen(':', "/", 1));
+        let index = read_json(layout.join("index.json"));
+        let top = &index["manifests"][0];
+        let top_digest = top["digest"].as_str().unwrap();
+        let manifest_bytes = std::fs::read(blob_path(top_digest)).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+        let base = format!("http://{}/v2/{name}", self.host());
+        let blobs =
+            std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap());
+        for descriptor in blobs {
+            let digest = descriptor["digest"].as_str().unwrap();
+            let started = ureq::post(&format!("{base}/blobs/uploads/"))
+                .call()
+                .unwrap_or_else(|e| self.fail(&format!("starting an upload: {e}")));
+            let location = started.header("location").expect("an upload location");
+            let url = url_join(&format!("http://{}", self.host()), location);
+            let separator = if url.contains('?') { '&' } else { '?' };
+            ureq::put(&format!("{url}{separator}digest={digest}"))
+                .set("Content-Type", "application/octet-stream")
+                .send_bytes(&std::fs::read(blob_path(digest)).unwrap())
+                .unwrap_or_else(|e| self.fail(&format!("uploading {digest}: {e}")));
+        }
+        ureq::put(&format!("{base}/manifests/{tag}"))
+            .set("Content-Type", top["mediaType"].as_str().unwrap())
+            .send_bytes(&manifest_bytes)
+            .unwrap_or_else(|e| self.fail(&format!("putting the manifest {name}:{tag}: {e}")));
+    }
+
     /// Panics with `message` and the end of the registry's log.
     pub fn fail(&self, message: &str) -> ! {
         panic!(
@@ -391,6 +429,15 @@ fn server_certificate(dir: &Path) -> (PathBuf, PathBuf) {
             .arg(&certificate),
     );
     (certificate, key)
+}
+
+/// `location` (absolute, or a path as the registry sends it) against `base`.
+fn url_join(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else {
+        format!("{base}{location}")
+    }
 }
 
 /// How a registry's start went.

@@ -79,6 +79,12 @@ AUTHENTICATION
   auth.json, ~/.config/containers/auth.json, then $DOCKER_CONFIG/config.json
   or ~/.docker/config.json (auths, credHelpers, credsStore through the
   docker-credential-* helpers). Credentials and tokens are never printed.
+  Credentials go to the registry itself, and to the token service its
+  challenge names only if that is HTTPS, on this machine (localhost,
+  127.0.0.0/8 or ::1 as written in its URL: a name that merely resolves
+  there does not count), or the plain-HTTP registry itself (same host and
+  port). Any other token service is asked for an anonymous token; if
+  access is then denied, the error says the credentials were withheld.
 
 NETWORK
   HTTPS with the system's trust store (SSL_CERT_FILE, SSL_CERT_DIR);
@@ -87,10 +93,23 @@ NETWORK
   Docker does, spoken to in plain HTTP if it does not speak TLS at all
   (found out once per run); a certificate problem is an error, never a
   reason for plain HTTP. Any other registry gets HTTPS only, unless
-  --plain-http, which always means plain HTTP. Blob redirects (to a CDN or
-  object store) are followed without the registry's Authorization header.
-  Retries with backoff on 429 (honouring Retry-After), 5xx and dropped
-  connections, resuming a blob with a Range request.
+  --plain-http, which always means plain HTTP. Redirects (at most 5, of
+  GETs: a blob's to a CDN or object store) keep the Authorization header
+  only to the same scheme, host and port. Retries with backoff on 429
+  (honouring Retry-After up to 60 s), 5xx and dropped connections,
+  resuming a blob with a Range request.
+
+LIMITS
+  A manifest, index or config is at most 4 MiB (one declared larger is
+  refused before it is read; a real one is a few KiB), a token service's
+  answer at most 1 MiB. Each of them must arrive whole within --deadline
+  seconds (default 60), every retry, redirect and Retry-After included (a
+  registry that sends a byte a second never trips --timeout); one attempt
+  at it that takes longer than --timeout is retried. Layers have no
+  deadline (they may take hours) and no size limit but their
+  descriptor's; a layer connection that sends nothing for --timeout
+  seconds is retried. An error answer's text is read for at most 64 KiB
+  and 5 s. A token is reused for at most a day, whatever it says.
 
 ENVIRONMENT
   REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, DOCKER_CONFIG, HOME
@@ -142,9 +161,14 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
     /// Seconds without data before a connection counts as stalled and is
-    /// retried.
+    /// retried (for a manifest, config or token: seconds one attempt may
+    /// take).
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+    /// Seconds a manifest, index, config or token has to arrive whole,
+    /// retries included (see LIMITS).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    deadline: u64,
 }
 
 fn main() -> ExitCode {
@@ -159,6 +183,7 @@ fn run(args: Args) -> Result<()> {
         plain_http: args.plain_http,
         authfile: args.authfile,
         stall_timeout: Duration::from_secs(args.timeout),
+        deadline: Duration::from_secs(args.deadline),
         ..ClientOptions::default()
     };
     let registry = Registry::new(&reference, &options)?;

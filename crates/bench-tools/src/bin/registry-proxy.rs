@@ -7,10 +7,11 @@
 //! Every request is forwarded as it came (method, target, headers including
 //! `Authorization` and `Range`, body) on a fresh upstream connection, and
 //! the response is streamed back; the client's connection is kept alive
-//! when the response is framed. Faults apply only to blob GETs on the main
-//! listener (`GET /v2/NAME/blobs/sha256:...`), never to manifests, so a
-//! test knows exactly what it broke. A threads-and-`std::net` program on
-//! purpose: a test tool should be easy to read when a test fails.
+//! when the response is framed. Faults apply to one kind of request only
+//! (blob GETs on the main listener by default; `--fault-on` picks manifest
+//! GETs or the token realm instead), so a test knows exactly what it
+//! broke. A threads-and-`std::net` program on purpose: a test tool should
+//! be easy to read when a test fails.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -33,32 +34,52 @@ OUTPUT
   until killed. Not a request line at all (a client trying TLS first) gets
   400 and the connection closed, as the registry itself answers.
 
-FAULTS (at most one; on blob GETs of the main listener only)
-  Each applies to the first N blob GETs (--times, default 1; `all` for
-  every one); the body faults (--cut-after, --stall) count only responses
-  the registry answered with 2xx, so a 401 before a token does not use one.
+FAULTS (at most one; on the requests --fault-on names)
+  --fault-on blobs (the default): blob GETs of the main listener;
+  manifests: manifest GETs of the main listener; realm: token requests
+  on the realm listener (see --realm-host). Each fault applies to the
+  first N of them (--times, default 1; `all` for every one); the body
+  faults (--cut-after, --stall, --trickle) count only responses the
+  upstream answered with 2xx, so a 401 before a token does not use one.
   --flip-byte applies to every response holding that offset (an offset
   in the blob, also for 206 answers to Range requests). --cut-after closes
   the connection (FIN) short of Content-Length; --stall sends half the
-  body (at most 64 KiB) and then nothing until the client closes.
+  body (at most 64 KiB) and then nothing until the client closes;
+  --trickle sends one byte a second until the client closes, from the
+  first byte of the response (head) or after the head (body).
 
 REDIRECTS
-  --redirect answers 307 to http://localhost:PORT2/SAME-PATH?proxy-ticket=N,
-  a second listener (another host name, as a CDN would be). Like a
-  presigned URL, the ticket lets it fetch the blob from the registry with
-  the Authorization of the redirected request, so a client that rightly
-  sends no Authorization there still gets the blob. Its log lines say
-  whether the client sent one anyway.
+  --redirect[=WHERE] answers 307 to SAME-PATH?proxy-ticket=N elsewhere:
+  other-host (the default) at http://localhost:PORT2, a second listener
+  (another host name, as a CDN would be); other-port at
+  http://127.0.0.1:PORT2, the same host on another port; same-port at
+  http://127.0.0.1:PORT, this listener. Like a presigned URL, the ticket
+  lets the second listener fetch the blob from the registry with the
+  Authorization of the redirected request, so a client that rightly sends
+  no Authorization there still gets the blob. Log lines say whether the
+  client sent one anyway; a request back on this listener is forwarded
+  with what the client sent, and gets no second redirect.
+
+TOKEN REALM (--realm-host HOST)
+  The realm of every Bearer challenge the registry sends,
+  realm=\"http://ISSUER/PATH\", becomes realm=\"http://HOST:PORT3/PATH\": a
+  third listener, bound where HOST resolves (127.0.0.1 for 0.0.0.0), that
+  relays token requests to ISSUER as they came, Authorization included,
+  and logs them (listener realm). HOST is a name or address that reaches
+  this machine without looking like it (0.0.0.0, the machine's name).
 
 LOG (--log FILE)
   One JSON object per request, written when the status is known (before
-  the body): listener (main|redirect), method, path (without query), range
-  (the Range header or null), authorization (true if the request carried
-  one), status, fault (the fault applied, or null).
+  the body): listener (main|redirect|realm), method, path (without query),
+  range (the Range header or null), authorization (true if the request
+  carried one), redirected (true if it follows a --redirect), status,
+  fault (the fault applied, or null).
 
 EXAMPLES
   registry-proxy --upstream 127.0.0.1:5000 --port-file port --cut-after 1000
   registry-proxy --upstream 127.0.0.1:5000 --status-429 2 --times 3
+  registry-proxy --upstream 127.0.0.1:5000 --fault-on manifests --trickle body
+  registry-proxy --upstream 127.0.0.1:5000 --redirect=other-port --times all
   registry-proxy --upstream 127.0.0.1:5000 --rate 50000000 --port-file port";
 
 /// A fault-injecting reverse proxy for a registry, for tests and benchmarks.
@@ -95,9 +116,19 @@ struct Args {
     /// Send the headers and part of the body, then hang without closing.
     #[arg(long, group = "fault")]
     stall: bool,
-    /// Answer 307 to the same blob on a second listener at localhost.
-    #[arg(long, group = "fault")]
-    redirect: bool,
+    /// Answer 307 to the same blob elsewhere (see REDIRECTS).
+    #[arg(long, group = "fault", value_enum, value_name = "WHERE", num_args = 0..=1,
+          default_missing_value = "other-host")]
+    redirect: Option<RedirectTo>,
+    /// Send the response one byte a second, from its head or its body.
+    #[arg(long, group = "fault", value_enum, value_name = "FROM")]
+    trickle: Option<TrickleFrom>,
+    /// The requests a fault applies to.
+    #[arg(long, value_enum, default_value = "blobs", value_name = "WHAT")]
+    fault_on: FaultOn,
+    /// Rewrite Bearer realms to a listener at HOST (see TOKEN REALM).
+    #[arg(long, value_name = "HOST")]
+    realm_host: Option<String>,
     /// Limit all response bodies together to this many bytes a second.
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
@@ -116,6 +147,40 @@ fn parse_times(s: &str) -> Result<Times, String> {
         .map_err(|_| format!("expected a number or `all`, not {s:?}"))
 }
 
+/// Where `--redirect` sends the client.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum RedirectTo {
+    /// `localhost` on the second listener's port: another host.
+    OtherHost,
+    /// `127.0.0.1` on the second listener's port: the same host.
+    OtherPort,
+    /// This very listener: the same origin.
+    SamePort,
+}
+
+/// Where `--trickle` starts sending one byte a second.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum TrickleFrom {
+    /// The first byte of the status line.
+    Head,
+    /// The first byte of the body (the head goes at once).
+    Body,
+}
+
+/// The requests faults apply to.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum FaultOn {
+    /// `GET /v2/NAME/blobs/sha256:...` on the main listener.
+    Blobs,
+    /// `GET /v2/NAME/manifests/REF` on the main listener.
+    Manifests,
+    /// Every request on the realm listener.
+    Realm,
+}
+
+/// The pause between two bytes of a trickled response.
+const TRICKLE_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, PartialEq)]
 enum Fault {
     CutAfter(u64),
@@ -123,7 +188,8 @@ enum Fault {
     Status429(u64),
     Status500,
     Stall,
-    Redirect,
+    Redirect(RedirectTo),
+    Trickle(TrickleFrom),
 }
 
 impl Fault {
@@ -134,7 +200,8 @@ impl Fault {
             Fault::Status429(_) => "status-429",
             Fault::Status500 => "status-500",
             Fault::Stall => "stall",
-            Fault::Redirect => "redirect",
+            Fault::Redirect(_) => "redirect",
+            Fault::Trickle(_) => "trickle",
         }
     }
 }
@@ -143,21 +210,38 @@ impl Fault {
 enum Listener {
     Main,
     Redirect,
+    Realm,
+}
+
+impl Listener {
+    fn name(self) -> &'static str {
+        match self {
+            Listener::Main => "main",
+            Listener::Redirect => "redirect",
+            Listener::Realm => "realm",
+        }
+    }
 }
 
 /// What every connection thread shares.
 struct Proxy {
     upstream: String,
     fault: Option<Fault>,
+    fault_on: FaultOn,
     times: Times,
     /// Faults applied so far (against `times`).
     used: AtomicU64,
     throttle: Option<Throttle>,
     log: Option<Mutex<File>>,
+    main_port: OnceLock<u16>,
     redirect_port: OnceLock<u16>,
     /// Redirect tickets: the `Authorization` of the request redirected.
     tickets: Mutex<HashMap<u64, Option<Vec<u8>>>>,
     next_ticket: AtomicU64,
+    /// `--realm-host`, and the realm listener's port.
+    realm: Option<(String, u16)>,
+    /// `HOST:PORT` of the token issuer the registry's challenges name.
+    realm_upstream: OnceLock<String>,
 }
 
 impl Proxy {
@@ -174,14 +258,24 @@ impl Proxy {
         }
     }
 
+    /// Whether faults apply to `req`, received on `listener`.
+    fn targets(&self, listener: Listener, req: &Request) -> bool {
+        match self.fault_on {
+            FaultOn::Blobs => listener == Listener::Main && req.is_blob_get(),
+            FaultOn::Manifests => listener == Listener::Main && req.is_manifest_get(),
+            FaultOn::Realm => listener == Listener::Realm,
+        }
+    }
+
     fn log(&self, listener: Listener, req: &Request, status: u16, fault: Option<Fault>) {
         let Some(log) = &self.log else { return };
         let line = json!({
-            "listener": match listener { Listener::Main => "main", Listener::Redirect => "redirect" },
+            "listener": listener.name(),
             "method": req.method,
             "path": req.path(),
             "range": req.header("range").map(|v| String::from_utf8_lossy(v).into_owned()),
             "authorization": req.header("authorization").is_some(),
+            "redirected": req.ticket().is_some(),
             "status": status,
             "fault": fault.map(Fault::name),
         });
@@ -237,10 +331,10 @@ fn run() -> Result<()> {
         Some(Fault::Status500)
     } else if args.stall {
         Some(Fault::Stall)
-    } else if args.redirect {
-        Some(Fault::Redirect)
+    } else if let Some(to) = args.redirect {
+        Some(Fault::Redirect(to))
     } else {
-        None
+        args.trickle.map(Fault::Trickle)
     };
     let log = match &args.log {
         Some(path) => Some(Mutex::new(
@@ -252,9 +346,14 @@ fn run() -> Result<()> {
         )),
         None => None,
     };
+    let realm_listener = match &args.realm_host {
+        Some(host) => Some((host.clone(), bind_where_resolved(host)?)),
+        None => None,
+    };
     let proxy = Arc::new(Proxy {
         upstream: args.upstream,
         fault,
+        fault_on: args.fault_on,
         times: args.times,
         used: AtomicU64::new(0),
         throttle: args.rate.map(|rate| Throttle {
@@ -262,17 +361,32 @@ fn run() -> Result<()> {
             next: Mutex::new(Instant::now()),
         }),
         log,
+        main_port: OnceLock::new(),
         redirect_port: OnceLock::new(),
         tickets: Mutex::new(HashMap::new()),
         next_ticket: AtomicU64::new(1),
+        realm: match &realm_listener {
+            Some((host, listener)) => Some((host.clone(), listener.local_addr()?.port())),
+            None => None,
+        },
+        realm_upstream: OnceLock::new(),
     });
+    if let Some((_, listener)) = realm_listener {
+        spawn_accept(listener, Listener::Realm, &proxy);
+    }
 
     let main = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let port = main.local_addr()?.port();
-    if fault == Some(Fault::Redirect) {
-        // `localhost`, not the main listener's address: the client must see
-        // another host, and must not send the registry's credentials there.
+    proxy.main_port.set(port).unwrap();
+    if matches!(
+        fault,
+        Some(Fault::Redirect(
+            RedirectTo::OtherHost | RedirectTo::OtherPort
+        ))
+    ) {
+        // A client must send the registry's credentials to neither: not to
+        // `localhost` (another host), nor to another port of 127.0.0.1.
         let redirect = TcpListener::bind("127.0.0.1:0").context("cannot listen for redirects")?;
         let redirect_port = redirect.local_addr()?.port();
         // `localhost` may resolve to ::1 first; serve there too if we can.
@@ -292,6 +406,26 @@ fn run() -> Result<()> {
     io::stdout().flush()?;
     accept(main, Listener::Main, &proxy);
     Ok(())
+}
+
+/// A listener where `host` (a name, or an address, IPv6 in brackets)
+/// resolves, on a free port; an unspecified address (0.0.0.0, which a
+/// client's connect reaches this machine by) binds loopback instead.
+fn bind_where_resolved(host: &str) -> Result<TcpListener> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let mut addr = (bare, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the realm host {host}"))?
+        .next()
+        .with_context(|| format!("the realm host {host} has no address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for the realm"))
 }
 
 fn spawn_accept(listener: TcpListener, which: Listener, proxy: &Arc<Proxy>) {
@@ -347,7 +481,41 @@ impl Request {
         self.target.split('?').next().unwrap_or_default()
     }
 
-    /// `GET /v2/NAME/blobs/sha256:HEX`: what faults apply to.
+    /// The redirect ticket in the query, if the request follows a redirect.
+    fn ticket(&self) -> Option<u64> {
+        let (_, query) = self.target.split_once('?')?;
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("proxy-ticket=")?.parse().ok())
+    }
+
+    /// The target without the redirect ticket.
+    fn target_without_ticket(&self) -> String {
+        let Some((path, query)) = self.target.split_once('?') else {
+            return self.target.clone();
+        };
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("proxy-ticket="))
+            .collect();
+        if rest.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", rest.join("&"))
+        }
+    }
+
+    /// `GET /v2/NAME/manifests/REF`.
+    fn is_manifest_get(&self) -> bool {
+        self.method == "GET"
+            && self.path().starts_with("/v2/")
+            && self
+                .path()
+                .rsplit_once("/manifests/")
+                .is_some_and(|(_, reference)| !reference.is_empty() && !reference.contains('/'))
+    }
+
+    /// `GET /v2/NAME/blobs/sha256:HEX`.
     fn is_blob_get(&self) -> bool {
         self.method == "GET"
             && self.path().starts_with("/v2/")
@@ -544,10 +712,11 @@ fn handle(
     } else {
         After::Close
     };
-    let blob_get = listener == Listener::Main && req.is_blob_get();
+    // A request back from a same-port redirect gets no second one.
+    let targeted = proxy.targets(listener, req) && req.ticket().is_none();
 
     // Faults that answer instead of the registry.
-    if blob_get {
+    if targeted {
         match proxy.fault {
             Some(fault @ Fault::Status429(seconds)) if proxy.take_fault() => {
                 proxy.log(listener, req, 429, Some(fault));
@@ -572,7 +741,7 @@ fn handle(
                 )?;
                 return Ok(unread);
             }
-            Some(fault @ Fault::Redirect) if proxy.take_fault() => {
+            Some(fault @ Fault::Redirect(to)) if proxy.take_fault() => {
                 let ticket = proxy.next_ticket.fetch_add(1, Ordering::SeqCst);
                 proxy
                     .tickets
@@ -580,9 +749,24 @@ fn handle(
                     .unwrap()
                     .insert(ticket, req.header("authorization").map(<[u8]>::to_vec));
                 let separator = if req.target.contains('?') { '&' } else { '?' };
+                let origin = match to {
+                    RedirectTo::OtherHost => format!(
+                        "localhost:{}",
+                        proxy.redirect_port.get().expect("redirect listener")
+                    ),
+                    RedirectTo::OtherPort => format!(
+                        "127.0.0.1:{}",
+                        proxy.redirect_port.get().expect("redirect listener")
+                    ),
+                    RedirectTo::SamePort => {
+                        format!(
+                            "127.0.0.1:{}",
+                            proxy.main_port.get().expect("main listener")
+                        )
+                    }
+                };
                 let location = format!(
-                    "http://localhost:{}{}{separator}proxy-ticket={ticket}",
-                    proxy.redirect_port.get().expect("redirect listener"),
+                    "http://{origin}{}{separator}proxy-ticket={ticket}",
                     req.target,
                 );
                 proxy.log(listener, req, 307, Some(fault));
@@ -600,39 +784,28 @@ fn handle(
     }
 
     // The redirect listener fetches with the redirected request's
-    // credentials, never with what the client sent it.
-    let mut target = req.target.clone();
-    let mut authorization = req.header("authorization").map(<[u8]>::to_vec);
-    if listener == Listener::Redirect {
-        if let Some((path, query)) = req.target.split_once('?') {
-            let mut ticket = None;
-            let rest: Vec<&str> = query
-                .split('&')
-                .filter(|kv| match kv.strip_prefix("proxy-ticket=") {
-                    Some(n) => {
-                        ticket = n.parse::<u64>().ok();
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            target = if rest.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}?{}", rest.join("&"))
-            };
-            authorization =
-                ticket.and_then(|t| proxy.tickets.lock().unwrap().get(&t).cloned().flatten());
-        } else {
-            authorization = None;
-        }
-    }
+    // credentials, never with what the client sent it; the main listener
+    // forwards what the client sent.
+    let target = req.target_without_ticket();
+    let authorization = match listener {
+        Listener::Redirect => req
+            .ticket()
+            .and_then(|t| proxy.tickets.lock().unwrap().get(&t).cloned().flatten()),
+        Listener::Main | Listener::Realm => req.header("authorization").map(<[u8]>::to_vec),
+    };
 
-    let upstream = match TcpStream::connect(&proxy.upstream) {
+    let upstream_addr = match listener {
+        Listener::Realm => proxy
+            .realm_upstream
+            .get()
+            .context("a token request before any challenge named the realm")?,
+        Listener::Main | Listener::Redirect => &proxy.upstream,
+    };
+    let upstream = match TcpStream::connect(upstream_addr) {
         Ok(stream) => stream,
         Err(err) => {
             proxy.log(listener, req, 502, None);
-            let message = format!("cannot reach the registry {}: {err}", proxy.upstream);
+            let message = format!("cannot reach the upstream {upstream_addr}: {err}");
             respond(
                 client,
                 502,
@@ -664,7 +837,12 @@ fn handle(
 
     // The response.
     let head = read_head(&mut up_reader)?.context("the registry closed without answering")?;
-    let resp = parse_response(&head)?;
+    let mut resp = parse_response(&head)?;
+    if listener == Listener::Main && resp.status == 401 {
+        if let Some((host, port)) = &proxy.realm {
+            rewrite_realms(&mut resp.headers, host, *port, &proxy.realm_upstream);
+        }
+    }
     let no_body =
         req.method == "HEAD" || resp.status / 100 == 1 || resp.status == 204 || resp.status == 304;
     let resp_body = if no_body {
@@ -675,9 +853,12 @@ fn handle(
 
     // Faults on the body.
     let mut fault = None;
-    if blob_get && (200..300).contains(&resp.status) {
+    if targeted && (200..300).contains(&resp.status) {
+        if let Some(f @ Fault::Trickle(_)) = proxy.fault {
+            fault = proxy.take_fault().then_some(f);
+        }
         if let Framing::Length(len) = resp_body {
-            fault = match proxy.fault {
+            fault = fault.or(match proxy.fault {
                 Some(f @ Fault::CutAfter(n)) if n < len && proxy.take_fault() => Some(f),
                 Some(f @ Fault::Stall) if len > 0 && proxy.take_fault() => Some(f),
                 Some(f @ Fault::FlipByte(offset)) => {
@@ -685,7 +866,7 @@ fn handle(
                     (offset >= start && offset - start < len).then_some(f)
                 }
                 _ => None,
-            };
+            });
         }
     }
     proxy.log(listener, req, resp.status, fault);
@@ -704,6 +885,19 @@ fn handle(
         After::KeepAlive
     };
     out.write_all(b"\r\n")?;
+    if let Some(Fault::Trickle(from)) = fault {
+        // Until the client gives up: a broken pipe ends the thread.
+        if from == TrickleFrom::Head {
+            trickle(client, out.get_ref())?;
+        } else {
+            client.write_all(out.get_ref())?;
+        }
+        let mut sink = Trickle {
+            inner: &mut *client,
+        };
+        relay(&mut up_reader, &mut sink, resp_body, None)?;
+        return Ok(After::Close);
+    }
     client.write_all(out.get_ref())?;
 
     let mut sink = Paced {
@@ -740,6 +934,56 @@ fn handle(
             sink.flush()?;
             Ok(after)
         }
+    }
+}
+
+/// Points every `realm="http://ISSUER/PATH"` of Bearer challenges at the
+/// realm listener (`http://HOST:PORT/PATH`), remembering ISSUER.
+fn rewrite_realms(
+    headers: &mut [(String, Vec<u8>)],
+    host: &str,
+    port: u16,
+    upstream: &OnceLock<String>,
+) {
+    const REALM: &str = "realm=\"http://";
+    for (name, value) in headers.iter_mut() {
+        if !name.eq_ignore_ascii_case("www-authenticate") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(value).into_owned();
+        let Some(start) = text.find(REALM).map(|i| i + REALM.len()) else {
+            continue;
+        };
+        let rest = &text[start..];
+        let end = rest.find(['/', '"']).unwrap_or(rest.len());
+        let _ = upstream.set(rest[..end].to_owned());
+        *value = format!("{}{host}:{port}{}", &text[..start], &rest[end..]).into_bytes();
+    }
+}
+
+/// Writes `bytes` one a second.
+fn trickle(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    Trickle { inner: out }.write_all(bytes)
+}
+
+/// A writer that passes on one byte a second.
+struct Trickle<'a, W: Write> {
+    inner: &'a mut W,
+}
+
+impl<W: Write> Write for Trickle<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(byte) = buf.first() else {
+            return Ok(0);
+        };
+        self.inner.write_all(std::slice::from_ref(byte))?;
+        self.inner.flush()?;
+        std::thread::sleep(TRICKLE_INTERVAL);
+        Ok(1)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -68,16 +68,25 @@ pub(super) fn descriptor_digest(
         .with_context(|| format!("{}: bad {what} digest", source.name()))
 }
 
-/// Reads the blob a descriptor names, checking its size and digest.
+/// Reads the blob a descriptor names, checking its size and digest; one
+/// that says it is over [`spec::MAX_DOCUMENT`] is refused unread.
 pub fn read_blob(source: &dyn BlobSource, descriptor: &Descriptor) -> Result<(Digest, Vec<u8>)> {
     let digest = descriptor_digest(source, descriptor, "descriptor")?;
+    let kind = spec::document_kind(descriptor.media_type.as_deref().unwrap_or_default());
+    spec::check_document_size(&source.describe(&digest), kind, descriptor.size)?;
     let bytes = source.fetch(descriptor, &digest)?;
-    if bytes.len() as u64 != descriptor.size {
+    let read = bytes.len() as u64;
+    if read != descriptor.size {
+        // A source reads one byte past the size at most.
+        let has = if read > descriptor.size {
+            format!("more than {}", descriptor.size)
+        } else {
+            read.to_string()
+        };
         bail!(
-            "{}: size mismatch: the descriptor says {} bytes, the blob has {}",
+            "{}: size mismatch: the descriptor says {} bytes, the blob has {has}",
             source.describe(&digest),
             descriptor.size,
-            bytes.len()
         );
     }
     let actual = Digest::of_bytes(digest.algorithm(), &bytes);

@@ -143,7 +143,7 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
     }
     let tag = selection.tag.as_deref();
     let chosen = tags::choose(store.root(), tag, tags::save_candidates(&entries, tag))?;
-    let config_bytes = store.read(&chosen.config)?;
+    let config_bytes = read_saved_config(store, &chosen.config)?;
     let config_digest = Digest::of_bytes(Algorithm::Sha256, &config_bytes);
     if let Some(declared) = declared_digest(&chosen.config) {
         if declared != config_digest {
@@ -183,6 +183,21 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
         platform: config.platform(),
         layers,
     })
+}
+
+/// The config of a docker save, which no descriptor sizes: read up to
+/// [`spec::MAX_DOCUMENT`], and refused if it goes on.
+fn read_saved_config(store: &Store, rel: &str) -> Result<Vec<u8>> {
+    let bytes = spec::read_at_most(store.open_file(rel)?, spec::MAX_DOCUMENT)
+        .with_context(|| store.describe(rel))?;
+    if bytes.len() as u64 > spec::MAX_DOCUMENT {
+        return Err(spec::document_too_large(
+            &store.describe(rel),
+            "config",
+            None,
+        ));
+    }
+    Ok(bytes)
 }
 
 /// A layer of a docker save. Saved layers are uncompressed tars, so the
@@ -362,6 +377,61 @@ mod tests {
         assert_eq!(
             legacy_media_type(Compression::Gzip),
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
+
+    /// A config over the 4 MiB limit: refused from its descriptor in a
+    /// layout, after 4 MiB and a byte in a docker save (which has no
+    /// descriptor), never read whole.
+    #[test]
+    fn configs_over_the_limit_are_refused() {
+        let big = format!(r#"{{"os":"linux","pad":"{}"}}"#, "x".repeat(5 << 20));
+        let save = tempfile::tempdir().unwrap();
+        std::fs::write(save.path().join("cfg.json"), &big).unwrap();
+        std::fs::write(
+            save.path().join("manifest.json"),
+            r#"[{"Config":"cfg.json","Layers":[]}]"#,
+        )
+        .unwrap();
+        let selection = Selection {
+            platform: PlatformRequest::new(None).unwrap(),
+            tag: None,
+        };
+        let e = format!("{:#}", resolve(save.path(), &selection).unwrap_err());
+        assert!(
+            e.ends_with(
+                "cfg.json: the config is over the 4 MiB limit for indexes, manifests and configs"
+            ),
+            "{e}"
+        );
+
+        let layout = tempfile::tempdir().unwrap();
+        let blobs = layout.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| {
+            let digest = Digest::of_bytes(Algorithm::Sha256, bytes);
+            std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+            serde_json::json!({"digest": digest.to_string(), "size": bytes.len()})
+        };
+        let mut config = put(big.as_bytes());
+        config["mediaType"] = spec::OCI_CONFIG.into();
+        let manifest = serde_json::json!({"schemaVersion": 2, "config": config, "layers": []});
+        let mut entry = put(manifest.to_string().as_bytes());
+        entry["mediaType"] = spec::OCI_MANIFEST.into();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
+        std::fs::write(layout.path().join("index.json"), index.to_string()).unwrap();
+        std::fs::write(
+            layout.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let e = format!("{:#}", resolve(layout.path(), &selection).unwrap_err());
+        assert!(
+            e.contains(&format!(
+                "the config is {} bytes, over the 4 MiB limit for indexes, manifests and configs",
+                big.len()
+            )),
+            "{e}"
         );
     }
 

@@ -5,11 +5,11 @@
 //! and size checks) asks a [`BlobSource`] for bytes and layer locations,
 //! and knows nothing of directories, archives or registries.
 
-use super::spec::Descriptor;
+use super::spec::{read_at_most, Descriptor};
 use super::store::Store;
 use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// A place holding an image's blobs: a layout on disk, or a registry.
 pub trait BlobSource {
@@ -37,12 +37,15 @@ impl BlobSource for Store {
         Store::describe(self, &digest.layout_path())
     }
 
-    fn fetch(&self, _: &Descriptor, digest: &Digest) -> Result<Vec<u8>> {
+    fn fetch(&self, descriptor: &Descriptor, digest: &Digest) -> Result<Vec<u8>> {
         let rel = digest.layout_path();
         if !self.check(&rel)? {
             bail!("{}: blob is missing", Store::describe(self, &rel));
         }
-        self.read(&rel)
+        // No more than the descriptor promises (and the caller checked
+        // against the limit), however large the file.
+        read_at_most(self.open_file(&rel)?, descriptor.size)
+            .with_context(|| Store::describe(self, &rel))
     }
 
     fn layer(&self, _: usize, descriptor: &Descriptor, digest: &Digest) -> Result<LayerRef> {

@@ -2,8 +2,17 @@
 //! media types that tell them apart.
 
 use super::platform::Platform;
+use anyhow::{anyhow, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::io::{self, Read};
+
+/// The largest index, manifest or config read into memory, wherever it
+/// comes from (a registry, a layout, an archive): 4 MiB, the limit
+/// containerd and the distribution registry put on manifests and
+/// containers/image (Podman, skopeo) on configs. Real ones are a few KiB;
+/// a larger one is refused before it is read.
+pub const MAX_DOCUMENT: u64 = 4 << 20;
 
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -41,6 +50,48 @@ pub fn is_manifest(media_type: &str) -> bool {
 /// True for image config media types.
 pub fn is_image_config(media_type: &str) -> bool {
     media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
+}
+
+/// What a descriptor's media type names, for messages.
+pub fn document_kind(media_type: &str) -> &'static str {
+    if is_index(media_type) {
+        "index"
+    } else if is_manifest(media_type) {
+        "manifest"
+    } else if is_image_config(media_type) {
+        "config"
+    } else {
+        "document"
+    }
+}
+
+/// Refuses a `kind` of document that `what` names, declared `size` bytes
+/// long, if that is over [`MAX_DOCUMENT`]: before any of it is read.
+pub fn check_document_size(what: &str, kind: &str, size: u64) -> Result<()> {
+    if size > MAX_DOCUMENT {
+        return Err(document_too_large(what, kind, Some(size)));
+    }
+    Ok(())
+}
+
+/// The error for a document over [`MAX_DOCUMENT`], of `size` bytes if
+/// that is known.
+pub fn document_too_large(what: &str, kind: &str, size: Option<u64>) -> anyhow::Error {
+    let size = size.map_or_else(String::new, |size| format!(" {size} bytes,"));
+    anyhow!(
+        "{what}: the {kind} is{size} over the {} MiB limit for indexes, manifests and configs",
+        MAX_DOCUMENT >> 20
+    )
+}
+
+/// At most `limit + 1` bytes of `reader`: all of it if it is no longer
+/// than `limit`, else enough to tell that it is longer.
+pub fn read_at_most(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// True for layer media types that name a tar (compressed or not,

@@ -9,20 +9,24 @@
 //! asking the token service; a token the registry rejects is replaced once.
 //!
 //! Credentials are looked up only when a registry asks for them, so pulling
-//! a public image never runs a credential helper. Nothing secret is ever
-//! formatted: [`Authorization`] has no visible `Debug`, and errors name
-//! the user and the file the credentials came from, nothing more.
+//! a public image never runs a credential helper. They go to a token
+//! service only where [`origin::credentials_may_go_to`] allows (HTTPS,
+//! loopback, or the plain-HTTP registry itself); anywhere else the token is
+//! asked for anonymously, and a refusal then says the credentials were
+//! withheld. Nothing secret is ever formatted: [`Authorization`] has no
+//! visible `Debug`, and errors name the user and the file the credentials
+//! came from, nothing more.
 
 use super::credentials::{self, Found, Secret};
+use super::origin;
 use super::reference::Reference;
-use super::transport::{is_loopback_url, lock, url_host, Transport};
+use super::transport::{lock, read_capped, url_host, Transport};
 use anyhow::{anyhow, bail, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +37,10 @@ const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Tokens are renewed this long before they expire, so that a token is not
 /// sent just as it runs out.
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
-/// The largest token service answer read.
+/// The longest token lifetime honoured: a token service's `expires_in`
+/// may say anything.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest token service answer read (containers/image's limit).
 const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
 /// The value of an `Authorization` header. It is never shown.
@@ -111,6 +118,9 @@ pub(super) struct Auth {
     /// Held while a token is fetched, so parallel requests fetch one.
     fetching: Mutex<()>,
     credentials: Mutex<Option<Arc<Credentials>>>,
+    /// The token service (`scheme://host[:port]`) the credentials were
+    /// last withheld from, for the error if access is then refused.
+    withheld: Mutex<Option<String>>,
 }
 
 impl Auth {
@@ -122,6 +132,7 @@ impl Auth {
             tokens: Mutex::default(),
             fetching: Mutex::default(),
             credentials: Mutex::default(),
+            withheld: Mutex::default(),
         }
     }
 
@@ -144,11 +155,7 @@ impl Auth {
         response: &ureq::Response,
         sent: Option<&Authorization>,
     ) -> Result<Authorization> {
-        let challenges = parse_challenges(&response.all("www-authenticate"));
-        let bearer = challenges
-            .iter()
-            .find(|c| matches!(c, Challenge::Bearer { .. }));
-        match bearer.or(challenges.first()) {
+        match parse_challenges(&response.all("www-authenticate")) {
             Some(Challenge::Bearer {
                 realm,
                 service,
@@ -199,6 +206,18 @@ impl Auth {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
+        if let (Some(found), Some(realm)) = (&credentials.found, &*lock(&self.withheld)) {
+            let whose = match found.secret.username() {
+                Some(user) => format!("user {user}'s"),
+                None => "the identity token's".to_owned(),
+            };
+            return anyhow!(
+                "access denied to {name}: {whose} credentials (from {}) were withheld from \
+                 the plain-HTTP token service at {realm} (plain HTTP gets them only on \
+                 localhost, 127.0.0.0/8, ::1, or at the registry itself)",
+                found.source
+            );
+        }
         match &credentials.found {
             None if status == 401 => anyhow!(
                 "authentication required for {name} (credentials looked for in: {})",
@@ -269,25 +288,37 @@ impl Auth {
         usable.then(|| token.authorization.clone())
     }
 
-    /// Asks the token service: a GET (with basic credentials when there
-    /// are any) or, for an identity token, the OAuth2 refresh-token POST.
-    fn fetch_token(&self, transport: &Transport, key: &TokenKey) -> Result<Token> {
+    /// The credentials that may go to the token service at `realm`:
+    /// none if there are none, or if it is plain HTTP off this machine
+    /// (then recorded, for the error a refusal gives).
+    fn credentials_for(&self, transport: &Transport, realm: &str) -> Result<Option<Secret>> {
         let credentials = self.credentials()?;
-        let secret = credentials.found.as_ref().map(|f| &f.secret);
-        let host = url_host(&key.realm);
-        // Plain HTTP to this machine stays on this machine.
-        if secret.is_some()
-            && key.realm.starts_with("http://")
-            && !is_loopback_url(&key.realm)
-            && transport.uses_https()
-        {
+        let Some(found) = &credentials.found else {
+            return Ok(None);
+        };
+        let (Ok(realm), Ok(registry)) = (
+            url::Url::parse(realm),
+            url::Url::parse(&transport.base_url()),
+        ) else {
             bail!(
-                "{}: refusing to send credentials to the plain-HTTP token service at {host}",
+                "{}: the registry's token service is not a URL",
                 self.reference.name()
             );
-        }
+        };
+        let may_go = origin::credentials_may_go_to(&realm, &registry);
+        *lock(&self.withheld) = (!may_go).then(|| origin::origin_text(&realm));
+        Ok(may_go.then(|| found.secret.clone()))
+    }
+
+    /// Asks the token service: a GET (with basic credentials when they may
+    /// go there) or, for an identity token, the OAuth2 refresh-token POST;
+    /// the answer must arrive whole within the deadline.
+    fn fetch_token(&self, transport: &Transport, key: &TokenKey) -> Result<Token> {
+        let secret = self.credentials_for(transport, &key.realm)?;
+        let secret = secret.as_ref();
+        let host = url_host(&key.realm);
         let what = format!("{}: token from {host}", self.reference.name());
-        let mut retry = transport.retry();
+        let mut retry = transport.retry_within("token");
         let response = match secret {
             Some(Secret::IdentityToken(refresh_token)) => {
                 let mut form = vec![
@@ -315,8 +346,12 @@ impl Auth {
                 request
             })?,
         };
+        let until = retry.deadline().map(|deadline| deadline.at());
         match response.status() {
-            200..=299 => parse_token(response).map_err(|problem| anyhow!("{what}: {problem}")),
+            200..=299 => parse_token(response, until).map_err(|problem| match retry.expired() {
+                Some(deadline) => anyhow!(deadline.message(&what)),
+                None => anyhow!("{what}: {problem}"),
+            }),
             status @ (401 | 403) => Err(self.refused(status)),
             status => bail!("{what}: HTTP {status}"),
         }
@@ -324,8 +359,9 @@ impl Auth {
 }
 
 /// The token in a token service's JSON answer (`token`, or OAuth2's
-/// `access_token`). Errors never quote the answer: it holds the token.
-fn parse_token(response: ureq::Response) -> Result<Token, &'static str> {
+/// `access_token`), read by `until`. Errors never quote the answer: it
+/// holds the token.
+fn parse_token(response: ureq::Response, until: Option<Instant>) -> Result<Token, &'static str> {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
@@ -335,12 +371,9 @@ fn parse_token(response: ureq::Response) -> Result<Token, &'static str> {
         #[serde(default)]
         expires_in: Option<u64>,
     }
-    let mut body = Vec::new();
-    response
-        .into_reader()
-        .take(MAX_TOKEN_RESPONSE)
-        .read_to_end(&mut body)
-        .map_err(|_| "the connection dropped while reading the token")?;
+    let body = read_capped(response.into_reader(), MAX_TOKEN_RESPONSE, until)
+        .map_err(|_| "the connection dropped while reading the token")?
+        .ok_or("the token service's answer is over the 1 MiB limit")?;
     let answer: Answer =
         serde_json::from_slice(&body).map_err(|_| "the token service's answer is not JSON")?;
     let token = [answer.token, answer.access_token]
@@ -348,17 +381,21 @@ fn parse_token(response: ureq::Response) -> Result<Token, &'static str> {
         .flatten()
         .find(|t| !t.is_empty())
         .ok_or("the token service's answer has no token")?;
-    let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(0)).max(MIN_TOKEN_LIFETIME);
+    let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(0))
+        .clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
     Ok(Token {
         authorization: Authorization::bearer(&token),
         renew_at: Instant::now() + lifetime - TOKEN_MARGIN,
     })
 }
 
-/// The Bearer and Basic challenges in `WWW-Authenticate` header values;
+/// The challenge to answer in `WWW-Authenticate` header values: the first
+/// Bearer one (tokens are what registries prefer), else Basic if offered;
 /// other schemes, and a Bearer challenge without a realm, are skipped.
-fn parse_challenges(headers: &[&str]) -> Vec<Challenge> {
-    let mut challenges = Vec::new();
+/// Nothing is collected: a registry may send 10 MB of challenges (ureq's
+/// limit on headers), and only one is ever answered.
+fn parse_challenges(headers: &[&str]) -> Option<Challenge> {
+    let mut basic = None;
     for header in headers {
         // A syntax error ends the header: challenges the parser finished
         // before it still count.
@@ -372,18 +409,18 @@ fn parse_challenges(headers: &[&str]) -> Vec<Challenge> {
             };
             if challenge.scheme.eq_ignore_ascii_case("bearer") {
                 if let Some(realm) = param("realm") {
-                    challenges.push(Challenge::Bearer {
+                    return Some(Challenge::Bearer {
                         realm,
                         service: param("service"),
                         scope: param("scope"),
                     });
                 }
             } else if challenge.scheme.eq_ignore_ascii_case("basic") {
-                challenges.push(Challenge::Basic);
+                basic = Some(Challenge::Basic);
             }
         }
     }
-    challenges
+    basic
 }
 
 #[cfg(test)]
@@ -400,41 +437,61 @@ mod tests {
 
     #[test]
     fn parses_challenges() {
-        let cases: Vec<(Vec<&str>, Vec<Challenge>)> = vec![
+        let cases: Vec<(Vec<&str>, Option<Challenge>)> = vec![
             (
                 vec![
                     r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/debian:pull""#,
                 ],
-                vec![bearer(
+                Some(bearer(
                     "https://auth.docker.io/token",
                     Some("registry.docker.io"),
                     Some("repository:library/debian:pull"),
-                )],
+                )),
             ),
             (
                 vec![r#"bearer REALM="https://ghcr.io/token", service="ghcr.io""#],
-                vec![bearer("https://ghcr.io/token", Some("ghcr.io"), None)],
+                Some(bearer("https://ghcr.io/token", Some("ghcr.io"), None)),
             ),
             (
                 vec![r#"Basic realm="Registry Realm""#],
-                vec![Challenge::Basic],
+                Some(Challenge::Basic),
             ),
+            // Bearer is preferred, wherever it comes.
             (
                 vec![r#"Negotiate abc=1, Basic realm="r""#, r#"Bearer realm="t""#],
-                vec![Challenge::Basic, bearer("t", None, None)],
+                Some(bearer("t", None, None)),
+            ),
+            (
+                vec![r#"Bearer realm="first", Bearer realm="second""#],
+                Some(bearer("first", None, None)),
             ),
             (
                 vec![r#"Bearer realm="a\"b",scope="repository:x:pull,push""#],
-                vec![bearer("a\"b", None, Some("repository:x:pull,push"))],
+                Some(bearer("a\"b", None, Some("repository:x:pull,push"))),
             ),
-            (vec![r#"Bearer service="no-realm""#], vec![]),
+            (vec![r#"Bearer service="no-realm""#], None),
             // A syntax error ends the header; the challenge it is in is lost.
-            (vec![r#"Basic realm="x", garbage ("#], vec![]),
-            (vec![""], vec![]),
+            (vec![r#"Basic realm="x", garbage ("#], None),
+            (vec![""], None),
         ];
         for (headers, expected) in cases {
             assert_eq!(parse_challenges(&headers), expected, "{headers:?}");
         }
+    }
+
+    /// The most ureq lets through (100 headers of 100 KiB) takes well under
+    /// a second and no memory per challenge.
+    #[test]
+    fn ten_megabytes_of_challenges_are_scanned_not_collected() {
+        let basics = "Basic realm=\"x\", ".repeat(100 << 10 >> 4);
+        let headers: Vec<&str> = std::iter::repeat_n(basics.as_str(), 100).collect();
+        let start = Instant::now();
+        assert_eq!(parse_challenges(&headers), Some(Challenge::Basic));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! digest matches, so a reader never reaches a clean end of a corrupted
 //! blob: it gets an error instead.
 
-use super::transport::{describe_io, is_timeout, url_host, Retry};
-use super::Registry;
+use super::retry::{GiveUp, Retry};
+use super::transport::{describe_io, is_timeout, url_host};
+use super::{content_length, Registry};
 use crate::blob::digest::{Digest, Hasher};
 use anyhow::{bail, Result};
 use std::io::{self, Read};
@@ -19,8 +20,9 @@ use std::io::{self, Read};
 ///
 /// A dropped or stalled connection is resumed after a backoff; the retry
 /// budget starts over whenever bytes arrive, so only `retries` failures in
-/// a row end the download. Errors are `io::Error`s whose message names the
-/// blob; a digest mismatch is [`io::ErrorKind::InvalidData`].
+/// a row end the download (or, for a config, its deadline). Errors are
+/// `io::Error`s whose message names the blob; a digest mismatch is
+/// [`io::ErrorKind::InvalidData`], a deadline [`io::ErrorKind::TimedOut`].
 pub struct BlobReader {
     registry: Registry,
     digest: Digest,
@@ -44,10 +46,15 @@ pub struct BlobReader {
 
 impl BlobReader {
     /// Makes the first request, so that refusals and unknown blobs are
-    /// reported before reading starts.
-    pub(super) fn open(registry: Registry, digest: Digest, size: u64) -> Result<BlobReader> {
+    /// reported before reading starts; `retry` is the budget (and for a
+    /// small blob the deadline) of the whole download.
+    pub(super) fn open(
+        registry: Registry,
+        digest: Digest,
+        size: u64,
+        retry: Retry,
+    ) -> Result<BlobReader> {
         let what = format!("{}: blob {digest}", registry.name());
-        let retry = registry.transport().retry();
         let mut reader = BlobReader {
             hasher: Hasher::new(digest.algorithm()),
             registry,
@@ -89,8 +96,7 @@ impl BlobReader {
             self.skip = self.received;
             self.size
         };
-        let length = response.header("content-length");
-        if let Some(length) = length.and_then(|l| l.trim().parse::<u64>().ok()) {
+        if let Some(length) = content_length(&response) {
             if length != expected {
                 bail!(
                     "{}: the registry sends {length} bytes where {expected} are expected",
@@ -202,16 +208,18 @@ impl BlobReader {
     /// budget is spent.
     fn dropped(&mut self, kind: io::ErrorKind, problem: String) -> io::Result<()> {
         self.body = None;
-        // A read timeout is `WouldBlock` on Unix, which a caller could take
-        // for "try again"; the download is over, so say it timed out.
-        let kind = if is_timeout(kind) {
-            io::ErrorKind::TimedOut
-        } else {
-            kind
-        };
-        self.retry
-            .wait(None)
-            .map_err(|gave_up| io::Error::new(kind, format!("{}: {problem}{gave_up}", self.what)))
+        self.retry.wait(None).map_err(|gave_up| {
+            // A read timeout is `WouldBlock` on Unix, which a caller could
+            // take for "try again"; the download is over, so say it timed
+            // out.
+            let kind = match gave_up {
+                GiveUp::Deadline(_) => io::ErrorKind::TimedOut,
+                GiveUp::Retries(_) if is_timeout(kind) => io::ErrorKind::TimedOut,
+                GiveUp::Retries(_) => kind,
+            };
+            let problem = format!("{}: {problem}", self.what);
+            io::Error::new(kind, gave_up.message(&self.what, &problem))
+        })
     }
 }
 

@@ -5,20 +5,27 @@
 //! * [`credentials`]: the logins users already have (Docker's and
 //!   containers' auth files, credential helpers);
 //! * `auth`: answering `401`s with basic auth or cached bearer tokens;
-//! * `transport`: one HTTP agent per registry (TLS, proxies, redirects,
-//!   timeouts), retries with backoff, one-line errors;
+//! * `transport`: one HTTP agent per registry (TLS, proxies, timeouts),
+//!   one-line errors; `redirect`: redirects followed, `Authorization` kept
+//!   only to the same origin; `origin`: where credentials may go;
+//!   `retry`: retries with backoff, and the deadline of small documents;
 //! * `blob`: [`BlobReader`], a layer streamed, resumed with `Range` when
 //!   the connection drops, verified against its digest.
 //!
 //! Everything the registry sends is checked: a manifest against its digest
 //! (the one asked for, or the one the registry claims), a blob against its
-//! digest and size.
+//! digest and size. Nothing it sends may take unbounded memory or time: a
+//! manifest or config is at most [`MAX_DOCUMENT`] bytes and, like a token,
+//! must arrive whole within [`ClientOptions::deadline`].
 
 pub mod credentials;
 pub mod reference;
 
 mod auth;
 mod blob;
+mod origin;
+mod redirect;
+mod retry;
 mod transport;
 
 #[cfg(test)]
@@ -27,20 +34,19 @@ mod test_server;
 pub use blob::BlobReader;
 
 use crate::blob::digest::{Algorithm, Digest};
-use crate::image::spec::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+pub use crate::image::spec::MAX_DOCUMENT;
+
+use crate::image::spec::{self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use anyhow::{anyhow, bail, Context, Result};
 use auth::Auth;
 use reference::Reference;
+use retry::Retry;
 use serde::Deserialize;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use transport::{Retry, Transport};
-
-/// The largest manifest or index accepted (the limit containerd and the
-/// distribution registry use).
-const MAX_MANIFEST: u64 = 4 << 20;
+use transport::Transport;
 
 /// Options from the command line.
 #[derive(Debug, Clone)]
@@ -51,8 +57,14 @@ pub struct ClientOptions {
     pub plain_http: bool,
     /// `--authfile`: the only file credentials are read from.
     pub authfile: Option<PathBuf>,
-    /// How long a connection may send nothing before it counts as dropped.
+    /// How long a connection may send nothing before it counts as
+    /// dropped; also the longest one attempt at a manifest, config or token
+    /// may take (ureq bounds a request only as a whole).
     pub stall_timeout: Duration,
+    /// How long a manifest, index, config or token may take to arrive
+    /// whole, retries and redirects included (a registry sending a byte a
+    /// second never stalls).
+    pub deadline: Duration,
     /// How many times a failed request, or a blob download that stopped
     /// making progress, is tried again.
     pub retries: u32,
@@ -66,6 +78,7 @@ impl Default for ClientOptions {
             plain_http: false,
             authfile: None,
             stall_timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(60),
             retries: 5,
             backoff: Duration::from_millis(250),
         }
@@ -148,18 +161,23 @@ impl Registry {
             DOCKER_MANIFEST_LIST,
         ]
         .join(", ");
-        let mut retry = self.inner.transport.retry();
+        let mut retry = self.inner.transport.retry_within("manifest");
+        let until = retry.deadline().map(|deadline| deadline.at());
         let (response, bytes) = loop {
             let response = self.get(&what, &path, &[("Accept", accept.clone())], &mut retry)?;
             let headers = (
                 response.header("content-type").map(str::to_owned),
                 response.header("docker-content-digest").map(str::to_owned),
             );
-            match transport::read_capped(response, MAX_MANIFEST) {
+            if let Some(length) = content_length(&response) {
+                spec::check_document_size(&what, "manifest", length)?;
+            }
+            match transport::read_capped(response.into_reader(), MAX_DOCUMENT, until) {
                 Ok(Some(bytes)) => break (headers, bytes),
-                Ok(None) => bail!("{what}: manifest larger than {} MiB", MAX_MANIFEST >> 20),
+                Ok(None) => return Err(spec::document_too_large(&what, "manifest", None)),
                 Err(e) => retry.wait(None).map_err(|gave_up| {
-                    anyhow!("{what}: {}{gave_up}", transport::describe_io(&e))
+                    let problem = format!("{what}: {}", transport::describe_io(&e));
+                    anyhow!(gave_up.message(&what, &problem))
                 })?,
             }
         };
@@ -173,10 +191,14 @@ impl Registry {
     }
 
     /// Fetches a small blob (an image config) into memory: exactly `size`
-    /// bytes, verified against `digest`.
+    /// bytes, verified against `digest`, at most [`MAX_DOCUMENT`] (refused
+    /// before any request if `size` is larger), within the deadline.
     pub fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
-        let mut reader = self.blob_reader(digest, size)?;
-        let mut bytes = Vec::with_capacity(size.min(MAX_MANIFEST) as usize);
+        let what = format!("{}@{digest}", self.name());
+        spec::check_document_size(&what, "config", size)?;
+        let retry = self.inner.transport.retry_within("config");
+        let mut reader = BlobReader::open(self.clone(), digest.clone(), size, retry)?;
+        let mut bytes = Vec::with_capacity(size as usize);
         reader.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
@@ -185,7 +207,8 @@ impl Registry {
     /// request is made here, so an unknown blob or a refusal is reported
     /// before any byte is read.
     pub fn blob_reader(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
-        BlobReader::open(self.clone(), digest.clone(), size)
+        let retry = self.inner.transport.retry();
+        BlobReader::open(self.clone(), digest.clone(), size, retry)
     }
 
     /// GETs `/v2/<repository>/<path>`, authenticating as the registry asks,
@@ -238,6 +261,11 @@ impl Registry {
     fn transport(&self) -> &Transport {
         &self.inner.transport
     }
+}
+
+/// The length a response declares, if it declares one.
+pub(super) fn content_length(response: &ureq::Response) -> Option<u64> {
+    response.header("content-length")?.trim().parse().ok()
 }
 
 /// The digest of a manifest, checked against the one asked for or the one

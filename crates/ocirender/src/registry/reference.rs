@@ -12,7 +12,6 @@
 use crate::blob::digest::Digest;
 use anyhow::{bail, Context, Result};
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 /// The name of Docker Hub in references.
@@ -52,9 +51,7 @@ impl Reference {
     /// Whether the registry is on this machine (`localhost`, 127.0.0.0/8,
     /// `::1`), where plain HTTP is the norm and safe.
     pub fn is_loopback(&self) -> bool {
-        let (host, _) = split_host_port(&self.registry);
-        host.eq_ignore_ascii_case("localhost")
-            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        super::origin::is_loopback_host(split_host_port(&self.registry).0)
     }
 
     /// `registry/repository`, the name used in messages.

@@ -46,6 +46,13 @@ pub(super) enum Reply {
     Send(Vec<u8>),
     /// These bytes, then nothing for a while, then close.
     Stall(Vec<u8>, Duration),
+    /// The first bytes at once, then the rest one at a time, `interval`
+    /// apart, until the client closes.
+    Trickle {
+        at_once: Vec<u8>,
+        trickled: Vec<u8>,
+        interval: Duration,
+    },
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -268,6 +275,19 @@ fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
             let _ = stream.write_all(&bytes);
             let _ = stream.flush();
             std::thread::sleep(duration);
+        }
+        Reply::Trickle {
+            at_once,
+            trickled,
+            interval,
+        } => {
+            let _ = stream.write_all(&at_once);
+            for byte in trickled {
+                if stream.write_all(&[byte]).is_err() {
+                    break;
+                }
+                std::thread::sleep(interval);
+            }
         }
     }
     let _ = stream.shutdown(Shutdown::Both);

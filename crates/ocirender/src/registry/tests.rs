@@ -243,12 +243,24 @@ fn media_type_falls_back_to_the_document() {
     );
 }
 
+/// A manifest over 4 MiB is refused: by its declared length before it is
+/// read, or, with no length, after 4 MiB and one byte.
 #[test]
 fn manifest_larger_than_the_cap_is_refused() {
-    let big = vec![b' '; MAX_MANIFEST as usize + 1];
-    let server = Server::start(move |_| ok(&big));
-    let e = text(registry(&server).manifest("t").unwrap_err());
-    assert!(e.contains("manifest larger than 4 MiB"), "{e}");
+    let big = vec![b' '; MAX_DOCUMENT as usize + 1];
+    let declared = response("200 OK", &[], &big);
+    let undeclared = [&b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"[..], &big].concat();
+    for (reply, size) in [(declared, " 4194305 bytes,"), (undeclared, "")] {
+        let server = Server::start(move |_| Reply::Send(reply.clone()));
+        let e = text(registry(&server).manifest("t").unwrap_err());
+        assert!(
+            e.ends_with(&format!(
+                "/test/repo:t: the manifest is{size} over the 4 MiB limit for indexes, \
+                 manifests and configs"
+            )),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -732,4 +744,399 @@ fn a_token_service_without_a_token_is_an_error_without_its_body() {
     let server = token_registry(&[], |_| response("200 OK", &[], b"secret-ish garbage"));
     let e = text(registry(&server).manifest("a").unwrap_err());
     assert!(e.contains("not JSON") && !e.contains("garbage"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// A hostile registry: credentials stay home, time and memory stay bounded.
+
+/// A registry on 127.0.0.1 redirecting every blob GET to `location(n)`
+/// (n counts the redirects) unless it carries no `Authorization`, in which
+/// case it challenges for Basic credentials.
+fn redirecting_registry(location: impl Fn(usize) -> String + Send + Sync + 'static) -> Server {
+    let count = AtomicUsize::new(0);
+    Server::start(move |request| match request.header("authorization") {
+        None => Reply::Send(response(
+            "401 Unauthorized",
+            &[("WWW-Authenticate", r#"Basic realm="test""#)],
+            b"",
+        )),
+        Some(_) => {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            Reply::Send(response(
+                "307 Temporary Redirect",
+                &[("Location", &location(n))],
+                b"",
+            ))
+        }
+    })
+}
+
+/// `at_once`, then `trickled` a byte every `millis` milliseconds.
+fn trickle(at_once: Vec<u8>, trickled: Vec<u8>, millis: u64) -> Reply {
+    Reply::Trickle {
+        at_once,
+        trickled,
+        interval: Duration::from_millis(millis),
+    }
+}
+
+fn with_alice(server: &Server, dir: &tempfile::TempDir) -> ClientOptions {
+    let file = authfile(
+        dir,
+        &server.authority(),
+        serde_json::json!({"auth": "YWxpY2U6aHVudGVyMg=="}),
+    );
+    ClientOptions {
+        authfile: Some(file),
+        ..options()
+    }
+}
+
+/// ureq keeps `Authorization` on a redirect to the same host name on
+/// another port; the client does not: another port is another server.
+#[test]
+fn a_redirect_to_another_port_of_the_same_host_loses_the_authorization() {
+    const BLOB: &[u8] = b"served on another port";
+    let other = Server::start(|_| ok(BLOB));
+    let location = format!("http://{}/blob", other.authority());
+    let server = redirecting_registry(move |_| location.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = registry_with(&server, &with_alice(&server, &dir))
+        .blob(&sha256(BLOB), BLOB.len() as u64)
+        .unwrap();
+    assert_eq!(bytes, BLOB);
+    let at_other = other.requests();
+    assert_eq!(at_other.len(), 1);
+    assert_eq!(at_other[0].header("authorization"), None);
+}
+
+/// To the same scheme, host and port it is kept; a redirect loop ends
+/// after 5 hops with a one-line error.
+#[test]
+fn a_redirect_to_the_same_origin_keeps_it_and_loops_end() {
+    let server = Arc::new(std::sync::OnceLock::<String>::new());
+    let authority = server.clone();
+    let registry =
+        redirecting_registry(move |n| format!("http://{}/hop/{n}", authority.get().unwrap()));
+    server.set(registry.authority()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        retries: 0,
+        ..with_alice(&registry, &dir)
+    };
+    let e = text(
+        registry_with(&registry, &options)
+            .blob(&sha256(b"x"), 1)
+            .unwrap_err(),
+    );
+    assert!(
+        e.ends_with(&format!(
+            "more than 5 redirects from {}",
+            registry.authority()
+        )),
+        "{e}"
+    );
+    let hops: Vec<_> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.path().starts_with("/hop/"))
+        .collect();
+    assert_eq!(hops.len(), 5);
+    assert!(hops
+        .iter()
+        .all(|r| r.header("authorization") == Some("Basic YWxpY2U6aHVudGVyMg==")));
+}
+
+/// A realm in plain HTTP off loopback (0.0.0.0 reaches this machine but
+/// is no loopback address) gets an anonymous request; the refusal then
+/// says the credentials were withheld, and shows no secret.
+#[test]
+fn credentials_are_withheld_from_a_plain_http_realm_off_loopback() {
+    let tokens = Server::start(|_| ok(br#"{"token":"anonymous"}"#));
+    let port = tokens.authority().rsplit_once(':').unwrap().1.to_owned();
+    let realm = format!("http://0.0.0.0:{port}/token");
+    let server = Server::start(move |_| {
+        let challenge = format!(r#"Bearer realm="{realm}",service="s""#);
+        Reply::Send(response(
+            "401 Unauthorized",
+            &[("WWW-Authenticate", &challenge)],
+            b"",
+        ))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let options = with_alice(&server, &dir);
+    let e = text(registry_with(&server, &options).manifest("t").unwrap_err());
+    assert!(
+        e.starts_with(&format!(
+            "access denied to {}/test/repo: user alice's credentials (from {}) were withheld \
+             from the plain-HTTP token service at http://0.0.0.0:{port} (",
+            server.authority(),
+            options.authfile.unwrap().display()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2") && !e.contains("YWxp"), "{e}");
+    let asked = tokens.requests();
+    assert!(!asked.is_empty());
+    assert!(asked.iter().all(|r| r.header("authorization").is_none()));
+    assert!(asked.iter().all(|r| !r.target.contains("account=")));
+}
+
+/// A manifest sent a byte at a time, or a `Retry-After` of an hour, ends
+/// at the deadline, not weeks (or an hour) later.
+#[test]
+fn a_manifest_has_a_deadline() {
+    let trickle = Server::start(|_| trickle(Vec::new(), response("200 OK", &[], MANIFEST), 100));
+    let patient = Server::start(|_| {
+        Reply::Send(response(
+            "429 Too Many Requests",
+            &[("Retry-After", "3600")],
+            b"",
+        ))
+    });
+    let options = ClientOptions {
+        deadline: Duration::from_millis(700),
+        stall_timeout: Duration::from_secs(5),
+        ..options()
+    };
+    for server in [&trickle, &patient] {
+        let start = Instant::now();
+        let e = text(registry_with(server, &options).manifest("t").unwrap_err());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            e.ends_with(&format!(
+                "{}/test/repo:t: manifest not received whole within the 0.7 s deadline \
+                 (--deadline)",
+                server.authority()
+            )),
+            "{e}"
+        );
+    }
+    assert_eq!(patient.requests().len(), 1, "no hour-long wait, no retry");
+}
+
+/// A config trickled, or a token answer trickled after its head: the
+/// same deadline, as a `TimedOut` error for the config.
+#[test]
+fn a_config_and_a_token_have_a_deadline() {
+    let options = ClientOptions {
+        deadline: Duration::from_millis(500),
+        ..options()
+    };
+    let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
+    let digest = sha256(&config);
+    let size = config.len() as u64;
+    let server = Server::start(move |_| trickle(Vec::new(), response("200 OK", &[], &config), 50));
+    let start = Instant::now();
+    let e = text(
+        registry_with(&server, &options)
+            .blob(&digest, size)
+            .unwrap_err(),
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(
+        e.ends_with(&format!(
+            "blob {digest}: config not received whole within the 0.5 s deadline (--deadline)"
+        )),
+        "{e}"
+    );
+    let slow = Server::start(|_| {
+        let body = br#"{"token":"tok"}"#;
+        let answer = response("200 OK", &[], body);
+        let head = answer.len() - body.len();
+        trickle(answer[..head].to_vec(), body.to_vec(), 50)
+    });
+    let realm = format!("http://{}/token", slow.authority());
+    let registry_server = Server::start(move |request| {
+        if request.header("authorization").is_some() {
+            return ok(MANIFEST);
+        }
+        let challenge = format!(r#"Bearer realm="{realm}""#);
+        Reply::Send(response(
+            "401 Unauthorized",
+            &[("WWW-Authenticate", &challenge)],
+            b"",
+        ))
+    });
+    let start = Instant::now();
+    let e = text(
+        registry_with(&registry_server, &options)
+            .manifest("t")
+            .unwrap_err(),
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(
+        e.ends_with(&format!(
+            "token from {}: token not received whole within the 0.5 s deadline (--deadline)",
+            slow.authority()
+        )),
+        "{e}"
+    );
+}
+
+/// A layer has no deadline, but the text of its error answer is read for
+/// 5 s at most.
+#[test]
+fn an_error_body_is_read_for_a_few_seconds_at_most() {
+    let body = format!(
+        r#"{{"errors":[{{"code":"BLOB_UNKNOWN","message":"{}"}}]}}"#,
+        "x".repeat(100)
+    );
+    let server = Server::start(move |_| {
+        let head = response(
+            "404 Not Found",
+            &[("Content-Length", &body.len().to_string())],
+            b"",
+        );
+        trickle(head, body.as_bytes().to_vec(), 100)
+    });
+    let start = Instant::now();
+    let e = match registry(&server).blob_reader(&sha256(b"x"), 1) {
+        Ok(_) => panic!("a 404 opened a blob"),
+        Err(e) => text(e),
+    };
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(7),
+        "{took:?}"
+    );
+    assert!(e.ends_with(": not found"), "{e}");
+}
+
+/// A config that says it is over 4 MiB is refused before any request.
+#[test]
+fn a_config_over_the_limit_is_refused_unasked() {
+    let server = Server::start(|_| ok(b"{}"));
+    let digest = sha256(b"{}");
+    let e = text(
+        registry(&server)
+            .blob(&digest, MAX_DOCUMENT + 1)
+            .unwrap_err(),
+    );
+    assert!(
+        e.ends_with(&format!(
+            "/test/repo@{digest}: the config is 4194305 bytes, over the 4 MiB limit for \
+             indexes, manifests and configs"
+        )),
+        "{e}"
+    );
+    assert!(server.requests().is_empty());
+}
+
+/// A token service's answer over 1 MiB is refused as such; a lifetime of
+/// 2^64-1 seconds is a day, not an overflow.
+#[test]
+fn token_answers_are_bounded() {
+    let huge = format!(r#"{{"token":"{}"}}"#, "t".repeat(1 << 20));
+    let server = token_registry(&[], move |_| response("200 OK", &[], huge.as_bytes()));
+    let e = text(registry(&server).manifest("a").unwrap_err());
+    assert!(
+        e.ends_with("the token service's answer is over the 1 MiB limit"),
+        "{e}"
+    );
+    let server = token_registry(&["forever"], |_| {
+        response(
+            "200 OK",
+            &[],
+            br#"{"token":"forever","expires_in":18446744073709551615}"#,
+        )
+    });
+    let registry = registry(&server);
+    registry.manifest("a").unwrap();
+    registry.manifest("b").unwrap();
+    assert_eq!(token_requests(&server).len(), 1);
+}
+
+/// Within the deadline, a stalled attempt at a small document is still
+/// given up after the stall timeout and tried again.
+#[test]
+fn a_stalled_manifest_is_retried_within_its_deadline() {
+    let count = AtomicUsize::new(0);
+    let server = Server::start(move |_| match count.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::Stall(Vec::new(), Duration::from_secs(10)),
+        _ => ok(MANIFEST),
+    });
+    let options = ClientOptions {
+        stall_timeout: Duration::from_millis(300),
+        deadline: Duration::from_secs(5),
+        ..options()
+    };
+    let start = Instant::now();
+    let fetched = registry_with(&server, &options).manifest("t").unwrap();
+    assert_eq!(fetched.bytes, MANIFEST);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// A server that keeps its first connection open after answering its
+/// first request with `first`, and answers nothing more on it; every
+/// other connection gets `rest`, one request each.
+fn silent_after_first(first: Vec<u8>, rest: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().map_while(Result::ok).enumerate() {
+            let (first, rest) = (first.clone(), rest.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                let mut line = String::new();
+                // Through the blank line ending the request head.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = stream.write_all(if n == 0 { &first } else { &rest });
+                // Kept alive, and silent from now on.
+                std::thread::sleep(Duration::from_secs(10));
+            });
+        }
+    });
+    authority
+}
+
+/// ureq clears a pooled connection's read timeout and sets it again only
+/// once a response head has arrived: a request on a reused connection that
+/// the registry leaves silent would wait forever (a layer has no deadline).
+/// No connection is reused, so every request has the stall timeout from
+/// its first byte.
+#[test]
+fn a_silent_kept_alive_connection_is_not_reused() {
+    const BLOB: &[u8] = b"a layer";
+    let keep_alive = |body: &[u8]| {
+        let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        answer.push_str(std::str::from_utf8(body).unwrap());
+        answer.into_bytes()
+    };
+    let authority = silent_after_first(keep_alive(MANIFEST), keep_alive(BLOB));
+    let reference: Reference = format!("{authority}/test/repo").parse().unwrap();
+    let options = ClientOptions {
+        plain_http: true,
+        stall_timeout: Duration::from_millis(300),
+        retries: 0,
+        ..options()
+    };
+    let transport = Transport::with_env(&reference, &options, &|_| None).unwrap();
+    let registry = Registry::with_transport(&reference, &options, transport);
+    assert_eq!(registry.manifest("t").unwrap().bytes, MANIFEST);
+    let start = Instant::now();
+    let mut blob = Vec::new();
+    registry
+        .blob_reader(&sha256(BLOB), BLOB.len() as u64)
+        .and_then(|mut reader| Ok(reader.read_to_end(&mut blob)?))
+        .unwrap();
+    assert_eq!(blob, BLOB);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -4,11 +4,15 @@
 //! ureq 2 is used for its per-read socket timeout (`timeout_read`): a
 //! layer download may legitimately take an hour, but a connection that
 //! sends nothing for `stall_timeout` is dead, and only a per-read timeout
-//! tells the two apart. Redirects are followed by ureq with the
-//! `Authorization` header kept only on the same host, because registries
-//! send blobs from a CDN or an object store that must never see the
-//! registry's credentials. ureq has no `NO_PROXY`, so the proxy is chosen
-//! here, once per scheme, for the registry's host.
+//! tells the two apart. A small document (manifest, config, token) also
+//! has an overall deadline (see [`super::retry`]): each attempt gets a
+//! ureq timeout of the time left, at most the stall timeout, so that a
+//! registry sending a byte a second cannot hold it for weeks. Redirects
+//! are followed in [`super::redirect`], with `Authorization` kept only to
+//! the same origin, because registries send blobs from a CDN or an object
+//! store that must never see the registry's credentials. ureq has no
+//! `NO_PROXY`, so the proxy is chosen here, once per scheme, for the
+//! registry's host.
 //!
 //! The scheme is Docker's: HTTPS, or plain HTTP with `--plain-http`. A
 //! registry on this machine (`localhost`, 127.0.0.0/8, `::1`) is tried
@@ -19,19 +23,17 @@
 //! the whole process. A certificate problem is an error, never a reason
 //! to fall back.
 
+use super::redirect;
 use super::reference::{split_host_port, Reference};
+use super::retry::{Deadline, Retry, RetryPolicy};
 use super::ClientOptions;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Longest wait between two attempts of the exponential backoff.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest `Retry-After` honoured; a registry asking for more is treated
 /// as asking for this much.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -39,9 +41,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of an error body read for the registry's message.
 const MAX_ERROR_BODY: u64 = 64 << 10;
-/// Redirects followed for one request (a registry, then a CDN, maybe a
-/// signed-URL hop).
-const MAX_REDIRECTS: u32 = 5;
+/// The longest an error body is read for (a layer request has no
+/// deadline, and 64 KiB at a byte a second would take 18 hours); what came
+/// by then is not worth more.
+const ERROR_BODY_TIME: Duration = Duration::from_secs(5);
 
 /// How a registry is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,8 @@ pub(super) struct Transport {
     default_ports: bool,
     policy: RetryPolicy,
     stall_timeout: Duration,
+    /// The time a manifest, config or token has to arrive whole.
+    deadline: Duration,
 }
 
 impl Transport {
@@ -125,8 +130,14 @@ impl Transport {
                 .timeout_connect(CONNECT_TIMEOUT)
                 .timeout_read(options.stall_timeout)
                 .timeout_write(options.stall_timeout)
-                .redirects(MAX_REDIRECTS)
-                .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost);
+                // A pooled connection has no read timeout until a response
+                // head arrives on it (ureq 2 clears it on return to the
+                // pool): a registry silent there would hold a layer
+                // request forever. A handful of handshakes per image is
+                // the price of a fresh connection, timed from its first
+                // byte, for every request.
+                .max_idle_connections(0)
+                .redirects(0);
             if let Some((variable, url)) = proxy_for(scheme.name(), host, env) {
                 builder = builder.proxy(parse_proxy(variable, &url)?);
             }
@@ -162,12 +173,12 @@ impl Transport {
                 backoff: options.backoff,
             },
             stall_timeout: options.stall_timeout,
+            deadline: options.deadline,
         })
     }
 
     /// `scheme://host[:port]` of the registry API: HTTPS until a loopback
     /// registry turned out to speak plain HTTP.
-    #[cfg(test)]
     pub(super) fn base_url(&self) -> String {
         format!("{}://{}", self.scheme().name(), self.host)
     }
@@ -178,6 +189,7 @@ impl Transport {
     }
 
     /// Whether requests go (or will first try to go) over HTTPS.
+    #[cfg(test)]
     pub(super) fn uses_https(&self) -> bool {
         self.scheme() == Scheme::Https
     }
@@ -203,12 +215,16 @@ impl Transport {
         agent.expect("a scheme is only chosen among those with an agent")
     }
 
-    /// A fresh retry budget for one request.
+    /// A fresh retry budget for one request (or one layer download).
     pub(super) fn retry(&self) -> Retry {
-        Retry {
-            policy: self.policy,
-            failures: 0,
-        }
+        Retry::new(self.policy, None)
+    }
+
+    /// A fresh retry budget for fetching a small `document` (`manifest`,
+    /// `config`, `token`), which must arrive whole by the deadline.
+    pub(super) fn retry_within(&self, document: &'static str) -> Retry {
+        let deadline = Deadline::new(self.deadline, self.stall_timeout, document);
+        Retry::new(self.policy, Some(deadline))
     }
 
     /// Sends the request `build` makes (given the agent and the registry's
@@ -216,8 +232,10 @@ impl Transport {
     /// until it gets an answer that is not worth retrying, then returns
     /// that answer, whatever its status: the caller decides what a 401 or a
     /// 404 means. Transport errors and 429/5xx are retried while `retry`
-    /// allows; `what` names the request in the final error. The first
-    /// request to a loopback registry finds out whether it speaks TLS.
+    /// allows, and redirects followed; `what` names the request in the
+    /// final error. The first request to a loopback registry finds out
+    /// whether it speaks TLS. With a deadline, every attempt gets the time
+    /// left (at most the stall timeout), and none starts after it.
     pub(super) fn call(
         &self,
         what: &str,
@@ -226,12 +244,19 @@ impl Transport {
         build: &dyn Fn(&ureq::Agent, &str) -> ureq::Request,
     ) -> Result<ureq::Response> {
         loop {
+            if let Some(deadline) = retry.expired() {
+                bail!(deadline.message(what));
+            }
             let (scheme, probing) = self.next_scheme();
             let base_url = format!("{}://{}", scheme.name(), self.host);
-            let request = build(self.agent(scheme), &base_url);
-            let sent = match form {
-                Some(form) => request.send_form(form),
-                None => request.call(),
+            let agent = self.agent(scheme);
+            let sent = redirect::follow(agent, build(agent, &base_url), form, retry.deadline());
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(problem) => match retry.expired() {
+                    Some(deadline) => bail!(deadline.message(what)),
+                    None => bail!("{what}: {problem}"),
+                },
             };
             if let Some(_probing) = probing {
                 let learnt = match &sent {
@@ -263,6 +288,9 @@ impl Transport {
                     (problem + &registry_message(response), retry_after)
                 }
                 Err(ureq::Error::Transport(error)) => {
+                    if let Some(deadline) = retry.expired() {
+                        bail!(deadline.message(what));
+                    }
                     let problem = format!("{what}: {}", self.describe(&error));
                     if !retryable_transport(&error) {
                         bail!(problem);
@@ -272,7 +300,7 @@ impl Transport {
             };
             retry
                 .wait(retry_after)
-                .map_err(|gave_up| anyhow!("{problem}{gave_up}"))?;
+                .map_err(|gave_up| anyhow!(gave_up.message(what, &problem)))?;
         }
     }
 
@@ -310,9 +338,6 @@ impl Transport {
                 "cannot connect to {host}: {}",
                 io_error.map_or_else(|| "connection failed".to_owned(), describe_io)
             ),
-            ureq::ErrorKind::TooManyRedirects => {
-                format!("more than {MAX_REDIRECTS} redirects from {host}")
-            }
             ureq::ErrorKind::ProxyConnect | ureq::ErrorKind::ProxyUnauthorized => {
                 format!("the proxy refused to connect to {host}: {}", error.kind())
             }
@@ -351,17 +376,32 @@ impl Transport {
     }
 }
 
-/// The whole body if it is at most `limit` bytes, `None` if it is longer.
+/// The whole of `body` if it is at most `limit` bytes, `None` if it is
+/// longer (found out after reading `limit + 1` bytes, never more). Once
+/// `until` has passed, a `TimedOut` error: the clock is read between
+/// reads, each of which the socket's timeout bounds.
 pub(super) fn read_capped(
-    response: ureq::Response,
+    mut body: impl Read,
     limit: u64,
-) -> std::io::Result<Option<Vec<u8>>> {
+    until: Option<Instant>,
+) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
-    response
-        .into_reader()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+    let mut chunk = [0u8; 8192];
+    loop {
+        if until.is_some_and(|until| Instant::now() >= until) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let n = match body.read(&mut chunk) {
+            Ok(0) => return Ok(Some(bytes)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if (bytes.len() + n) as u64 > limit {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// The registry's own explanation, from the distribution spec's error body
@@ -378,7 +418,8 @@ pub(super) fn registry_message(response: ureq::Response) -> String {
         #[serde(default)]
         message: String,
     }
-    let Ok(Some(body)) = read_capped(response, MAX_ERROR_BODY) else {
+    let until = Instant::now() + ERROR_BODY_TIME;
+    let Ok(Some(body)) = read_capped(response.into_reader(), MAX_ERROR_BODY, Some(until)) else {
         return String::new();
     };
     let Ok(errors) = serde_json::from_slice::<Errors>(&body) else {
@@ -408,19 +449,6 @@ pub(super) fn registry_message(response: ureq::Response) -> String {
 /// `host[:port]` of a URL, for messages.
 pub(super) fn url_host(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| "the registry".to_owned(), |url| host_of(&url))
-}
-
-/// Whether a URL points at this machine (`localhost`, 127.0.0.0/8, `::1`).
-pub(super) fn is_loopback_url(url: &str) -> bool {
-    let Ok(url) = url::Url::parse(url) else {
-        return false;
-    };
-    match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 fn host_of(url: &url::Url) -> String {
@@ -520,58 +548,6 @@ fn retryable_transport(error: &ureq::Transport) -> bool {
 fn retry_after(response: &ureq::Response) -> Option<Duration> {
     let seconds: u64 = response.header("retry-after")?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
-/// How many times to retry, and the first backoff.
-#[derive(Debug, Clone, Copy)]
-struct RetryPolicy {
-    retries: u32,
-    backoff: Duration,
-}
-
-/// The retry budget of one request (or one blob download, where progress
-/// renews it).
-#[derive(Debug)]
-pub(super) struct Retry {
-    policy: RetryPolicy,
-    failures: u32,
-}
-
-impl Retry {
-    /// Records a failure and sleeps before the next attempt: `retry_after`
-    /// when the server said, else the exponential backoff with jitter.
-    /// Returns the text to append to the final error when the budget is
-    /// spent.
-    pub(super) fn wait(&mut self, retry_after: Option<Duration>) -> Result<(), String> {
-        if self.failures >= self.policy.retries {
-            return Err(match self.policy.retries {
-                0 => String::new(),
-                1 => " (gave up after 1 retry)".to_owned(),
-                n => format!(" (gave up after {n} retries)"),
-            });
-        }
-        let delay = retry_after.unwrap_or_else(|| self.backoff());
-        self.failures += 1;
-        std::thread::sleep(delay);
-        Ok(())
-    }
-
-    /// Progress was made: the next failure starts a fresh budget.
-    pub(super) fn progress(&mut self) {
-        self.failures = 0;
-    }
-
-    /// `backoff · 2^failures`, capped, plus up to 10 % jitter so parallel
-    /// downloads that failed together do not come back together.
-    fn backoff(&self) -> Duration {
-        let exponential = self
-            .policy
-            .backoff
-            .saturating_mul(1 << self.failures.min(16))
-            .min(MAX_BACKOFF);
-        let random = RandomState::new().hash_one(self.failures);
-        exponential + exponential.mul_f64((random % 1000) as f64 / 10_000.0)
-    }
 }
 
 /// The proxy for a request to `host` by `scheme`, as `(variable, url)`:
@@ -767,22 +743,6 @@ mod tests {
         assert_eq!(t.base_url(), "http://[::1]:5000");
     }
 
-    #[test]
-    fn loopback_urls() {
-        for (url, loopback) in [
-            ("http://127.0.0.1:5000/token", true),
-            ("http://127.9.8.7/token", true),
-            ("http://LOCALHOST:1/token", true),
-            ("http://[::1]:1/token", true),
-            ("http://10.0.0.1/token", false),
-            ("https://auth.docker.io/token", false),
-            ("http://localhost.example.com/token", false),
-            ("not a url", false),
-        ] {
-            assert_eq!(is_loopback_url(url), loopback, "{url}");
-        }
-    }
-
     /// A registry that is not on this machine gets HTTPS only: a server
     /// answering the TLS hello in plain HTTP is an error, with a hint.
     #[test]
@@ -821,51 +781,5 @@ mod tests {
         assert!(e.contains("--plain-http") && !e.contains('\n'), "{e}");
         assert_eq!(connections.load(Ordering::SeqCst), 1);
         assert!(transport.uses_https());
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let retry = |failures| Retry {
-            policy: RetryPolicy {
-                retries: 100,
-                backoff: Duration::from_millis(250),
-            },
-            failures,
-        };
-        let cases = [
-            (0, 250),
-            (1, 500),
-            (2, 1000),
-            (5, 8000),
-            (6, 10_000),
-            (40, 10_000),
-        ];
-        for (failures, millis) in cases {
-            let delay = retry(failures).backoff();
-            let base = Duration::from_millis(millis);
-            assert!(
-                delay >= base && delay <= base.mul_f64(1.1),
-                "{failures}: {delay:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn retry_budget_runs_out_and_progress_renews_it() {
-        let mut retry = Retry {
-            policy: RetryPolicy {
-                retries: 2,
-                backoff: Duration::from_millis(1),
-            },
-            failures: 0,
-        };
-        assert!(retry.wait(None).is_ok());
-        assert!(retry.wait(None).is_ok());
-        assert_eq!(
-            retry.wait(None),
-            Err(" (gave up after 2 retries)".to_owned())
-        );
-        retry.progress();
-        assert!(retry.wait(Some(Duration::ZERO)).is_ok());
     }
 }
