@@ -15,9 +15,19 @@
 //!   holes as zeros: mksquashfs 4.6.1 misreads many of them;
 //! * PAX global headers are consumed, other PAX records (xattrs,
 //!   sub-second times) are kept;
-//! * parent directories the stream never describes get an entry at the end
-//!   (`0755 root:root` and a given time): mksquashfs would otherwise stamp
-//!   them with the build time, and the image would not be reproducible;
+//! * every entry is admitted to a [`Listing`] first, so both builders
+//!   build the tree `tar2dir` builds, or the stream is refused: a path
+//!   listed twice, a path through a non-directory, a hard link to anything
+//!   but an earlier non-directory (mksquashfs would keep the first of two
+//!   entries, drop such a link, or crash on it);
+//! * directories come out at the end, once each, with their last entry's
+//!   metadata (mksquashfs keeps the first entry's, mkfs.erofs merges their
+//!   xattrs), parents first; those the stream never describes get
+//!   `0755 root:root` and a given time (mksquashfs would otherwise stamp
+//!   them with the build time, and the image would not be reproducible);
+//! * extended attributes are renamed or dropped as every sink does it
+//!   ([`stored_name`]): overlayfs's own attributes are escaped, so an
+//!   image used as an overlay lower layer does not act on them;
 //! * the root directory's own entries are dropped; on request one root
 //!   entry (`./`, `0755 root:root`, the same time) comes first, for
 //!   builders that take the root from the stream (mkfs.erofs would
@@ -25,11 +35,15 @@
 //!   build time).
 
 use super::BLOCK;
-use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::sink::listing::{hard_link_target, Listing};
+use crate::sink::xattrs::stored_name;
+use crate::tar::entry::{
+    entry_label, read_member, EntryMeta, Kind, Member, PaxRecord, XATTR_PREFIX,
+};
 use crate::tar::path;
 use crate::tar::writer::TarWriter;
 use anyhow::{bail, Context, Result};
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::io::{self, BufReader, Read, Write};
 
 const INPUT_BUFFER: usize = 1 << 20;
@@ -84,8 +98,7 @@ pub fn forward(
         out: TarWriter::new(output),
         entries: 0,
         data_bytes: 0,
-        declared_dirs: HashSet::new(),
-        parent_dirs: HashSet::new(),
+        listing: Listing::new(),
     };
     if options.describe_root {
         if let Err(err) = forwarder.describe_root(options.dir_time) {
@@ -97,7 +110,7 @@ pub fn forward(
     let result = read
         .and_then(|()| check_end_marker(&mut source))
         .map_err(|err| source.explain(err))
-        .and_then(|()| forwarder.describe_missing_dirs(options.dir_time));
+        .and_then(|()| forwarder.write_directories(options.dir_time));
     let entries = forwarder.entries;
     let data_bytes = forwarder.data_bytes;
     match result {
@@ -121,10 +134,8 @@ struct Forwarder<'a> {
     out: TarWriter<&'a mut dyn Write>,
     entries: u64,
     data_bytes: u64,
-    /// Directories with an entry of their own.
-    declared_dirs: HashSet<Vec<u8>>,
-    /// Directories some entry lives in.
-    parent_dirs: HashSet<Vec<u8>>,
+    /// The tree so far, with the metadata of its directories.
+    listing: Listing,
 }
 
 impl Forwarder<'_> {
@@ -156,31 +167,22 @@ impl Forwarder<'_> {
             // entry [`Forwarder::describe_root`] wrote.
             return Ok(());
         }
+        self.listing.admit(&path, meta)?;
         if meta.kind == Kind::Regular {
             self.data_bytes += meta.size;
         }
-        self.note_directories(&path, meta.kind.is_dir());
+        let meta = with_stored_xattrs(meta);
         let written = match meta.kind {
-            Kind::HardLink => {
-                let target = path::normalize(&meta.link_target).context("bad hard link target")?;
-                self.out.write_hard_link(&path, &target, meta)
-            }
-            _ => self.out.write_entry(&path, meta, data),
+            // Written once the stream has ended, with its last metadata.
+            Kind::Directory => return Ok(()),
+            Kind::HardLink => self
+                .out
+                .write_hard_link(&path, &hard_link_target(&meta)?, &meta),
+            _ => self.out.write_entry(&path, &meta, data),
         };
         // The io::Error stays in the chain: a broken pipe to mksquashfs
         // must stay recognisable.
         written.context("cannot forward the entry")
-    }
-
-    /// Records which directories an entry declares and needs.
-    fn note_directories(&mut self, path: &[u8], is_dir: bool) {
-        let mut parent = path::split_parent(path).0;
-        while !parent.is_empty() && self.parent_dirs.insert(parent.to_vec()) {
-            parent = path::split_parent(parent).0;
-        }
-        if is_dir {
-            self.declared_dirs.insert(path.to_vec());
-        }
     }
 
     /// Writes the root directory's entry, `./`.
@@ -192,20 +194,47 @@ impl Forwarder<'_> {
         self.out.write_empty(b".", &meta).context("cannot write")
     }
 
-    /// Describes the directories that entries live in but that have no
-    /// entry of their own.
-    fn describe_missing_dirs(&mut self, dir_time: u64) -> Result<()> {
-        let mut missing: Vec<&Vec<u8>> = self.parent_dirs.difference(&self.declared_dirs).collect();
-        missing.sort_by(|a, b| path::parents_first(a, b));
-        let meta = EntryMeta {
+    /// Writes every directory, parents first: with its last entry's
+    /// metadata, or as an implicit directory stamped `dir_time` when the
+    /// stream only named things inside it.
+    fn write_directories(&mut self, dir_time: u64) -> Result<()> {
+        let implicit = EntryMeta {
             mtime: dir_time,
             ..EntryMeta::implicit_dir()
         };
-        for dir in missing {
-            self.out.write_empty(dir, &meta).context("cannot write")?;
+        for (dir, meta) in self.listing.directories(&implicit) {
+            self.out
+                .write_empty(dir, &with_stored_xattrs(meta))
+                .context("cannot write")?;
         }
         Ok(())
     }
+}
+
+/// `meta` with its xattr records renamed or dropped as every sink stores
+/// them.
+fn with_stored_xattrs(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
+    let unchanged = meta
+        .xattrs()
+        .all(|(name, _)| stored_name(name, meta.kind).as_deref() == Some(name));
+    if unchanged {
+        return Cow::Borrowed(meta);
+    }
+    let pax = meta
+        .pax
+        .iter()
+        .filter_map(|record| match record.key.strip_prefix(XATTR_PREFIX) {
+            None => Some(record.clone()),
+            Some(name) => stored_name(name, meta.kind).map(|stored| PaxRecord {
+                key: [XATTR_PREFIX, &stored].concat(),
+                value: record.value.clone(),
+            }),
+        })
+        .collect();
+    Cow::Owned(EntryMeta {
+        pax,
+        ..meta.clone()
+    })
 }
 
 /// The tar reader stops at the first zero block, or at the end of the
@@ -431,6 +460,77 @@ mod tests {
         assert_eq!(
             entries,
             [(b"./".to_vec(), 0o755, 0, 77), (b"f".to_vec(), 0o644, 0, 0)]
+        );
+    }
+
+    /// (path, mode, xattr names) of each entry `forward_for_mksquashfs`
+    /// writes for `input`.
+    fn forwarded(input: &[u8]) -> Result<Vec<(String, u32, Vec<String>)>> {
+        let mut out = Vec::new();
+        forward_for_mksquashfs(&mut &input[..], &mut out, 0)?;
+        let mut archive = tar::Archive::new(&out[..]);
+        let entries = archive.entries().unwrap().map(|e| {
+            let mut e = e.unwrap();
+            let xattrs = match e.pax_extensions().unwrap() {
+                Some(records) => records
+                    .map(|r| r.unwrap().key().unwrap().to_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let path = e.path().unwrap().display().to_string();
+            (path, e.header().mode().unwrap(), xattrs)
+        });
+        Ok(entries.collect())
+    }
+
+    #[test]
+    fn directories_come_last_once_with_their_last_metadata_and_escaped_xattrs() {
+        let dir = |mode, xattr| testkit::Raw {
+            kind: EntryType::Directory,
+            mode,
+            pax: vec![(xattr, &b"y"[..])],
+            ..testkit::Raw::default()
+        };
+        let input = testkit::Layer::new()
+            .raw(b"d", dir(0o700, "SCHILY.xattr.user.first"))
+            .file("d/f", b"x")
+            .raw(b"./d/", dir(0o711, "SCHILY.xattr.trusted.overlay.opaque"))
+            .symlink("s", "d")
+            .raw(
+                b"p",
+                testkit::Raw {
+                    kind: EntryType::Fifo,
+                    pax: vec![("SCHILY.xattr.user.x", b"1")],
+                    ..testkit::Raw::default()
+                },
+            )
+            .tar();
+        let names = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            forwarded(&input).unwrap(),
+            [
+                ("d/f".to_owned(), 0o644, names(&[])),
+                ("s".to_owned(), 0o777, names(&[])),
+                ("p".to_owned(), 0o644, names(&[])),
+                (
+                    "d/".to_owned(),
+                    0o711,
+                    names(&["SCHILY.xattr.trusted.overlay.overlay.opaque"])
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_listing_refuses_is_an_error_naming_the_entry() {
+        let input = testkit::Layer::new()
+            .file("a", b"1")
+            .file("./a", b"2")
+            .tar();
+        let err = format!("{:#}", forwarded(&input).unwrap_err());
+        assert!(
+            err.contains("entry \"./a\": the path is listed twice"),
+            "{err}"
         );
     }
 

@@ -3,7 +3,8 @@
 //! times must come last), skipping what an unprivileged run cannot do.
 
 use super::root::c_path;
-use super::{io_err, xattrs, UnpackStats};
+use super::{io_err, UnpackStats};
+use crate::sink::xattrs;
 use crate::tar::entry::EntryMeta;
 use crate::tar::path::display;
 use anyhow::{Context, Result};
@@ -51,7 +52,7 @@ pub(super) fn set_metadata(
             .context("cannot set mode")?;
     }
     for (name, value) in meta.xattrs() {
-        let Some(host_name) = xattrs::host_name(name) else {
+        let Some(host_name) = xattrs::stored_name(name, meta.kind) else {
             continue;
         };
         match set_xattr(target, &host_name, value) {
@@ -81,7 +82,7 @@ pub(super) fn creation_umask() -> u32 {
 }
 
 /// Our effective uid and gid, which new files get without a chown.
-fn our_ids() -> (u64, u64) {
+pub(super) fn our_ids() -> (u64, u64) {
     static IDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
     *IDS.get_or_init(|| {
         (
