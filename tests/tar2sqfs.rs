@@ -1195,3 +1195,24 @@ fn user_attributes_stay_only_on_files_and_directories() {
     let image = build(dir.path(), &[OUT], &tar);
     tree_rules::assert_user_attributes_only_on_files(mounted(&image).path(), "tar2sqfs");
 }
+
+#[test]
+fn times_squashfs_cannot_hold_are_refused() {
+    // Unsigned 32-bit seconds: mksquashfs 4.6.1 would store 5 for the first
+    // and 4294967295 for the second, and exit 0.
+    let after_2106 = Raw {
+        mtime: (1 << 32) + 5,
+        ..Raw::default()
+    };
+    let before_1970 = Raw {
+        pax: vec![("mtime", b"-1.5")],
+        ..Raw::default()
+    };
+    for (what, raw) in [("after 2106", after_2106), ("before 1970", before_1970)] {
+        let dir = scratch();
+        let tar = Layer::new().file("ok", b"x").raw(b"f", raw).tar();
+        let out = run_tar2sqfs(dir.path(), &[OUT], &tar);
+        assert_failed(what, &out, &["entry \"f\"", "modification time"]);
+        assert!(!dir.path().join(OUT).exists(), "{what}: wrote OUT");
+    }
+}

@@ -33,8 +33,10 @@ OUTPUT
 SAFETY
   The stream is checked as it is forwarded: a bad header or a missing
   end-of-archive marker (a truncated stream, a failed producer) fails the
-  run. The image is built beside OUT and renamed over it only on success;
-  on failure OUT is left exactly as it was.
+  run, and so does a time squashfs cannot hold (before 1970 or after
+  4294967295 s, early 2106), which mksquashfs would store as another. The
+  image is built beside OUT and renamed over it only on success; on
+  failure OUT is left exactly as it was.
 
 ",
     ocirender::tree_rules_help!(),

@@ -2,8 +2,9 @@
 //! ([`squashfs`], [`erofs`]) run through what they share ([`builder`]:
 //! version checks, the stream checked while forwarded, captured output),
 //! and what every sink, `tar2dir` included, shares: the tree a stream may
-//! list ([`listing`]) and the extended attributes it keeps ([`xattrs`]),
-//! so all three build the same tree or refuse alike; outputs [`staged`]
+//! list ([`listing`]), the extended attributes it keeps ([`xattrs`]) and
+//! how its times read ([`times`]), so all three build the same tree or
+//! refuse alike; outputs [`staged`]
 //! beside their destination and renamed on success, and removed when a
 //! signal interrupts ([`crate::temporaries`]).
 
@@ -12,4 +13,5 @@ pub mod erofs;
 pub mod listing;
 pub mod squashfs;
 pub mod staged;
+pub mod times;
 pub mod xattrs;

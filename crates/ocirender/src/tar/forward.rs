@@ -36,6 +36,7 @@
 
 use super::BLOCK;
 use crate::sink::listing::{hard_link_target, Listing};
+use crate::sink::times::modification_time;
 use crate::sink::xattrs::stored_name;
 use crate::tar::entry::{
     entry_label, read_member, EntryMeta, Kind, Member, PaxRecord, XATTR_PREFIX,
@@ -66,10 +67,19 @@ pub struct ForwardOptions {
     pub dir_time: u64,
     /// Whether to begin with an entry for the root directory.
     pub describe_root: bool,
+    /// The latest modification time the image can hold, in seconds after
+    /// 1970, if it cannot hold every time (and none before 1970): an entry
+    /// outside is refused, where the builder would store another time.
+    pub max_time: Option<u64>,
 }
 
-/// [`forward`] without a root entry, as `mksquashfs -tar` wants it (it
-/// takes the root directory from its options).
+/// The latest time squashfs holds: its times are unsigned 32-bit seconds
+/// (early 2106). mksquashfs 4.6.1 cuts a later one in a header to its low
+/// 32 bits, and stores a negative one in a PAX record as this.
+pub const SQUASHFS_MAX_TIME: u64 = u32::MAX as u64;
+
+/// [`forward`] as `mksquashfs -tar` wants it: without a root entry (it
+/// takes the root directory from its options), times it can hold only.
 pub fn forward_for_mksquashfs(
     input: &mut dyn Read,
     output: &mut dyn Write,
@@ -78,6 +88,7 @@ pub fn forward_for_mksquashfs(
     let options = ForwardOptions {
         dir_time,
         describe_root: false,
+        max_time: Some(SQUASHFS_MAX_TIME),
     };
     forward(input, output, &options)
 }
@@ -99,6 +110,7 @@ pub fn forward(
         entries: 0,
         data_bytes: 0,
         listing: Listing::new(),
+        max_time: options.max_time,
     };
     if options.describe_root {
         if let Err(err) = forwarder.describe_root(options.dir_time) {
@@ -136,6 +148,8 @@ struct Forwarder<'a> {
     data_bytes: u64,
     /// The tree so far, with the metadata of its directories.
     listing: Listing,
+    /// [`ForwardOptions::max_time`].
+    max_time: Option<u64>,
 }
 
 impl Forwarder<'_> {
@@ -166,6 +180,9 @@ impl Forwarder<'_> {
             // The root: the builder takes it from its options, or from the
             // entry [`Forwarder::describe_root`] wrote.
             return Ok(());
+        }
+        if let Some(max) = self.max_time {
+            check_time(meta, max)?;
         }
         self.listing.admit(&path, meta)?;
         if meta.kind == Kind::Regular {
@@ -209,6 +226,18 @@ impl Forwarder<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses an entry whose time is before 1970 or after `max` seconds.
+fn check_time(meta: &EntryMeta, max: u64) -> Result<()> {
+    let seconds = modification_time(meta).seconds;
+    if u64::try_from(seconds).map_or(true, |s| s > max) {
+        bail!(
+            "its modification time ({seconds} s after 1970) is outside what the image can hold \
+             (0 to {max} s)"
+        );
+    }
+    Ok(())
 }
 
 /// `meta` with its xattr records renamed or dropped as every sink stores
@@ -438,6 +467,7 @@ mod tests {
         let options = ForwardOptions {
             dir_time: 77,
             describe_root: true,
+            max_time: None,
         };
         let mut out = Vec::new();
         let stats = forward(&mut &input[..], &mut out, &options).unwrap();
@@ -532,6 +562,30 @@ mod tests {
             err.contains("entry \"./a\": the path is listed twice"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn times_squashfs_cannot_hold_are_refused() {
+        for (mtime, pax) in [(1 << 32, None), (0, Some(&b"-0.5"[..]))] {
+            let input = testkit::Layer::new()
+                .raw(
+                    b"f",
+                    testkit::Raw {
+                        mtime,
+                        pax: pax.map(|value| ("mtime", value)).into_iter().collect(),
+                        ..testkit::Raw::default()
+                    },
+                )
+                .tar();
+            let err = format!("{:#}", forwarded(&input).unwrap_err());
+            assert!(err.contains("modification time"), "{mtime} {pax:?}: {err}");
+        }
+        let latest = testkit::Raw {
+            mtime: SQUASHFS_MAX_TIME,
+            ..testkit::Raw::default()
+        };
+        let input = testkit::Layer::new().raw(b"f", latest).tar();
+        assert!(forwarded(&input).is_ok());
     }
 
     #[test]
