@@ -153,7 +153,9 @@ enum Node {
 /// The paths a stream listed so far.
 #[derive(Debug, Default)]
 pub struct Listing {
-    nodes: HashMap<Vec<u8>, Node>,
+    /// Every entry looks up its parent here, so the hash is a fast one
+    /// (still seeded per process, as the merge's is).
+    nodes: HashMap<Vec<u8>, Node, foldhash::fast::RandomState>,
 }
 
 impl Listing {
