@@ -11,7 +11,8 @@
 //! Refusals must agree too: one line from each, naming the same entry.
 //!
 //! Streams are generated from a seeded generator over a small path
-//! alphabet, so that paths collide: files, directories (explicit, implied,
+//! alphabet, so that paths collide (one of them longer than a header
+//! holds): files, directories (explicit, implied,
 //! listed twice under other spellings: `./a`, `/a`, `a/`, `a//x`), symlinks
 //! (also in the middle of a later path, and with an empty target), hard
 //! links (to earlier and later entries, to nothing, to themselves, to
@@ -56,14 +57,17 @@ const EPOCH: &str = "1700000000";
 
 /// Paths that may be directories, or not.
 const STRUCTURAL: &[&str] = &["a", "b", "a/x", "a/x/y"];
-/// Paths that are seldom directories.
-const LEAVES: &[&str] = &["f", "a/f", "a/g", "b/f", "a/x/f", "a/x/y/f", "b/x/f"];
+/// Paths that are seldom directories; the last needs a PAX `path`.
+const LEAVES: &[&str] = &["f", "a/f", "a/g", "b/f", "a/x/f", "a/x/y/f", "b/x/f", LONG];
+const LONG: &str = "a/x/a-name-that-does-not-fit-the-100-bytes-of-a-tar-header-name-field-and-so-\
+                    is-written-in-a-pax-record";
 /// Paths that are usually symlinks, and paths through them.
 const LINKY: &[&str] = &["l", "a/l"];
 const UNDER_LINKS: &[&str] = &["l/f", "a/l/f", "l/x/g"];
 /// What hard links may name besides the stream's own paths.
 const ODD_LINK_TARGETS: &[&str] = &["missing", "./", "a/", "/f", "l/f", "a/l/f"];
-const SYMLINK_TARGETS: &[&str] = &["a", "f", "../b", "/a/x", "x/../f"];
+/// Symlink targets; the last needs a PAX `linkpath`.
+const SYMLINK_TARGETS: &[&str] = &["a", "f", "../b", "/a/x", "x/../f", LONG];
 const DIR_MODES: &[u32] = &[0o755, 0o700, 0o1777, 0o2775, 0o500];
 const FILE_MODES: &[u32] = &[0o644, 0o600, 0o4755, 0o2711, 0o6755, 0o1644, 0o000];
 /// Owners; the last does not fit the header's octal field.
