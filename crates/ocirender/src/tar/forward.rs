@@ -28,6 +28,8 @@
 //! * extended attributes are renamed or dropped as every sink does it
 //!   ([`stored_name`]): overlayfs's own attributes are escaped, so an
 //!   image used as an overlay lower layer does not act on them;
+//! * with [`ForwardOptions::max_time`] (squashfs), a time the image cannot
+//!   hold is refused: mksquashfs would cut it to 32 bits;
 //! * the root directory's own entries are dropped; on request one root
 //!   entry (`./`, `0755 root:root`, the same time) comes first, for
 //!   builders that take the root from the stream (mkfs.erofs would
