@@ -6,8 +6,9 @@
 //! read-only loop mount of each, as root), and each tree is described by
 //! one snapshot function (`support::snapshot`, `Compare::EXACT`): names,
 //! types, modes with setuid/setgid/sticky bits, owners, modification times
-//! (of symlinks too; whole seconds, as squashfs keeps no more), contents,
-//! symlink targets, hard-link groups (by inode), device numbers and xattrs.
+//! (whole seconds, as squashfs keeps no more), modes and times of symlinks
+//! too, contents, symlink targets, hard-link groups (by inode), device
+//! numbers and xattrs.
 //! Refusals must agree too: one line from each, naming the same entry.
 //!
 //! Streams are generated from a seeded generator over a small path

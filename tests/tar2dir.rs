@@ -1528,6 +1528,12 @@ fn user_attributes_stay_only_on_files_and_directories() {
     unpacks_cleanly(&tar, tree_rules::assert_user_attributes_only_on_files);
 }
 
+#[test]
+fn symlinks_are_0777_whatever_their_entry_says() {
+    let tar = tree_rules::symlink_with_a_mode().tar();
+    unpacks_cleanly(&tar, tree_rules::assert_symlink_is_0777);
+}
+
 /// Directories the stream never lists (the parents of `a/b/f`) are made
 /// as the image builders make them: 0755 root:root, with
 /// SOURCE_DATE_EPOCH's time or 0, whatever the umask and a setgid

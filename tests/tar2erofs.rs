@@ -970,3 +970,11 @@ fn user_attributes_stay_only_on_files_and_directories() {
     let mounted = Mounted::new("erofs", &image);
     tree_rules::assert_user_attributes_only_on_files(mounted.path(), "tar2erofs");
 }
+
+#[test]
+fn symlinks_are_0777_whatever_their_entry_says() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::symlink_with_a_mode().tar());
+    let mounted = Mounted::new("erofs", &image);
+    tree_rules::assert_symlink_is_0777(mounted.path(), "tar2erofs");
+}

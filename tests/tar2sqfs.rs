@@ -1216,3 +1216,10 @@ fn times_squashfs_cannot_hold_are_refused() {
         assert!(!dir.path().join(OUT).exists(), "{what}: wrote OUT");
     }
 }
+
+#[test]
+fn symlinks_are_0777_whatever_their_entry_says() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::symlink_with_a_mode().tar());
+    tree_rules::assert_symlink_is_0777(mounted(&image).path(), "tar2sqfs");
+}

@@ -13,24 +13,25 @@ pub struct Compare {
     pub ownership_and_modes: bool,
     /// Modification times of files and directories.
     pub mtimes: bool,
-    /// Modification times of symlinks too (some unpackers leave them).
-    pub symlink_mtimes: bool,
+    /// Modes and modification times of symlinks too (some unpackers leave
+    /// their times; Linux ignores their modes).
+    pub symlinks: bool,
     /// Extended attributes.
     pub xattrs: bool,
 }
 
 impl Compare {
-    /// Everything but the times of symlinks.
+    /// Everything but the modes and times of symlinks.
     pub const ALL: Compare = Compare {
         ownership_and_modes: true,
         mtimes: true,
-        symlink_mtimes: false,
+        symlinks: false,
         xattrs: true,
     };
 
     /// Everything.
     pub const EXACT: Compare = Compare {
-        symlink_mtimes: true,
+        symlinks: true,
         ..Compare::ALL
     };
 }
@@ -71,11 +72,11 @@ pub fn snapshot(root: &Path, compare: Compare) -> BTreeMap<String, String> {
         };
         if compare.ownership_and_modes {
             d += &format!(" {}:{}", meta.uid(), meta.gid());
-            if !ft.is_symlink() {
+            if compare.symlinks || !ft.is_symlink() {
                 d += &format!(" mode {:o}", meta.mode() & 0o7777);
             }
         }
-        if compare.mtimes && (compare.symlink_mtimes || !ft.is_symlink()) {
+        if compare.mtimes && (compare.symlinks || !ft.is_symlink()) {
             d += &format!(" mtime {}", meta.mtime());
         }
         if compare.xattrs {

@@ -394,3 +394,22 @@ pub fn xattr_names(path: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A symlink whose entry says mode 0644: Linux gives every symlink 0777
+/// (and ignores it), so each sink must.
+pub fn symlink_with_a_mode() -> Layer {
+    Layer::new().raw(
+        b"s",
+        Raw {
+            mode: 0o644,
+            ..with(EntryType::Symlink, b"target", Vec::new())
+        },
+    )
+}
+
+/// Checks the symlink of [`symlink_with_a_mode`] is 0777.
+pub fn assert_symlink_is_0777(root: &Path, what: &str) {
+    let meta = std::fs::symlink_metadata(root.join("s")).unwrap();
+    assert!(meta.file_type().is_symlink(), "{what}: not a symlink");
+    assert_eq!(meta.mode() & 0o7777, 0o777, "{what}: the symlink's mode");
+}

@@ -27,7 +27,8 @@
 //!   them with the build time, and the image would not be reproducible);
 //! * extended attributes are renamed or dropped as every sink does it
 //!   ([`stored_name`]): overlayfs's own attributes are escaped, so an
-//!   image used as an overlay lower layer does not act on them;
+//!   image used as an overlay lower layer does not act on them; symlinks
+//!   are 0777, as Linux makes them;
 //! * with [`ForwardOptions::max_time`] (squashfs), a time the image cannot
 //!   hold is refused: mksquashfs would cut it to 32 bits;
 //! * the root directory's own entries are dropped; on request one root
@@ -50,6 +51,8 @@ use std::borrow::Cow;
 use std::io::{self, BufReader, Read, Write};
 
 const INPUT_BUFFER: usize = 1 << 20;
+/// The mode of every symlink on Linux.
+const SYMLINK_MODE: u32 = 0o777;
 
 /// What was forwarded.
 #[derive(Debug, Clone, Default)]
@@ -190,7 +193,7 @@ impl Forwarder<'_> {
         if meta.kind == Kind::Regular {
             self.data_bytes += meta.size;
         }
-        let meta = with_stored_xattrs(meta);
+        let meta = as_stored(meta);
         let written = match meta.kind {
             // Written once the stream has ended, with its last metadata.
             Kind::Directory => return Ok(()),
@@ -223,7 +226,7 @@ impl Forwarder<'_> {
         };
         for (dir, meta) in self.listing.directories(&implicit) {
             self.out
-                .write_empty(dir, &with_stored_xattrs(meta))
+                .write_empty(dir, &as_stored(meta))
                 .context("cannot write")?;
         }
         Ok(())
@@ -242,13 +245,18 @@ fn check_time(meta: &EntryMeta, max: u64) -> Result<()> {
     Ok(())
 }
 
-/// `meta` with its xattr records renamed or dropped as every sink stores
-/// them.
-fn with_stored_xattrs(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
-    let unchanged = meta
+/// `meta` as every sink stores it: xattr records renamed or dropped, and
+/// a symlink's mode 0777 (Linux gives every symlink that mode, but
+/// mkfs.erofs would keep the entry's).
+fn as_stored(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
+    let xattrs_unchanged = meta
         .xattrs()
         .all(|(name, _)| stored_name(name, meta.kind).as_deref() == Some(name));
-    if unchanged {
+    let mode = match meta.kind {
+        Kind::Symlink => SYMLINK_MODE,
+        _ => meta.mode,
+    };
+    if xattrs_unchanged && mode == meta.mode {
         return Cow::Borrowed(meta);
     }
     let pax = meta
@@ -263,6 +271,7 @@ fn with_stored_xattrs(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
         })
         .collect();
     Cow::Owned(EntryMeta {
+        mode,
         pax,
         ..meta.clone()
     })
