@@ -89,13 +89,14 @@ const CAPABILITY: &[u8] = &[
     0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00,
 ];
+/// Xattrs, as the PAX records that carry them.
 const XATTRS: &[(&str, &[u8])] = &[
-    ("user.a", b"1"),
-    ("user.b", &[0, b'\n', b'=', 0xff]),
-    ("trusted.overlay.opaque", b"y"),
-    ("user.overlay.origin", b"o"),
-    ("trusted.t", b"t"),
-    ("security.capability", CAPABILITY),
+    ("SCHILY.xattr.user.a", b"1"),
+    ("SCHILY.xattr.user.b", &[0, b'\n', b'=', 0xff]),
+    ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+    ("SCHILY.xattr.user.overlay.origin", b"o"),
+    ("SCHILY.xattr.trusted.t", b"t"),
+    ("SCHILY.xattr.security.capability", CAPABILITY),
 ];
 
 /// A modification time as the stream gives it.
@@ -149,6 +150,7 @@ struct Entry {
     uid: u64,
     gid: u64,
     mtime: Mtime,
+    /// As PAX records.
     xattrs: Vec<(&'static str, &'static [u8])>,
 }
 
@@ -344,16 +346,7 @@ fn render_entry(entry: &Entry) -> Vec<u8> {
         What::Fifo => (EntryType::Fifo, b"", b""),
         What::Device(kind, _, _) => (*kind, b"", b""),
     };
-    let keys: Vec<String> = entry
-        .xattrs
-        .iter()
-        .map(|(name, _)| format!("SCHILY.xattr.{name}"))
-        .collect();
-    let mut pax: Vec<(&str, &[u8])> = keys
-        .iter()
-        .zip(&entry.xattrs)
-        .map(|(key, (_, value))| (key.as_str(), *value))
-        .collect();
+    let mut pax = entry.xattrs.clone();
     let mtime = match entry.mtime {
         Mtime::Header(seconds) => seconds,
         Mtime::Pax(text) => {
