@@ -64,7 +64,7 @@ impl fmt::Debug for Authorization {
 
 /// What a `WWW-Authenticate` header asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Challenge {
+pub enum Challenge {
     /// Fetch a token from `realm`.
     Bearer {
         realm: String,
@@ -91,7 +91,7 @@ enum Scheme {
     Bearer(TokenKey),
 }
 
-struct Token {
+pub struct Token {
     authorization: Authorization,
     renew_at: Instant,
 }
@@ -325,7 +325,7 @@ impl Auth {
 
 /// The token in a token service's JSON answer (`token`, or OAuth2's
 /// `access_token`). Errors never quote the answer: it holds the token.
-fn parse_token(response: ureq::Response) -> Result<Token, &'static str> {
+pub fn parse_token(response: ureq::Response) -> Result<Token, &'static str> {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
@@ -357,7 +357,7 @@ fn parse_token(response: ureq::Response) -> Result<Token, &'static str> {
 
 /// The Bearer and Basic challenges in `WWW-Authenticate` header values;
 /// other schemes, and a Bearer challenge without a realm, are skipped.
-fn parse_challenges(headers: &[&str]) -> Vec<Challenge> {
+pub fn parse_challenges(headers: &[&str]) -> Vec<Challenge> {
     let mut challenges = Vec::new();
     for header in headers {
         // A syntax error ends the header: challenges the parser finished
