@@ -20,10 +20,13 @@ use std::io::{self, Write};
 use tar::{EntryType, GnuExtSparseHeader, Header};
 
 const BLOCK: u64 = 512;
-/// The most bytes one piece (a name, a record's value, a file's data) may
-/// render to: far beyond any limit a reader should have, still quick to
-/// write compressed.
+/// The most bytes a name or a PAX record's value may render to: far beyond
+/// any limit a reader should have.
 const MAX_PIECE: u64 = 512 << 20;
+/// The most bytes of a file's data, stored or (holes expanded) real: data
+/// is streamed by every reader, so a large file finds nothing a small one
+/// does not, and only slows the fuzzer.
+const MAX_DATA: u64 = 4 << 20;
 /// The most bytes one layer may render to; members beyond are left out.
 pub const MAX_LAYER: u64 = 1 << 30;
 /// The most regions a sparse map may have: 100,000 took the merge 8.5 s
@@ -35,7 +38,7 @@ const MAX_DEPTH: u64 = 1 << 17;
 const MAX_MATERIALISED: u64 = 1 << 20;
 
 /// A size or a count: `mantissa << shift`, where the shift is below 8 for
-/// 15 of 16 `scale` bytes and 10 to 40 for the rest.
+/// 31 of 32 `scale` bytes and 10 to 31 for the rest.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct Size {
     mantissa: u8,
@@ -45,8 +48,8 @@ pub struct Size {
 impl Size {
     /// The value, at most `max`.
     pub fn value(self, max: u64) -> u64 {
-        let shift = if self.scale >= 0xf0 {
-            10 + 2 * u32::from(self.scale & 0x0f)
+        let shift = if self.scale >= 0xf8 {
+            10 + 3 * u32::from(self.scale & 0x07)
         } else {
             u32::from(self.scale % 8)
         };
@@ -69,11 +72,12 @@ pub enum Text {
 }
 
 impl Text {
-    fn pattern(&self) -> Pattern {
+    /// Its bytes, at most about `max` of them.
+    fn pattern(&self, max: u64) -> Pattern {
         match self {
             Text::Bytes(bytes) => Pattern::of(bytes),
             Text::Repeat { unit, times } => {
-                let max = MAX_PIECE / (unit.len() as u64).max(1);
+                let max = max / (unit.len() as u64).max(1);
                 Pattern::repeat(unit, times.value(max))
             }
         }
@@ -282,9 +286,11 @@ struct Regions {
 impl Regions {
     fn of(map: SparseMap) -> Regions {
         let count = map.regions.value(MAX_REGIONS);
-        let chunk = map.chunk.value(MAX_PIECE / count.max(1));
-        let gap = map.gap.value(1 << 40);
-        let tail = map.tail.value(1 << 40);
+        // Whole blocks, as GNU tar stores them (readers refuse a region
+        // that leaves the stored data unaligned).
+        let chunk = map.chunk.value(MAX_DATA / BLOCK / count.max(1)) * BLOCK;
+        let gap = map.gap.value(MAX_DATA / count.max(1));
+        let tail = map.tail.value(MAX_DATA);
         Regions {
             count,
             gap,
@@ -465,6 +471,8 @@ fn header(kind: EntryType, size: u64, name: &[u8], link: &[u8], gnu: bool) -> He
     header.as_old_mut().linkname[..l].copy_from_slice(&link[..l]);
     header.set_size(size);
     header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
     header.set_mtime(1_600_000_000);
     header
 }
@@ -526,7 +534,7 @@ impl Renderer {
         match name {
             Name::Literal(bytes) => Pattern::of(bytes),
             Name::Deep { component, depth } => {
-                let mut unit = component.pattern();
+                let mut unit = component.pattern(MAX_PIECE);
                 unit.push(b"/", 1);
                 match unit.materialise(4 << 10) {
                     Some(unit) => {
@@ -598,10 +606,10 @@ impl Renderer {
             match pax {
                 Pax::Xattr(key, value) => {
                     let key = [&b"SCHILY.xattr."[..], key].concat();
-                    pax_record(&key, Piece::Pattern(value.pattern()), &mut records);
+                    pax_record(&key, Piece::Pattern(value.pattern(MAX_PIECE)), &mut records);
                 }
                 Pax::Record(key, value) => {
-                    pax_record(key, Piece::Pattern(value.pattern()), &mut records)
+                    pax_record(key, Piece::Pattern(value.pattern(MAX_PIECE)), &mut records)
                 }
                 Pax::Size(size) => {
                     let value = size.value(MAX_PIECE).to_string().into_bytes();
@@ -614,7 +622,7 @@ impl Renderer {
         let mut gnu = false;
         let kind = match &member.kind {
             Kind::File(text) => {
-                data.push(Piece::Pattern(text.pattern()));
+                data.push(Piece::Pattern(text.pattern(MAX_DATA)));
                 EntryType::Regular
             }
             Kind::Dir => EntryType::Directory,
