@@ -67,13 +67,17 @@ pub(crate) struct ExecConfig {
 impl ImageConfig {
     /// Parses an image config, refusing any but a Linux image's.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, Error> {
-        let image: ImageConfig = serde_json::from_slice(bytes).map_err(|e| {
-            if e.is_data() {
-                Error::NotImageConfig(e)
-            } else {
-                Error::NotJson(e)
-            }
-        })?;
+        let classify = |e: serde_json::Error| match e.is_data() {
+            true => Error::NotImageConfig(e),
+            false => Error::NotJson(e),
+        };
+        // serde reads a struct from an array of its fields too.
+        if !bytes.trim_ascii_start().starts_with(b"{") {
+            serde_json::from_slice::<IgnoredAny>(bytes).map_err(classify)?;
+            let not_object = serde::de::Error::custom("the JSON is not an object");
+            return Err(Error::NotImageConfig(not_object));
+        }
+        let image: ImageConfig = serde_json::from_slice(bytes).map_err(classify)?;
         if image.os != "linux" {
             return Err(Error::UnsupportedOs(image.os));
         }
@@ -112,6 +116,11 @@ mod tests {
                 "not an image config",
             ),
             (r#"{"architecture": "amd64"}"#, "not an image config"),
+            // serde would read a struct from an array of its fields.
+            (
+                r#"["amd64", "linux", null, null, null, null, null, null]"#,
+                "not an image config",
+            ),
             (
                 r#"{"architecture": "amd64", "os": "linux", "config": {"Env": "A=1"}}"#,
                 "not an image config",
