@@ -127,6 +127,20 @@ fn lines(file: Option<&[u8]>) -> impl Iterator<Item = &[u8]> {
         .filter(|line| !line.is_empty() && !line.starts_with(b"#"))
 }
 
+/// The `:`-separated fields of a line.
+struct Fields<'a>(Vec<&'a [u8]>);
+
+impl<'a> Fields<'a> {
+    fn of(line: &'a [u8]) -> Self {
+        Fields(line.split(|&b| b == b':').collect())
+    }
+
+    /// Field `i`; a missing one reads as empty.
+    fn get(&self, i: usize) -> &'a [u8] {
+        self.0.get(i).copied().unwrap_or_default()
+    }
+}
+
 /// `name:password:uid:gid:gecos:home:shell`. Missing fields are empty and
 /// ids that are not numbers are 0, as runc reads them.
 struct PasswdEntry<'a> {
@@ -138,13 +152,12 @@ struct PasswdEntry<'a> {
 
 impl<'a> PasswdEntry<'a> {
     fn parse(line: &'a [u8]) -> Self {
-        let fields: Vec<&[u8]> = line.split(|&b| b == b':').collect();
-        let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+        let fields = Fields::of(line);
         PasswdEntry {
-            name: field(0),
-            uid: entry_number(field(2)),
-            gid: entry_number(field(3)),
-            home: field(5),
+            name: fields.get(0),
+            uid: entry_number(fields.get(2)),
+            gid: entry_number(fields.get(3)),
+            home: fields.get(5),
         }
     }
 }
@@ -158,12 +171,11 @@ struct GroupEntry<'a> {
 
 impl<'a> GroupEntry<'a> {
     fn parse(line: &'a [u8]) -> Self {
-        let fields: Vec<&[u8]> = line.split(|&b| b == b':').collect();
-        let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+        let fields = Fields::of(line);
         GroupEntry {
-            name: field(0),
-            gid: entry_number(field(2)),
-            members: field(3),
+            name: fields.get(0),
+            gid: entry_number(fields.get(2)),
+            members: fields.get(3),
         }
     }
 
