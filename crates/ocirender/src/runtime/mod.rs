@@ -3,12 +3,12 @@
 //! `WorkingDir`, `User`, exposed ports, volumes and labels, converted by
 //! the image spec's `conversion.md` onto a default sandbox.
 //!
-//! * [`image`]: the image config read (OCI or Docker; Linux only);
-//! * [`user`]: `Config.User` resolved as runc resolves it, against the
-//!   files [`etc_files`] reads inside the root filesystem;
-//! * [`template`]: the default runtime config (umoci's, which runc and crun
-//!   run); [`convert`] applies the image to it; [`rootless`] adapts it for
-//!   an unprivileged user; [`spec`] writes it.
+//! * `image`: the image config read (OCI or Docker; Linux only);
+//! * `user`: `Config.User` resolved as runc resolves it, against the
+//!   files `etc_files` reads inside the root filesystem;
+//! * `template`: the default runtime config (umoci's, which runc and crun
+//!   run); `convert` applies the image to it; `rootless` adapts it for
+//!   an unprivileged user; `spec` writes it.
 //!
 //! The result matches `umoci unpack` 0.4.7 (Debian 12's) field for field,
 //! except where umoci breaks `conversion.md` or where a bundle run by
@@ -35,8 +35,8 @@
 //!   absolute paths; runc refuses a relative `cwd`);
 //! * `/etc/passwd` and `/etc/group` are read inside the root filesystem,
 //!   symlinks included (umoci follows their symlinks on the host), and
-//!   their `#` comments are skipped (see [`user`] and [`etc_files`]);
-//! * `--rootless`: see [`rootless`].
+//!   their `#` comments are skipped (see `user` and `etc_files`);
+//! * `--rootless`: see `rootless`.
 //!
 //! Like umoci, a bare numeric user that has an `/etc/passwd` entry gets its
 //! supplementary groups, as `config.md` and runc have it (`conversion.md`
@@ -71,7 +71,7 @@ pub struct Options {
     pub rootfs: PathBuf,
     /// Ask the runtime for a terminal (and set `TERM=xterm`).
     pub terminal: bool,
-    /// A config for an unprivileged user (see [`rootless`]).
+    /// A config for an unprivileged user (see the `rootless` module).
     pub rootless: bool,
     /// Read the rootfs's files without `openat2` (for tests).
     pub force_walk: bool,
