@@ -34,8 +34,12 @@
 //! * a relative `WorkingDir` or volume is refused (the runtime spec needs
 //!   absolute paths; runc refuses a relative `cwd`);
 //! * `/etc/passwd` and `/etc/group` are read inside the root filesystem,
-//!   symlinks included (umoci follows their symlinks on the host), and
-//!   their `#` comments are skipped (see `user` and `etc_files`);
+//!   symlinks included (umoci follows their symlinks on the host); one
+//!   that exists but is no regular file of at most 4 MiB, or cannot be
+//!   read, is an error (umoci reads it as empty, or as absent); their `#`
+//!   comments are skipped, an entry's id that no uid_t holds is refused
+//!   (umoci wraps it) and so is a home directory that is not UTF-8 (see
+//!   `user` and `etc_files`);
 //! * `--rootless`: see `rootless`.
 //!
 //! Like umoci, a bare numeric user that has an `/etc/passwd` entry gets its

@@ -21,11 +21,13 @@
 //! * A missing file has no entries: numeric ids still resolve, names do
 //!   not.
 //!
-//! Two departures, both for files runc reads wrongly: lines starting with
-//! `#` are comments (as glibc reads them; runc would match `#x:x:0:0:...`
-//! as a user named `#x`), and `/etc/group` lines are trimmed of surrounding
-//! white space as `/etc/passwd` lines are (runc keeps a CRLF file's `\r` in
-//! the last member's name, so that member never matches).
+//! Departures, all for files runc reads wrongly: lines starting with `#`
+//! are comments (as glibc reads them; runc would match `#x:x:0:0:...` as a
+//! user named `#x`); `/etc/group` lines are trimmed of surrounding white
+//! space as `/etc/passwd` lines are (runc keeps a CRLF file's `\r` in the
+//! last member's name, so that member never matches); an entry's id outside
+//! 0-4294967295 is an error (runc wraps it into a uid_t); and so is a home
+//! directory that is not UTF-8, which `HOME` in JSON cannot hold.
 
 use super::error::UserError;
 
