@@ -361,7 +361,10 @@ impl Auth {
 /// The token in a token service's JSON answer (`token`, or OAuth2's
 /// `access_token`), read by `until`. Errors never quote the answer: it
 /// holds the token.
-pub fn parse_token(response: ureq::Response, until: Option<Instant>) -> Result<Token, &'static str> {
+pub fn parse_token(
+    response: ureq::Response,
+    until: Option<Instant>,
+) -> Result<Token, &'static str> {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
