@@ -1,21 +1,16 @@
 //! The set of paths the merge has seen, with what each layer did to them.
 //!
-//! One node per distinct path, stored in a flat vector and found through a
-//! hash table keyed by (parent, name). Names live in one shared byte arena,
-//! so a node costs a few dozen bytes however deep it sits; memory grows with
-//! the number of paths, never with file sizes.
+//! One node per distinct path, in a [`PathTree`]: a node costs a few dozen
+//! bytes however deep it sits, and memory grows with the number of paths,
+//! never with file sizes.
 //!
 //! The tree records facts; the rules that read them live in `merge` and
 //! `links`.
 
-use hashbrown::HashTable;
-use std::collections::{HashMap, HashSet};
+pub use crate::tar::path_tree::{NodeId, ROOT};
+use crate::tar::path_tree::{Order, PathTree};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
-
-/// Index of a node.
-pub type NodeId = u32;
-/// The root directory's node.
-pub const ROOT: NodeId = 0;
 /// "No layer": a mask or claim that is absent. Compares above every layer.
 pub const NO_LAYER: u32 = u32::MAX;
 
@@ -63,9 +58,6 @@ pub enum LayerVersion {
 /// be misread.
 #[derive(Debug, Clone)]
 pub struct Node {
-    parent: NodeId,
-    name_start: u32,
-    name_len: u32,
     /// Who owns the path in the output.
     claim: Claim,
     /// The layer that made the claim.
@@ -86,12 +78,9 @@ pub struct Node {
     implied_layer: u32,
 }
 
-impl Node {
-    fn new(parent: NodeId, name_start: u32, name_len: u32) -> Node {
+impl Default for Node {
+    fn default() -> Node {
         Node {
-            parent,
-            name_start,
-            name_len,
             claim: Claim::Unclaimed,
             claim_layer: NO_LAYER,
             whiteout_layer: NO_LAYER,
@@ -101,7 +90,9 @@ impl Node {
             implied_layer: NO_LAYER,
         }
     }
+}
 
+impl Node {
     /// Who owns the path in the output.
     pub fn claim(&self) -> Claim {
         self.claim
@@ -166,10 +157,7 @@ impl Node {
 
 /// The path tree.
 pub struct Tree {
-    nodes: Vec<Node>,
-    names: Vec<u8>,
-    index: HashTable<NodeId>,
-    hasher: foldhash::fast::RandomState,
+    paths: PathTree<Node>,
 }
 
 impl Default for Tree {
@@ -181,23 +169,18 @@ impl Default for Tree {
 impl Tree {
     /// A tree holding only the root, which is always a directory.
     pub fn new() -> Self {
-        let mut tree = Tree {
-            nodes: Vec::new(),
-            names: Vec::new(),
-            index: HashTable::new(),
-            hasher: Default::default(),
-        };
-        tree.nodes.push(Node {
-            claim: Claim::Dir,
-            version: LayerVersion::Dir,
-            ..Node::new(ROOT, 0, 0)
-        });
-        tree
+        Tree {
+            paths: PathTree::new(Node {
+                claim: Claim::Dir,
+                version: LayerVersion::Dir,
+                ..Node::default()
+            }),
+        }
     }
 
     /// Number of nodes, the root included.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.paths.len()
     }
 
     /// Always false: the root exists.
@@ -207,126 +190,46 @@ impl Tree {
 
     /// The node for a canonical path, created (with its ancestors) if new.
     pub fn lookup(&mut self, path: &[u8]) -> NodeId {
-        if path.is_empty() {
-            return ROOT;
-        }
-        path.split(|&b| b == b'/')
-            .fold(ROOT, |parent, name| self.child(parent, name))
+        self.paths.lookup(path)
     }
 
     /// The node for `name` inside `parent`, created if new.
     pub fn child(&mut self, parent: NodeId, name: &[u8]) -> NodeId {
-        let hash = self.hasher.hash_one((parent, name));
-        let (nodes, names) = (&self.nodes, &self.names);
-        let found = self.index.find(hash, |&id| {
-            let node = &nodes[id as usize];
-            node.parent == parent && node_name(names, node) == name
-        });
-        if let Some(&id) = found {
-            return id;
-        }
-        let id = NodeId::try_from(self.nodes.len()).expect("fewer than 2^32 paths");
-        let name_start = u32::try_from(self.names.len()).expect("path names under 4 GiB");
-        let name_len = name.len() as u32;
-        self.names.extend_from_slice(name);
-        self.nodes.push(Node::new(parent, name_start, name_len));
-        let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
-        self.index.insert_unique(hash, id, |&id| {
-            let node = &nodes[id as usize];
-            hasher.hash_one((node.parent, node_name(names, node)))
-        });
-        id
+        self.paths.child(parent, name)
     }
 
     /// A node's state.
     pub fn node(&self, id: NodeId) -> &Node {
-        &self.nodes[id as usize]
+        self.paths.get(id)
     }
 
     /// A node's state, for updating.
     pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
-        &mut self.nodes[id as usize]
+        self.paths.get_mut(id)
     }
 
     /// A node's parent (the root is its own parent).
     pub fn parent(&self, id: NodeId) -> NodeId {
-        self.nodes[id as usize].parent
+        self.paths.parent(id)
     }
 
     /// The canonical path of a node.
     pub fn path(&self, id: NodeId) -> Vec<u8> {
-        let mut parts = Vec::new();
-        let mut cur = id;
-        while cur != ROOT {
-            let node = &self.nodes[cur as usize];
-            parts.push(node_name(&self.names, node));
-            cur = node.parent;
-        }
-        let mut path = Vec::new();
-        for (i, part) in parts.iter().rev().enumerate() {
-            if i > 0 {
-                path.push(b'/');
-            }
-            path.extend_from_slice(part);
-        }
-        path
+        self.paths.path(id)
     }
 
     /// Calls `visit` with the path and value of each node of `wanted`,
-    /// parents first and siblings in byte order of their names: the order
-    /// of [`crate::tar::path::parents_first`]. Each path is built from its
-    /// parent's in one buffer, so however deep the nodes, memory grows
-    /// with their number, not with the lengths of their paths (building
-    /// every path of a chain n deep holds n²/2 components).
+    /// parents first and siblings in byte order of their names (see
+    /// [`PathTree::depth_first`]).
     pub fn depth_first<T, E>(
         &self,
         wanted: &HashMap<NodeId, T, impl BuildHasher>,
         mut visit: impl FnMut(&[u8], &T) -> Result<(), E>,
     ) -> Result<(), E> {
-        let children = self.children_of(wanted.keys().copied());
-        let mut path = Vec::new();
-        // (node, length of its parent's path)
-        let mut stack: Vec<(NodeId, usize)> = Vec::new();
-        let push_children = |stack: &mut Vec<(NodeId, usize)>, id, len| {
-            let kids = children.get(&id).into_iter().flatten().rev();
-            stack.extend(kids.map(|&kid| (kid, len)));
-        };
-        push_children(&mut stack, ROOT, 0);
-        while let Some((id, parent_len)) = stack.pop() {
-            path.truncate(parent_len);
-            if parent_len > 0 {
-                path.push(b'/');
-            }
-            path.extend_from_slice(node_name(&self.names, &self.nodes[id as usize]));
-            if let Some(value) = wanted.get(&id) {
-                visit(&path, value)?;
-            }
-            push_children(&mut stack, id, path.len());
-        }
-        Ok(())
-    }
-
-    /// The children of each node on the way from the root to the nodes
-    /// `wanted`, sorted by name.
-    fn children_of(
-        &self,
-        wanted: impl Iterator<Item = NodeId>,
-    ) -> HashMap<NodeId, Vec<NodeId>, foldhash::fast::RandomState> {
-        let mut children: HashMap<NodeId, Vec<NodeId>, _> = HashMap::default();
-        let mut linked = HashSet::<NodeId, foldhash::fast::RandomState>::default();
-        for id in wanted {
-            let mut cur = id;
-            while cur != ROOT && linked.insert(cur) {
-                let parent = self.parent(cur);
-                children.entry(parent).or_default().push(cur);
-                cur = parent;
-            }
-        }
-        let name = |id: &NodeId| node_name(&self.names, &self.nodes[*id as usize]);
-        for siblings in children.values_mut() {
-            siblings.sort_unstable_by(|a, b| name(a).cmp(name(b)));
-        }
-        children
+        self.paths
+            .depth_first(wanted.keys().copied(), Order::ParentsFirst, |path, id| {
+                visit(path, &wanted[&id])
+            })
     }
 
     /// True if a mask from a layer at or below `view` hides `id`: a
@@ -334,78 +237,29 @@ impl Tree {
     /// hidden. This is how the tree looked to an entry of layer `view`,
     /// seen from a layer below it.
     pub fn masked_at_or_below(&self, id: NodeId, view: u32) -> bool {
-        let node = &self.nodes[id as usize];
-        if node.whiteout_layer <= view {
+        if self.node(id).whiteout_layer <= view {
             return true;
         }
         if id == ROOT {
             return false;
         }
-        let mut cur = node.parent;
+        let mut cur = self.parent(id);
         loop {
-            let ancestor = &self.nodes[cur as usize];
+            let ancestor = self.node(cur);
             if ancestor.whiteout_layer <= view || ancestor.children_masked_layer <= view {
                 return true;
             }
             if cur == ROOT {
                 return false;
             }
-            cur = ancestor.parent;
+            cur = self.parent(cur);
         }
     }
-}
-
-fn node_name<'a>(names: &'a [u8], node: &Node) -> &'a [u8] {
-    &names[node.name_start as usize..(node.name_start + node.name_len) as usize]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lookup_interns_paths() {
-        let mut t = Tree::new();
-        let abc = t.lookup(b"a/b/c");
-        assert_eq!(t.lookup(b"a/b/c"), abc);
-        assert_eq!(t.len(), 4);
-        assert_eq!(t.path(abc), b"a/b/c");
-        assert_eq!(t.path(t.parent(abc)), b"a/b");
-        assert_eq!(t.lookup(b""), ROOT);
-        let other = t.lookup(b"b/b/c");
-        assert_ne!(other, abc);
-        assert_eq!(t.path(other), b"b/b/c");
-    }
-
-    #[test]
-    fn depth_first_visits_parents_first_in_name_order() {
-        let mut t = Tree::new();
-        let paths: &[&[u8]] = &[b"b", b"a-c", b"a/b/c", b"a", b"a/b", b"z/y", b"a/a"];
-        let wanted: HashMap<NodeId, &[u8]> = paths.iter().map(|&p| (t.lookup(p), p)).collect();
-        t.lookup(b"unwanted/x");
-        let mut seen = Vec::new();
-        t.depth_first(&wanted, |path, &value| {
-            assert_eq!(path, value);
-            seen.push(path.to_vec());
-            Ok::<_, ()>(())
-        })
-        .unwrap();
-        let mut want: Vec<&[u8]> = paths.to_vec();
-        want.sort_by(|a, b| crate::tar::path::parents_first(a, b));
-        assert_eq!(seen, want, "z/y's parent z is passed through, not visited");
-    }
-
-    #[test]
-    fn depth_first_stops_at_the_first_error() {
-        let mut t = Tree::new();
-        let wanted: HashMap<NodeId, ()> = [(t.lookup(b"a"), ()), (t.lookup(b"b"), ())].into();
-        let mut visits = 0;
-        let outcome = t.depth_first(&wanted, |_, _| {
-            visits += 1;
-            Err("full")
-        });
-        assert_eq!((outcome, visits), (Err("full"), 1));
-    }
 
     #[test]
     fn masks_apply_by_layer() {

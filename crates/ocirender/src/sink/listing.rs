@@ -23,9 +23,12 @@
 //!   ones are silently cut, each sink differently), and a symlink has a
 //!   target (Linux makes none without one).
 //!
-//! A listing holds one entry per path and the metadata of each listed
-//! directory, as the merge does: memory grows with the number of paths,
-//! never with file sizes. Paths are canonical ([`crate::tar::path`]).
+//! A listing holds a node per path in a [`PathTree`] (so a deep path costs
+//! memory in proportion to its depth, not its depth squared) and the
+//! metadata of each listed directory, whose PAX records count against
+//! [`Limit::HeldDirectoryRecords`], as the merge does: memory grows with the
+//! number of paths, never with file sizes. Paths are canonical
+//! ([`crate::tar::path`]).
 
 /// The rules, as the sinks' `--help` states them (a macro, so that
 /// `concat!` can put them in a constant): the `THE TREE` section, ending
@@ -53,8 +56,11 @@ macro_rules! tree_rules_help {
 }
 
 use crate::tar::entry::{EntryMeta, Kind};
+#[cfg(doc)]
+use crate::tar::limits::Limit;
+use crate::tar::limits::{HeldRecords, LimitError};
 use crate::tar::path::{self, display, PathError};
-use std::collections::HashMap;
+use crate::tar::path_tree::{NodeId, Order, PathTree, ROOT};
 use std::fmt;
 
 /// The largest device major number Linux holds (12 bits).
@@ -88,6 +94,8 @@ pub enum ListingError {
     DeviceOutOfRange(u32, u32),
     /// A symlink without a target.
     EmptySymlink,
+    /// The directories' metadata held to the end pass their limit.
+    Held(LimitError),
 }
 
 impl fmt::Display for ListingError {
@@ -123,6 +131,7 @@ impl fmt::Display for ListingError {
                  (major 0 to {MAX_DEVICE_MAJOR}, minor 0 to {MAX_DEVICE_MINOR})"
             ),
             ListingError::EmptySymlink => f.write_str("symlink with an empty target"),
+            ListingError::Held(err) => err.fmt(f),
         }
     }
 }
@@ -141,8 +150,12 @@ fn kind_in_words(kind: Kind) -> &'static str {
 }
 
 /// What a path is.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 enum Node {
+    /// Not listed, nor the parent of anything listed: a node the tree made
+    /// on the way to another.
+    #[default]
+    Absent,
     /// A directory, and the metadata of its last entry (none if it is only
     /// the parent of others).
     Directory(Option<Box<EntryMeta>>),
@@ -151,17 +164,25 @@ enum Node {
 }
 
 /// The paths a stream listed so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Listing {
-    /// Every entry looks up its parent here, so the hash is a fast one
-    /// (still seeded per process, as the merge's is).
-    nodes: HashMap<Vec<u8>, Node, foldhash::fast::RandomState>,
+    nodes: PathTree<Node>,
+    held: HeldRecords,
+}
+
+impl Default for Listing {
+    fn default() -> Self {
+        Listing::new()
+    }
 }
 
 impl Listing {
     /// An empty listing: the root only, which is a directory.
     pub fn new() -> Listing {
-        Listing::default()
+        Listing {
+            nodes: PathTree::new(Node::Directory(None)),
+            held: HeldRecords::default(),
+        }
     }
 
     /// Adds the entry at `path` (canonical, not the root) to the tree, or
@@ -171,72 +192,76 @@ impl Listing {
         if meta.kind == Kind::HardLink {
             self.check_link(path, &hard_link_target(meta)?)?;
         }
-        self.admit_parents(path)?;
-        match (self.nodes.get_mut(path), meta.kind) {
-            (None, Kind::Directory) => {
-                let node = Node::Directory(Some(Box::new(meta.clone())));
-                self.nodes.insert(path.to_vec(), node);
+        let (parent_path, name) = path::split_parent(path);
+        let parent = self.admit_parents(parent_path)?;
+        let id = self.nodes.child(parent, name);
+        match (self.nodes.get_mut(id), meta.kind) {
+            (Node::Other(_), _) => return Err(ListingError::ListedTwice),
+            (Node::Directory(_), kind) if kind != Kind::Directory => {
+                return Err(ListingError::OverDirectory)
             }
-            (None, kind) => {
-                self.nodes.insert(path.to_vec(), Node::Other(kind));
+            (node, Kind::Directory) => {
+                self.held.hold(&meta.pax).map_err(ListingError::Held)?;
+                *node = Node::Directory(Some(Box::new(meta.clone())));
             }
-            (Some(Node::Directory(last)), Kind::Directory) => *last = Some(Box::new(meta.clone())),
-            (Some(Node::Directory(_)), _) => return Err(ListingError::OverDirectory),
-            (Some(Node::Other(_)), _) => return Err(ListingError::ListedTwice),
+            (node, kind) => *node = Node::Other(kind),
         }
         Ok(())
     }
 
-    /// Every directory with the metadata it gets: its last entry's, or
-    /// `implicit` for one the stream never listed; parents before their
-    /// children.
-    pub fn directories<'a>(&'a self, implicit: &'a EntryMeta) -> Vec<(&'a [u8], &'a EntryMeta)> {
-        let mut directories: Vec<(&[u8], &EntryMeta)> = self
-            .nodes
-            .iter()
-            .filter_map(|(path, node)| match node {
-                Node::Directory(meta) => {
-                    Some((path.as_slice(), meta.as_deref().unwrap_or(implicit)))
-                }
-                Node::Other(_) => None,
+    /// Calls `visit` with every directory and the metadata it gets: its
+    /// last entry's, or `implicit` for one the stream never listed; in
+    /// `order` (parents first to write them, children first to set their
+    /// times).
+    pub fn directories<E>(
+        &self,
+        implicit: &EntryMeta,
+        order: Order,
+        mut visit: impl FnMut(&[u8], &EntryMeta) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let directories = (1..self.nodes.len() as NodeId)
+            .filter(|&id| matches!(self.nodes.get(id), Node::Directory(_)));
+        self.nodes
+            .depth_first(directories, order, |path, id| match self.nodes.get(id) {
+                Node::Directory(meta) => visit(path, meta.as_deref().unwrap_or(implicit)),
+                _ => unreachable!("only directories are visited"),
             })
-            .collect();
-        directories.sort_by(|a, b| path::parents_first(a.0, b.0));
-        directories
     }
 
-    /// Makes every ancestor of `path` a directory, implied if it is not
-    /// listed yet. Stops at the first one known: its own ancestors were
-    /// settled when it was added, and a directory stays one.
-    fn admit_parents(&mut self, path: &[u8]) -> Result<(), ListingError> {
-        let mut parent = path::split_parent(path).0;
-        while !parent.is_empty() {
-            match self.nodes.get(parent) {
-                Some(Node::Directory(_)) => return Ok(()),
-                Some(Node::Other(kind)) => {
+    /// Makes every component of `parent` (canonical; the root if empty) a
+    /// directory, implied if it is not listed yet, and returns its node.
+    fn admit_parents(&mut self, parent: &[u8]) -> Result<NodeId, ListingError> {
+        if parent.is_empty() {
+            return Ok(ROOT);
+        }
+        let mut id = ROOT;
+        let mut walked = 0;
+        for name in parent.split(|&b| b == b'/') {
+            walked += name.len() + usize::from(walked > 0);
+            id = self.nodes.child(id, name);
+            match self.nodes.get_mut(id) {
+                Node::Directory(_) => {}
+                node @ Node::Absent => *node = Node::Directory(None),
+                Node::Other(kind) => {
                     return Err(ListingError::UnderNonDirectory {
-                        parent: parent.to_vec(),
+                        parent: parent[..walked].to_vec(),
                         kind: *kind,
                     })
                 }
-                None => {
-                    self.nodes.insert(parent.to_vec(), Node::Directory(None));
-                    parent = path::split_parent(parent).0;
-                }
             }
         }
-        Ok(())
+        Ok(id)
     }
 
     fn check_link(&self, path: &[u8], target: &[u8]) -> Result<(), ListingError> {
         if target == path {
             return Err(ListingError::LinkToItself);
         }
-        match self.nodes.get(target) {
+        match self.nodes.find(target).map(|id| self.nodes.get(id)) {
             _ if target.is_empty() => Err(ListingError::LinkToDirectory(Vec::new())),
             Some(Node::Other(_)) => Ok(()),
             Some(Node::Directory(_)) => Err(ListingError::LinkToDirectory(target.to_vec())),
-            None => Err(ListingError::LinkToNoEarlierEntry(target.to_vec())),
+            Some(Node::Absent) | None => Err(ListingError::LinkToNoEarlierEntry(target.to_vec())),
         }
     }
 }
@@ -404,18 +429,26 @@ mod tests {
         listing.admit(b"a", &first).unwrap();
         listing.admit(b"a", &last).unwrap();
         let implicit = EntryMeta { mtime: 7, ..dir() };
-        let got: Vec<(&[u8], u32, u64)> = listing
-            .directories(&implicit)
-            .into_iter()
-            .map(|(path, meta)| (path, meta.mode, meta.mtime))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (&b"a"[..], 0o711, 0),
-                (&b"a/b"[..], 0o755, 7),
-                (&b"a-b"[..], 0o755, 0)
-            ]
-        );
+        let mut got: Vec<(Vec<u8>, u32, u64)> = Vec::new();
+        listing
+            .directories(&implicit, Order::ParentsFirst, |path, meta| {
+                got.push((path.to_vec(), meta.mode, meta.mtime));
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let want = [
+            (b"a".to_vec(), 0o711, 0),
+            (b"a/b".to_vec(), 0o755, 7),
+            (b"a-b".to_vec(), 0o755, 0),
+        ];
+        assert_eq!(got, want);
+        got.clear();
+        listing
+            .directories(&implicit, Order::ChildrenFirst, |path, meta| {
+                got.push((path.to_vec(), meta.mode, meta.mtime));
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        assert_eq!(got, want.into_iter().rev().collect::<Vec<_>>());
     }
 }

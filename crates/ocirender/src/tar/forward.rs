@@ -45,6 +45,7 @@ use crate::tar::entry::{
     entry_label, read_member, EntryMeta, Kind, Member, PaxRecord, XATTR_PREFIX,
 };
 use crate::tar::path;
+use crate::tar::path_tree::Order;
 use crate::tar::writer::TarWriter;
 use anyhow::{bail, Context, Result};
 use std::borrow::Cow;
@@ -224,12 +225,12 @@ impl Forwarder<'_> {
             mtime: dir_time,
             ..EntryMeta::implicit_dir()
         };
-        for (dir, meta) in self.listing.directories(&implicit) {
-            self.out
-                .write_empty(dir, &as_stored(meta))
-                .context("cannot write")?;
-        }
-        Ok(())
+        let out = &mut self.out;
+        self.listing
+            .directories(&implicit, Order::ParentsFirst, |dir, meta| {
+                out.write_empty(dir, &as_stored(meta))
+            })
+            .context("cannot write")
     }
 }
 

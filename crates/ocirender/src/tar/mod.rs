@@ -8,6 +8,7 @@ pub mod entry;
 pub mod forward;
 pub mod limits;
 pub mod path;
+pub mod path_tree;
 pub mod sparse;
 pub mod writer;
 

@@ -27,6 +27,7 @@ use crate::sink::listing::{hard_link_target, Listing};
 use crate::sink::staged::Staged;
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::path::display;
+use crate::tar::path_tree::Order;
 use anyhow::{anyhow, bail, Context, Result};
 use input::SharedInput;
 use metadata::{creation_umask, our_ids, set_metadata, Target};
@@ -322,22 +323,17 @@ impl Unpacker {
             gid,
             ..EntryMeta::implicit_dir()
         };
-        for (path, meta) in self.listing.directories(&implicit).into_iter().rev() {
-            let fd = self
-                .root
-                .open_dir_for_metadata(path)
-                .map_err(io_err)
-                .with_context(|| format!("directory {:?}", display(path)))?;
-            set_metadata(
-                Target::Fd(fd.as_fd()),
-                meta,
-                self.privileged,
-                &mut self.stats,
-                false,
-            )
-            .with_context(|| format!("directory {:?}", display(path)))?;
-        }
-        Ok(())
+        let (root, privileged, stats) = (&self.root, self.privileged, &mut self.stats);
+        self.listing
+            .directories(&implicit, Order::ChildrenFirst, |path, meta| {
+                let context = || format!("directory {:?}", display(path));
+                let fd = root
+                    .open_dir_for_metadata(path)
+                    .map_err(io_err)
+                    .with_context(context)?;
+                set_metadata(Target::Fd(fd.as_fd()), meta, privileged, stats, false)
+                    .with_context(context)
+            })
     }
 
     /// The destination itself: 0755, and root-owned when we are root.
