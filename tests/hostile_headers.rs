@@ -212,6 +212,32 @@ fn hostile_layers() -> Vec<(&'static str, Vec<u8>, String)> {
                 .tar(),
             over("gid 4294967296 is", "out of range", 4_294_967_294),
         ),
+        (
+            "a 256-byte xattr name",
+            Layer::new()
+                .raw(
+                    b"f",
+                    Raw {
+                        pax: vec![(&format!("SCHILY.xattr.user.{}", "n".repeat(251)), b"v")],
+                        ..Raw::default()
+                    },
+                )
+                .tar(),
+            over("xattr name is", "256 bytes long", 255),
+        ),
+        (
+            "a 65,537-byte xattr value",
+            Layer::new()
+                .raw(
+                    b"f",
+                    Raw {
+                        pax: vec![("SCHILY.xattr.user.big", &[b'v'; 65_537])],
+                        ..Raw::default()
+                    },
+                )
+                .tar(),
+            over("xattr value is", "65537 bytes long", 65_536),
+        ),
     ]
 }
 
@@ -290,14 +316,15 @@ fn a_deep_name_is_quoted_shortened() {
     }
 }
 
-/// The merge holds the xattrs of directories until it writes them at
-/// the end: 64 MiB of them in all, not a gigabyte.
+/// Every reader holds the xattrs of directories until the end of its
+/// stream (the merge writes directories last, the sinks set their
+/// metadata last): 64 MiB of them in all, not a gigabyte.
 #[test]
-fn the_merge_refuses_more_directory_xattrs_than_it_may_hold() {
-    let value = vec![b'v'; 1_000_000];
-    let layer = (0..100).fold(Layer::new(), |layer, i| {
+fn every_reader_refuses_more_directory_xattrs_than_it_may_hold() {
+    let value = vec![b'v'; 60_000];
+    let layer = (0..1200).fold(Layer::new(), |layer, i| {
         layer.raw(
-            format!("d{i:03}").as_bytes(),
+            format!("d{i:04}").as_bytes(),
             Raw {
                 kind: tar::EntryType::Directory,
                 mode: 0o755,
@@ -306,12 +333,22 @@ fn the_merge_refuses_more_directory_xattrs_than_it_may_hold() {
             },
         )
     });
-    let scratch = Scratch::new();
-    let run = Reader::Merge.run(&scratch, &layer.tar());
-    let want = "the directories' PAX records (xattrs), held until the end of the merge, \
-                pass the limit of 64 MiB";
-    assert_refused("100 MB of directory xattrs", Reader::Merge, &run, want);
-    assert_nothing_left("100 MB of directory xattrs", Reader::Merge, &scratch, &run);
+    let tar = layer.tar();
+    let what = "72 MB of directory xattrs";
+    for reader in READERS {
+        let scratch = Scratch::new();
+        let run = reader.run(&scratch, &tar);
+        assert_refused(what, reader, &run, "more than the limit of 67108864");
+        assert!(
+            run.stderr.contains(
+                "the directories' PAX records (xattrs), held until the end of the stream, pass"
+            ),
+            "{what}: {}: {}",
+            reader.program(),
+            run.stderr
+        );
+        assert_nothing_left(what, reader, &scratch, &run);
+    }
 }
 
 /// Paths within the limits can still be deep: a hundred chains 2047
@@ -501,4 +538,64 @@ fn every_reader_states_the_limits_in_its_help() {
             );
         }
     }
+}
+
+/// The sinks keep the tree a stream lists (to build the same tree, or
+/// refuse alike): a node per path, not every prefix in full. Keyed by
+/// whole paths, ten chains 2046 deep held 42 MB of prefixes (and two
+/// hundred took tar2sqfs to 2 GB); as a tree they hold a few megabytes.
+/// The image builders are stand-ins that read the stream and make an
+/// empty image: what mksquashfs and mkfs.erofs hold of such a tree (a
+/// few hundred megabytes) is theirs, not the stream check's.
+#[test]
+fn the_sinks_hold_deep_paths_within_the_limits_small() {
+    const CEILING_KIB: u64 = 32 << 10;
+    let chain = "a/".repeat(2045) + "f";
+    let tar = (0..10)
+        .fold(Layer::new(), |layer, i| {
+            layer.file(&format!("c{i:02}/{chain}"), b"")
+        })
+        .tar();
+    let scratch = Scratch::new();
+    let builder = stand_in_builder(&scratch);
+    let runs = [
+        ("tar2dir", None),
+        ("tar2sqfs", Some("--mksquashfs")),
+        ("tar2erofs", Some("--mkfs-erofs")),
+    ];
+    for (program, builder_option) in runs {
+        let out = scratch.path(&format!("{program}.out"));
+        let mut args = vec![out.as_os_str()];
+        if let Some(option) = builder_option {
+            args.extend([OsStr::new(option), builder.as_os_str()]);
+        }
+        let run = measure(&bin(program), &args, &tar);
+        assert!(run.status.success(), "{program}: {}", run.stderr);
+        assert!(
+            run.max_rss_kib < CEILING_KIB,
+            "{program}: {} MiB at the peak",
+            run.max_rss_kib >> 10
+        );
+    }
+}
+
+/// A stand-in for mksquashfs and mkfs.erofs: answers their version
+/// options, reads the stream to its end and makes each path argument in
+/// an existing directory an empty file (the image it was asked for).
+fn stand_in_builder(scratch: &Scratch) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = scratch.path("builder");
+    let script = r#"#!/bin/sh
+case "$1" in
+-version) echo 'mksquashfs version 4.6.1 (2023/03/25)'; exit 0 ;;
+--version) echo 'mkfs.erofs (erofs-utils) 1.9.4'; exit 0 ;;
+esac
+cat > /dev/null
+for arg; do
+    case "$arg" in -*) ;; */*) [ -d "${arg%/*}" ] && : > "$arg" ;; esac
+done
+"#;
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }

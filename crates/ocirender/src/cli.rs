@@ -46,7 +46,10 @@ LIMITS
     GNU long name or link,
     PAX extended header     {} bytes (1 MiB)
     sparse map (GNU or PAX) {} regions
-    uid, gid                at most {}",
+    uid, gid                at most {}
+    xattr name              {} bytes
+    xattr value             {} bytes
+    directories' xattrs     {} bytes in all (64 MiB), held to the end",
         Limit::PathBytes.max(),
         Limit::PathDepth.max(),
         Limit::NameBytes.max(),
@@ -54,6 +57,9 @@ LIMITS
         Limit::ExtensionBytes.max(),
         Limit::SparseRegions.max(),
         Limit::Id.max(),
+        Limit::XattrNameBytes.max(),
+        Limit::XattrValueBytes.max(),
+        Limit::HeldDirectoryRecords.max(),
     )
 }
 

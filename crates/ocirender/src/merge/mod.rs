@@ -34,8 +34,9 @@ use crate::blob::layer_ref::LayerRef;
 use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
 use crate::progress::{LayerDone, Progress};
-use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member, PaxRecord};
+use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::header_problem;
+use crate::tar::limits::HeldRecords;
 use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
 use anyhow::{anyhow, bail, Context, Result};
@@ -58,14 +59,6 @@ pub struct MergeOptions {
 /// wall time against memory flattens on the benchmark images (see
 /// BENCHMARKS.md, "read-ahead").
 pub const DEFAULT_READ_AHEAD_MIB: usize = 64;
-
-/// Bytes of PAX records (xattrs, mostly) the directories of a merge may
-/// carry in all. Directory entries are written last (see
-/// `write_directories`), so their records are held until then: without a
-/// bound, a megabyte of compressed layer holding a thousand directories
-/// with a 1 MiB xattr each would hold a gigabyte. Real images carry a few
-/// dozen bytes a directory (an SELinux label).
-pub const DIRECTORY_RECORDS_LIMIT: usize = 64 << 20;
 
 impl Default for MergeOptions {
     fn default() -> Self {
@@ -242,8 +235,8 @@ struct Merger<'a, W: Write> {
     implicit_dirs: Vec<NodeId>,
     /// Directory entries, written at the end (see `write_directories`).
     directories: Vec<(NodeId, EntryMeta)>,
-    /// Bytes their PAX records hold (see [`DIRECTORY_RECORDS_LIMIT`]).
-    directory_records: usize,
+    /// Their PAX records, within [`crate::tar::limits::Limit::HeldDirectoryRecords`].
+    directory_records: HeldRecords,
     /// The parents of the entry being claimed, shallowest first; reused
     /// from entry to entry so that claiming allocates nothing.
     parents: Vec<NodeId>,
@@ -265,7 +258,7 @@ impl<'a, W: Write> Merger<'a, W> {
             staged: Vec::new(),
             implicit_dirs: Vec::new(),
             directories: Vec::new(),
-            directory_records: 0,
+            directory_records: HeldRecords::default(),
             parents: Vec::new(),
             actions: Vec::new(),
             warn,
@@ -547,21 +540,9 @@ impl<'a, W: Write> Merger<'a, W> {
     }
 
     /// Keeps a directory's entry for the end, within
-    /// [`DIRECTORY_RECORDS_LIMIT`].
+    /// [`crate::tar::limits::Limit::HeldDirectoryRecords`].
     fn hold_directory(&mut self, id: NodeId, meta: &EntryMeta) -> Result<()> {
-        let records: usize = meta
-            .pax
-            .iter()
-            .map(|r| std::mem::size_of::<PaxRecord>() + r.key.len() + r.value.len())
-            .sum();
-        self.directory_records += records;
-        if self.directory_records > DIRECTORY_RECORDS_LIMIT {
-            bail!(
-                "the directories' PAX records (xattrs), held until the end of the merge, \
-                 pass the limit of {} MiB",
-                DIRECTORY_RECORDS_LIMIT >> 20
-            );
-        }
+        self.directory_records.hold(&meta.pax)?;
         self.directories.push((id, meta.clone()));
         Ok(())
     }

@@ -320,6 +320,9 @@ fn carried_pax_records<R: Read>(
         if sparse.record(key, record.value_bytes())? || DERIVED_KEYS.contains(&key) {
             continue;
         }
+        if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
+            limits::check_xattr(name, record.value_bytes())?;
+        }
         kept.push(PaxRecord {
             key: key.to_vec(),
             value: record.value_bytes().to_vec(),

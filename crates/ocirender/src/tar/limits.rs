@@ -48,11 +48,24 @@ pub enum Limit {
     /// `(uid_t)-1` that `chown(2)` reads as "leave unchanged", and larger
     /// ids do not fit Linux's 32-bit ids.
     Id,
+    /// Bytes of an extended attribute's name (after `SCHILY.xattr.`): 255,
+    /// Linux's `XATTR_NAME_MAX`.
+    XattrNameBytes,
+    /// Bytes of an extended attribute's value: 65,536, Linux's
+    /// `XATTR_SIZE_MAX`. Both image formats would store a larger one that
+    /// no kernel can read back, and a directory unpack could not set it.
+    XattrValueBytes,
+    /// Bytes of PAX records (xattrs, mostly) that the directories of one
+    /// stream carry in all: 64 MiB. Directory entries are applied last
+    /// (their times and modes only once nothing more is written inside
+    /// them), so every reader holds them to the end of its stream; real
+    /// images carry a few dozen bytes a directory (an SELinux label).
+    HeldDirectoryRecords,
 }
 
 impl Limit {
     /// Every limit, in the order `--help` lists them.
-    pub const ALL: [Limit; 7] = [
+    pub const ALL: [Limit; 10] = [
         Limit::PathBytes,
         Limit::PathDepth,
         Limit::NameBytes,
@@ -60,6 +73,9 @@ impl Limit {
         Limit::ExtensionBytes,
         Limit::SparseRegions,
         Limit::Id,
+        Limit::XattrNameBytes,
+        Limit::XattrValueBytes,
+        Limit::HeldDirectoryRecords,
     ];
 
     /// The largest value allowed.
@@ -71,6 +87,9 @@ impl Limit {
             Limit::ExtensionBytes => tar::MAX_EXTENSION_SIZE,
             Limit::SparseRegions => tar::MAX_SPARSE_REGIONS,
             Limit::Id => u32::MAX as u64 - 1,
+            Limit::XattrNameBytes => 255,
+            Limit::XattrValueBytes => 65536,
+            Limit::HeldDirectoryRecords => 64 << 20,
         }
     }
 
@@ -110,9 +129,15 @@ impl fmt::Display for LimitError {
         let max = limit.max();
         match limit {
             Limit::PathDepth => write!(f, "{subject} has {found} components"),
-            Limit::PathBytes | Limit::SymlinkTargetBytes | Limit::ExtensionBytes => {
-                write!(f, "{subject} is {found} bytes long")
-            }
+            Limit::PathBytes
+            | Limit::SymlinkTargetBytes
+            | Limit::ExtensionBytes
+            | Limit::XattrNameBytes
+            | Limit::XattrValueBytes => write!(f, "{subject} is {found} bytes long"),
+            Limit::HeldDirectoryRecords => write!(
+                f,
+                "{subject}, held until the end of the stream, pass {found} bytes"
+            ),
             Limit::NameBytes => write!(f, "{subject} has a component of {found} bytes"),
             // Reading stops at the first region over the limit: how many
             // more there are is not known.
@@ -153,6 +178,33 @@ pub fn check_path(subject: &'static str, raw: &[u8]) -> Result<(), LimitError> {
     Limit::NameBytes.check(subject, longest)
 }
 
+/// Checks an extended attribute's name and value.
+pub fn check_xattr(name: &[u8], value: &[u8]) -> Result<(), LimitError> {
+    Limit::XattrNameBytes.check("xattr name", name.len() as u64)?;
+    Limit::XattrValueBytes.check("xattr value", value.len() as u64)
+}
+
+/// The PAX records of the directory entries a reader holds until the end
+/// of its stream, counted against [`Limit::HeldDirectoryRecords`].
+#[derive(Debug, Default)]
+pub struct HeldRecords {
+    bytes: u64,
+}
+
+impl HeldRecords {
+    /// Counts the records of one more directory entry held, failing once
+    /// all of them pass the limit. An entry replaced later still counts:
+    /// the count only grows, so a stream cannot cycle past it.
+    pub fn hold(&mut self, records: &[crate::tar::entry::PaxRecord]) -> Result<(), LimitError> {
+        let size = std::mem::size_of::<crate::tar::entry::PaxRecord>();
+        self.bytes += records
+            .iter()
+            .map(|r| (size + r.key.len() + r.value.len()) as u64)
+            .sum::<u64>();
+        Limit::HeldDirectoryRecords.check("the directories' PAX records (xattrs)", self.bytes)
+    }
+}
+
 /// Checks a symlink's target, which is stored as it is.
 pub fn check_symlink_target(target: &[u8]) -> Result<(), LimitError> {
     Limit::SymlinkTargetBytes.check("symlink target", target.len() as u64)
@@ -186,6 +238,34 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(path_error(raw.as_bytes()), *want, "{:.40}", raw);
         }
+    }
+
+    #[test]
+    fn xattrs_at_and_over_their_limits() {
+        assert!(check_xattr(&[b'n'; 255], &[0; 65536]).is_ok());
+        let name = check_xattr(&[b'n'; 256], b"").unwrap_err();
+        assert_eq!((name.limit, name.found), (Limit::XattrNameBytes, 256));
+        let value = check_xattr(b"user.x", &[0; 65537]).unwrap_err();
+        assert_eq!((value.limit, value.found), (Limit::XattrValueBytes, 65537));
+    }
+
+    #[test]
+    fn held_records_count_up_to_their_limit() {
+        use crate::tar::entry::PaxRecord;
+        let record = |len| PaxRecord {
+            key: b"SCHILY.xattr.user.x".to_vec(),
+            value: vec![0; len],
+        };
+        let mut held = HeldRecords::default();
+        for _ in 0..63 {
+            held.hold(&[record(1 << 20)]).unwrap();
+        }
+        let err = held.hold(&[record(1 << 20)]).unwrap_err();
+        assert_eq!(err.limit, Limit::HeldDirectoryRecords);
+        assert!(
+            err.to_string().contains("more than the limit of 67108864"),
+            "{err}"
+        );
     }
 
     #[test]
