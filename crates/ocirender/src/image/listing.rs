@@ -3,7 +3,7 @@
 //! as a table for people or JSON for scripts. `oci-layers` and `oci-fetch`
 //! print the same thing for the same image, so both render it here.
 
-use super::inventory::ListedImage;
+use super::inventory::{ListedImage, ListedManifest};
 use super::ResolvedImage;
 use crate::blob::digest::Digest;
 use anyhow::Result;
@@ -58,23 +58,19 @@ pub fn json(image: &ResolvedImage, locations: bool) -> Result<Vec<u8>> {
 
 /// The images of a source for people: a header, then a line per image
 /// manifest, columns aligned. An image that is an index has a line of its
-/// own (platform `index`) and its manifests' lines under it. An unnamed
-/// image is named by `@N`, which selects it. Digests are shortened to 12
-/// hex digits, as `docker images` shows them (`--json` has them whole).
+/// own (platform `index`) and its manifests' lines under it. Names are
+/// shown as docker shows them (`alpine:3`, not `docker.io/library/...`),
+/// one a line down the NAME column; an unnamed image is named by `@N`,
+/// which selects it. Digests are shortened to 12 hex digits, as `docker
+/// images` shows them (`--json` has them whole).
 pub fn inventory_table(images: &[ListedImage]) -> Vec<u8> {
     let mut rows = vec![["NAME", "DIGEST", "PLATFORM", "LAYERS", "SIZE"].map(str::to_owned)];
     for image in images {
-        // Names come from the image: nothing in them may break a line.
-        let name = if image.names.is_empty() {
-            format!("@{}", image.position)
-        } else {
-            crate::cli::one_line(&image.names.join(", "))
-        };
-        let mut name = Some(name);
+        let first = rows.len();
         if image.is_index() {
             let digest = short(image.digest.as_ref());
             rows.push([
-                name.take().unwrap_or_default(),
+                String::new(),
                 digest,
                 "index".into(),
                 String::new(),
@@ -82,25 +78,44 @@ pub fn inventory_table(images: &[ListedImage]) -> Vec<u8> {
             ]);
         }
         for manifest in &image.manifests {
-            let (layers, size) = match &manifest.contents {
-                Some(c) => (c.layers.to_string(), crate::cli::human_size(c.size)),
-                None => ("?".into(), "?".into()),
-            };
-            let platform = manifest
-                .platform
-                .as_ref()
-                .map_or("-".into(), |p| crate::cli::one_line(&p.to_string()));
-            let digest = short(manifest.digest.as_ref());
-            rows.push([
-                name.take().unwrap_or_default(),
-                digest,
-                platform,
-                layers,
-                size,
-            ]);
+            rows.push(manifest_row(manifest));
+        }
+        // Names come from the image: nothing in them may break a line.
+        let names: Vec<String> = match image.names.as_slice() {
+            [] => vec![format!("@{}", image.position)],
+            names => names
+                .iter()
+                .map(|n| crate::cli::one_line(super::tags::familiar(n)))
+                .collect(),
+        };
+        for (at, name) in names.into_iter().enumerate() {
+            match rows.get_mut(first + at) {
+                Some(row) => row[0] = name,
+                None => rows.push([
+                    name,
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]),
+            }
         }
     }
     aligned(&rows)
+}
+
+/// A manifest's line, its NAME left for the caller.
+fn manifest_row(manifest: &ListedManifest) -> [String; 5] {
+    let (layers, size) = match &manifest.contents {
+        Some(c) => (c.layers.to_string(), crate::cli::human_size(c.size)),
+        None => ("?".into(), "?".into()),
+    };
+    let platform = manifest
+        .platform
+        .as_ref()
+        .map_or("-".into(), |p| crate::cli::one_line(&p.to_string()));
+    let digest = short(manifest.digest.as_ref());
+    [String::new(), digest, platform, layers, size]
 }
 
 /// The images of a source for scripts: an array of objects (see

@@ -223,10 +223,7 @@ pub(super) fn entry_tagged(descriptor: &Descriptor, tag: &str) -> bool {
 
 /// `alpine` means `alpine:latest`; `docker.io/library/` is implied.
 pub(super) fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
-    let strip = |t: &str| {
-        let t = t.strip_prefix("docker.io/").unwrap_or(t);
-        t.strip_prefix("library/").unwrap_or(t).to_owned()
-    };
+    let strip = |t: &str| familiar(t).to_owned();
     let with_latest = |t: String| {
         if t.rsplit('/').next().is_some_and(|last| last.contains(':')) {
             t
@@ -235,6 +232,13 @@ pub(super) fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
         }
     };
     with_latest(strip(repo_tag)) == with_latest(strip(wanted))
+}
+
+/// A name as docker shows it: `docker.io/` and `library/` left implied
+/// (`docker.io/library/alpine:3` is `alpine:3`).
+pub(super) fn familiar(name: &str) -> &str {
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    name.strip_prefix("library/").unwrap_or(name)
 }
 
 /// Names once each, in order.
