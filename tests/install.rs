@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::{bin, stderr};
 
-const BINARIES: [&str; 6] = [
+const BINARIES: [&str; 7] = [
     "oci-layers",
     "oci-fetch",
     "oci-merge",
+    "oci-runtime-config",
     "tar2dir",
     "tar2sqfs",
     "tar2erofs",

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use support::fixtures::{sample_forms, sample_reference_rootfs};
+use support::mounted::Mounted;
 use support::snapshot::{assert_same_tree, snapshot, Compare};
+use support::tree_rules;
 use support::{bin, run_with_stdin, sh, stderr};
 use tar::EntryType;
 use testkit::{noise, Layer, Raw};
@@ -194,52 +196,9 @@ fn build_with(command: Command, dir: &Path, tar: &[u8]) -> PathBuf {
     image
 }
 
-/// An image mounted read-only through a loop device; unmounted when
-/// dropped, also when the test fails.
-struct Mounted {
-    dir: tempfile::TempDir,
-}
-
-impl Mounted {
-    fn new(image: &Path) -> Mounted {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "erofs", "-o", "ro,loop"])
-            .arg(image)
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "mount -t erofs -o ro,loop {} failed (root and an EROFS kernel needed): {}",
-            image.display(),
-            stderr(&out)
-        );
-        Mounted { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Metadata of a path in the image.
-    fn meta(&self, path: impl AsRef<Path>) -> std::fs::Metadata {
-        std::fs::symlink_metadata(self.path().join(path)).unwrap()
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let out = Command::new("umount").arg(self.dir.path()).output();
-        if !matches!(&out, Ok(o) if o.status.success()) && !std::thread::panicking() {
-            panic!("umount {} failed: {out:?}", self.dir.path().display());
-        }
-    }
-}
-
 /// The tree in `image`, as the kernel shows it.
 fn tree_of(image: &Path) -> BTreeMap<String, String> {
-    let mounted = Mounted::new(image);
+    let mounted = Mounted::new("erofs", image);
     snapshot(mounted.path(), Compare::ALL)
 }
 
@@ -384,7 +343,7 @@ fn the_root_is_0755_root_owned_with_the_reproducible_time() {
             None => build(dir.path(), &[OUT], &tar),
             Some(epoch) => build_at_epoch(dir.path(), epoch, &tar),
         };
-        let mounted = Mounted::new(&image);
+        let mounted = Mounted::new("erofs", &image);
         let want = epoch.unwrap_or(0) as i64;
         for path in ["", "a", "a/b"] {
             let meta = mounted.meta(path);
@@ -422,7 +381,7 @@ fn a_root_entry_in_the_stream_does_not_change_the_root() {
         .tar();
     let dir = scratch();
     let image = build(dir.path(), &[OUT], &tar);
-    let root = Mounted::new(&image).meta("");
+    let root = Mounted::new("erofs", &image).meta("");
     assert_eq!(
         (root.mode() & 0o7777, root.uid(), root.gid(), root.mtime()),
         (0o755, 0, 0, 0)
@@ -446,7 +405,7 @@ fn ownership_is_numeric_whatever_the_names_say() {
         .tar();
     let dir = scratch();
     let image = build(dir.path(), &[OUT], &tar);
-    let meta = Mounted::new(&image).meta("named");
+    let meta = Mounted::new("erofs", &image).meta("named");
     assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
 }
 
@@ -474,7 +433,7 @@ fn the_same_tar_gives_byte_identical_images() {
     );
     // The file times stay those of the tar (no clamping to the epoch).
     let image = three.path().join(OUT);
-    let mounted = Mounted::new(&image);
+    let mounted = Mounted::new("erofs", &image);
     assert_eq!(mounted.meta("etc/config").mtime(), LATE as i64);
     assert_eq!(mounted.meta("").mtime(), EPOCH as i64);
 }
@@ -605,7 +564,7 @@ fn extra_options_pass_through_to_mkfs_erofs() {
         "6f636972-656e-4465-b200-65726f667321",
         "-Urandom after the fixed UUID wins"
     );
-    let mounted = Mounted::new(&image);
+    let mounted = Mounted::new("erofs", &image);
     let home = mounted.meta("home/big");
     assert_eq!((home.uid(), home.gid()), (0, 0), "--all-root");
 }
@@ -973,4 +932,49 @@ cat >/dev/null; for a; do last=$a; done; echo image >\"$last\"";
     let out = run_with_stdin(command, &small_layer().tar());
     assert!(out.status.success(), "tar2erofs failed: {}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join(OUT)).unwrap(), b"image\n");
+}
+
+// ---------------------------------------------------------------------------
+// The tree tar2dir and tar2sqfs build from the same stream, or the same
+// refusal (tests/support/tree_rules.rs; tests/differential.rs compares the
+// three on generated streams).
+
+#[test]
+fn streams_the_sinks_would_build_differently_are_refused() {
+    tree_rules::assert_all_refused("tar2erofs", "tar2erofs", |dir, tar| {
+        run_tar2erofs(dir, &[OUT], tar)
+    });
+}
+
+#[test]
+fn a_directory_listed_twice_takes_its_last_entrys_metadata() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::repeated_directory().tar());
+    let mounted = Mounted::new("erofs", &image);
+    tree_rules::assert_repeated_directory_merged(mounted.path(), "tar2erofs");
+}
+
+#[test]
+fn overlay_attributes_are_escaped_as_overlayfs_escapes_them() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::overlay_attributes().tar());
+    let mounted = Mounted::new("erofs", &image);
+    tree_rules::assert_overlay_attributes_escaped(mounted.path(), "tar2erofs");
+}
+
+#[test]
+fn user_attributes_stay_only_on_files_and_directories() {
+    let dir = scratch();
+    let tar = tree_rules::user_attributes_on_special_files().tar();
+    let image = build(dir.path(), &[OUT], &tar);
+    let mounted = Mounted::new("erofs", &image);
+    tree_rules::assert_user_attributes_only_on_files(mounted.path(), "tar2erofs");
+}
+
+#[test]
+fn symlinks_are_0777_whatever_their_entry_says() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::symlink_with_a_mode().tar());
+    let mounted = Mounted::new("erofs", &image);
+    tree_rules::assert_symlink_is_0777(mounted.path(), "tar2erofs");
 }

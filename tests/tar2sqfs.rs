@@ -13,6 +13,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use support::mounted::Mounted;
+use support::tree_rules;
 use support::{bin, run_with_stdin, sh, stderr};
 use tar::{EntryType, Header};
 use testkit::{Layer, Raw};
@@ -1153,4 +1155,71 @@ cat >/dev/null; echo image >\"$2\"";
     let out = run_with_stdin(command, &small_layer().tar());
     assert!(out.status.success(), "tar2sqfs failed: {}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join(OUT)).unwrap(), b"image\n");
+}
+
+// ---------------------------------------------------------------------------
+// 7. The tree tar2dir and tar2erofs build from the same stream, or the same
+// refusal (tests/support/tree_rules.rs; tests/differential.rs compares the
+// three on generated streams).
+
+/// The tree in `image`, mounted.
+fn mounted(image: &Path) -> Mounted {
+    Mounted::new("squashfs", image)
+}
+
+#[test]
+fn streams_the_sinks_would_build_differently_are_refused() {
+    tree_rules::assert_all_refused("tar2sqfs", "tar2sqfs", |dir, tar| {
+        run_tar2sqfs(dir, &[OUT], tar)
+    });
+}
+
+#[test]
+fn a_directory_listed_twice_takes_its_last_entrys_metadata() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::repeated_directory().tar());
+    tree_rules::assert_repeated_directory_merged(mounted(&image).path(), "tar2sqfs");
+}
+
+#[test]
+fn overlay_attributes_are_escaped_as_overlayfs_escapes_them() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::overlay_attributes().tar());
+    tree_rules::assert_overlay_attributes_escaped(mounted(&image).path(), "tar2sqfs");
+}
+
+#[test]
+fn user_attributes_stay_only_on_files_and_directories() {
+    let dir = scratch();
+    let tar = tree_rules::user_attributes_on_special_files().tar();
+    let image = build(dir.path(), &[OUT], &tar);
+    tree_rules::assert_user_attributes_only_on_files(mounted(&image).path(), "tar2sqfs");
+}
+
+#[test]
+fn times_squashfs_cannot_hold_are_refused() {
+    // Unsigned 32-bit seconds: mksquashfs 4.6.1 would store 5 for the first
+    // and 4294967295 for the second, and exit 0.
+    let after_2106 = Raw {
+        mtime: (1 << 32) + 5,
+        ..Raw::default()
+    };
+    let before_1970 = Raw {
+        pax: vec![("mtime", b"-1.5")],
+        ..Raw::default()
+    };
+    for (what, raw) in [("after 2106", after_2106), ("before 1970", before_1970)] {
+        let dir = scratch();
+        let tar = Layer::new().file("ok", b"x").raw(b"f", raw).tar();
+        let out = run_tar2sqfs(dir.path(), &[OUT], &tar);
+        assert_failed(what, &out, &["entry \"f\"", "modification time"]);
+        assert!(!dir.path().join(OUT).exists(), "{what}: wrote OUT");
+    }
+}
+
+#[test]
+fn symlinks_are_0777_whatever_their_entry_says() {
+    let dir = scratch();
+    let image = build(dir.path(), &[OUT], &tree_rules::symlink_with_a_mode().tar());
+    tree_rules::assert_symlink_is_0777(mounted(&image).path(), "tar2sqfs");
 }

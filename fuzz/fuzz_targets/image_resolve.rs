@@ -39,32 +39,13 @@
 use libfuzzer_sys::fuzz_target;
 use ocirender::image::platform::PlatformRequest;
 use ocirender::image::{resolve, Selection};
-use ocirender_fuzz::{empty_dir, replace, sha256_hex, split, Scratch, Storage};
+use ocirender_fuzz::placeholders::{substitute, Blob};
+use ocirender_fuzz::{empty_dir, sha256_hex, split, Scratch, Storage};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-
-struct Blob {
-    bytes: Vec<u8>,
-    hex: String,
-}
-
-impl Blob {
-    fn new(bytes: Vec<u8>) -> Blob {
-        let hex = sha256_hex(&bytes);
-        Blob { bytes, hex }
-    }
-
-    fn values(&self, prefix: &str) -> Vec<(String, String)> {
-        vec![
-            (format!("${prefix}D"), format!("sha256:{}", self.hex)),
-            (format!("${prefix}H"), self.hex.clone()),
-            (format!("${prefix}S"), self.bytes.len().to_string()),
-        ]
-    }
-}
 
 struct Layers {
     plain: Blob,
@@ -91,14 +72,6 @@ fn layers() -> &'static Layers {
             gzip: Blob::new(gzip),
         }
     })
-}
-
-fn substitute(piece: &[u8], values: &[(String, String)]) -> Vec<u8> {
-    let mut out = piece.to_vec();
-    for (from, to) in values {
-        out = replace(&out, from.as_bytes(), to.as_bytes());
-    }
-    out
 }
 
 thread_local! {
@@ -195,12 +168,7 @@ fn run(scratch: &Path, flags: u8, rest: &[u8]) {
         tag: (flags & 4 != 0).then(|| "sample".to_owned()),
     };
     let result = resolve(&target, &selection);
-    if ocirender_fuzz::verbose() {
-        match &result {
-            Ok(image) => eprintln!("resolve: ok: {} layers", image.layers.len()),
-            Err(e) => eprintln!("resolve: error: {e:#}"),
-        }
-    }
+    ocirender_fuzz::show_resolved(&result);
     let Ok(image) = result else {
         return;
     };

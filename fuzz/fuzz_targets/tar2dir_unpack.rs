@@ -143,8 +143,8 @@ fuzz_target!(|data: &[u8]| {
             };
             std::fs::create_dir(&dest).unwrap();
             let options = UnpackOptions {
-                strict: false,
                 force_walk,
+                ..UnpackOptions::default()
             };
             let result = unpack_into(&dest, File::open(&input).unwrap(), &options);
             if ocirender_fuzz::verbose() {

@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ocirender::tar::forward::forward_for_mksquashfs;
-use ocirender_fuzz::read_complete_tar;
+use ocirender_fuzz::check_forwarded;
 use std::collections::HashSet;
 use tar::EntryType;
 
@@ -19,66 +19,48 @@ fuzz_target!(|data: &[u8]| {
     let mut input = data;
     let mut output = Vec::new();
     let result = forward_for_mksquashfs(&mut input, &mut output, 0);
-    if ocirender_fuzz::verbose() {
-        match &result {
-            Ok(stats) => eprintln!("forward: ok: {stats:?}"),
-            Err(e) => eprintln!("forward: error: {e:#}"),
-        }
-    }
-    match result {
-        Ok(stats) => {
-            assert_eq!(
-                stats.bytes_in,
-                data.len() as u64,
-                "the input is read to its end"
+    let entries = check_forwarded(&result, &output);
+    if let (Ok(stats), Some(entries)) = (result, entries) {
+        assert_eq!(
+            stats.bytes_in,
+            data.len() as u64,
+            "the input is read to its end"
+        );
+        let mut dirs = HashSet::new();
+        let mut parents = Vec::new();
+        for entry in &entries {
+            let shown = String::from_utf8_lossy(&entry.path);
+            assert!(entry.uname.is_empty(), "{shown}: user name kept");
+            assert!(entry.gname.is_empty(), "{shown}: group name kept");
+            assert!(
+                !entry.pax_malformed,
+                "{shown}: malformed PAX records in the output"
             );
-            let entries = read_complete_tar(&output).unwrap_or_else(|why| {
-                panic!("the stream check passed, but its output is not a complete tar: {why}")
-            });
-            let mut dirs = HashSet::new();
-            let mut parents = Vec::new();
-            for entry in &entries {
-                let shown = String::from_utf8_lossy(&entry.path);
-                assert!(entry.uname.is_empty(), "{shown}: user name kept");
-                assert!(entry.gname.is_empty(), "{shown}: group name kept");
+            for key in &entry.pax_keys {
                 assert!(
-                    !entry.pax_malformed,
-                    "{shown}: malformed PAX records in the output"
+                    key != b"uname" && key != b"gname",
+                    "{shown}: PAX {} kept",
+                    String::from_utf8_lossy(key)
                 );
-                for key in &entry.pax_keys {
-                    assert!(
-                        key != b"uname" && key != b"gname",
-                        "{shown}: PAX {} kept",
-                        String::from_utf8_lossy(key)
-                    );
-                }
-                let Ok(path) = ocirender::tar::path::normalize(&entry.path) else {
-                    continue;
-                };
-                if entry.kind == EntryType::Directory {
-                    dirs.insert(path.clone());
-                }
-                let mut parent = ocirender::tar::path::split_parent(&path).0;
-                while !parent.is_empty() {
-                    parents.push((parent.to_vec(), shown.clone().into_owned()));
-                    parent = ocirender::tar::path::split_parent(parent).0;
-                }
             }
-            for (parent, child) in parents {
-                assert!(
-                    dirs.contains(&parent),
-                    "{child}: parent {} has no directory entry",
-                    String::from_utf8_lossy(&parent)
-                );
+            let Ok(path) = ocirender::tar::path::normalize(&entry.path) else {
+                continue;
+            };
+            if entry.kind == EntryType::Directory {
+                dirs.insert(path.clone());
+            }
+            let mut parent = ocirender::tar::path::split_parent(&path).0;
+            while !parent.is_empty() {
+                parents.push((parent.to_vec(), shown.clone().into_owned()));
+                parent = ocirender::tar::path::split_parent(parent).0;
             }
         }
-        Err(err) => {
-            if let Ok(entries) = read_complete_tar(&output) {
-                panic!(
-                    "the stream check failed ({err:#}) but its output is a complete tar of {} entries",
-                    entries.len()
-                );
-            }
+        for (parent, child) in parents {
+            assert!(
+                dirs.contains(&parent),
+                "{child}: parent {} has no directory entry",
+                String::from_utf8_lossy(&parent)
+            );
         }
     }
 });

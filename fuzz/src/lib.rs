@@ -289,6 +289,16 @@ impl Scratch {
         } else {
             std::env::temp_dir()
         };
+        Scratch::in_base(name, base)
+    }
+
+    /// [`Scratch::new`] in the temporary directory, never on tmpfs: for
+    /// files too large to hold in memory.
+    pub fn on_disk(name: &str) -> Scratch {
+        Scratch::in_base(name, std::env::temp_dir())
+    }
+
+    fn in_base(name: &str, base: PathBuf) -> Scratch {
         let prefix = format!("ocirender-fuzz-{name}-");
         remove_stale(&base, &prefix);
         let dir = tempfile::Builder::new()
@@ -348,8 +358,43 @@ pub fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// At most this much of an output is kept for checking.
+pub const KEPT_OUTPUT: u64 = 64 << 20;
+
+/// A sink that keeps the first [`KEPT_OUTPUT`] bytes written to it and
+/// counts all of them.
+#[derive(Default)]
+pub struct Kept {
+    bytes: Vec<u8>,
+    /// Bytes written.
+    pub total: u64,
+}
+
+impl Kept {
+    /// Everything written, unless it was more than [`KEPT_OUTPUT`].
+    pub fn kept(&self) -> Option<&[u8]> {
+        (self.total <= KEPT_OUTPUT).then_some(&self.bytes[..])
+    }
+}
+
+impl Write for Kept {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.total += buf.len() as u64;
+        let room = KEPT_OUTPUT.saturating_sub(self.bytes.len() as u64) as usize;
+        self.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The merge targets' common part: layers made from fuzzed bytes, merged,
 /// and the output checked.
+pub mod members;
+pub mod placeholders;
+
 pub mod merge {
     use super::*;
     use ocirender::blob::digest::{Algorithm, Digest};
@@ -437,33 +482,47 @@ pub mod merge {
                 server: None,
             });
         }
+        merge_and_check(flags, &refs);
+    }
+
+    /// Merges `refs` (base first) with the options `flags` gives, and
+    /// checks the output. Output beyond [`KEPT_OUTPUT`] bytes is counted,
+    /// not kept (a fuzzed layer may hold a gigabyte): then only the
+    /// counts are checked.
+    pub fn merge_and_check(flags: Flags, refs: &[LayerRef]) {
         let options = flags.options();
         let mut warnings = 0u64;
         let mut warn = |_: &str| warnings += 1;
-        let mut out = Vec::new();
-        let result = merge(&refs, &mut out, &options, &mut warn);
+        let mut sink = Kept::default();
+        let result = merge(refs, &mut sink, &options, &mut warn).map(|(_, stats)| stats);
         if verbose() {
             match &result {
-                Ok((_, stats)) => eprintln!("merge: ok: {stats:?}"),
+                Ok(stats) => eprintln!("merge: ok: {stats:?}"),
                 Err(e) => eprintln!("merge: error: {e:#}"),
             }
         }
+        let Some(out) = sink.kept() else {
+            if let Ok(stats) = &result {
+                assert_eq!(stats.bytes_written, sink.total, "bytes_written");
+            }
+            return;
+        };
         match result {
-            Ok((_, stats)) => {
+            Ok(stats) => {
                 assert!(
                     !flags.wrong_digest(),
                     "the merge succeeded although every layer declares a wrong digest"
                 );
                 assert_eq!(stats.bytes_written, out.len() as u64, "bytes_written");
-                assert_eq!(stats.layers, layers.len(), "layers");
+                assert_eq!(stats.layers, refs.len(), "layers");
                 assert_eq!(stats.warnings, warnings, "warnings counted");
-                let entries = read_complete_tar(&out).unwrap_or_else(|why| {
+                let entries = read_complete_tar(out).unwrap_or_else(|why| {
                     panic!("the merge succeeded but its output is not a complete tar: {why}")
                 });
                 check_entries(&entries, stats.entries_written);
             }
             Err(err) => {
-                if let Ok(entries) = read_complete_tar(&out) {
+                if let Ok(entries) = read_complete_tar(out) {
                     panic!(
                         "the merge failed ({err:#}) but its output is a complete tar of {} entries",
                         entries.len()
@@ -530,6 +589,45 @@ pub mod merge {
             if seen.insert(canonical, entry.kind).is_some() {
                 panic!("{shown} appears twice in the output");
             }
+        }
+    }
+}
+
+/// The stream check's (`tar::forward`) output against its result: on
+/// success a complete tar, whose entries are returned; on failure, no
+/// complete tar. Printed first when verbose.
+pub fn check_forwarded(
+    result: &anyhow::Result<ocirender::tar::forward::ForwardStats>,
+    output: &[u8],
+) -> Option<Vec<EntryInfo>> {
+    if verbose() {
+        match result {
+            Ok(stats) => eprintln!("forward: ok: {stats:?}"),
+            Err(e) => eprintln!("forward: error: {e:#}"),
+        }
+    }
+    match result {
+        Ok(_) => Some(read_complete_tar(output).unwrap_or_else(|why| {
+            panic!("the stream check passed, but its output is not a complete tar: {why}")
+        })),
+        Err(err) => {
+            if let Ok(entries) = read_complete_tar(output) {
+                panic!(
+                    "the stream check failed ({err:#}) but its output is a complete tar of {} entries",
+                    entries.len()
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Prints what resolving an image gave, when verbose.
+pub fn show_resolved(result: &anyhow::Result<ocirender::image::ResolvedImage>) {
+    if verbose() {
+        match result {
+            Ok(image) => eprintln!("resolve: ok: {} layers", image.layers.len()),
+            Err(e) => eprintln!("resolve: error: {e:#}"),
         }
     }
 }

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod mounted;
 pub mod registry;
 pub mod snapshot;
+pub mod tree_rules;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -11,18 +11,28 @@ use std::path::Path;
 pub struct Compare {
     /// Owner, group and mode bits.
     pub ownership_and_modes: bool,
-    /// Modification times of files and directories (not symlinks).
+    /// Modification times of files and directories.
     pub mtimes: bool,
+    /// Modes and modification times of symlinks too (some unpackers leave
+    /// their times; Linux ignores their modes).
+    pub symlinks: bool,
     /// Extended attributes.
     pub xattrs: bool,
 }
 
 impl Compare {
-    /// Everything.
+    /// Everything but the modes and times of symlinks.
     pub const ALL: Compare = Compare {
         ownership_and_modes: true,
         mtimes: true,
+        symlinks: false,
         xattrs: true,
+    };
+
+    /// Everything.
+    pub const EXACT: Compare = Compare {
+        symlinks: true,
+        ..Compare::ALL
     };
 }
 
@@ -62,15 +72,20 @@ pub fn snapshot(root: &Path, compare: Compare) -> BTreeMap<String, String> {
         };
         if compare.ownership_and_modes {
             d += &format!(" {}:{}", meta.uid(), meta.gid());
-            if !ft.is_symlink() {
+            if compare.symlinks || !ft.is_symlink() {
                 d += &format!(" mode {:o}", meta.mode() & 0o7777);
             }
         }
-        if compare.mtimes && !ft.is_symlink() {
+        if compare.mtimes && (compare.symlinks || !ft.is_symlink()) {
             d += &format!(" mtime {}", meta.mtime());
         }
         if compare.xattrs {
-            let mut names: Vec<_> = xattr::list(&path).unwrap().collect();
+            // A squashfs image without any xattr says so (EOPNOTSUPP).
+            let mut names: Vec<_> = match xattr::list(&path) {
+                Ok(names) => names.collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Vec::new(),
+                Err(e) => panic!("{}: cannot list xattrs: {e}", path.display()),
+            };
             names.sort();
             for name in names.into_iter().filter(|n| n != "security.selinux") {
                 let value = xattr::get(&path, &name).unwrap().unwrap_or_default();

@@ -19,6 +19,8 @@
 //! * [`tar`]: entries in and out: one reader (sparse members included), one
 //!   writer, entry names, and the checked forwarding the image builders get;
 //! * [`unpack`]: a merged tar into a directory, confined by the kernel;
+//! * [`runtime`]: an image's run configuration as a runtime bundle's
+//!   `config.json` (`Env`, `Cmd`, `User` resolved in the unpacked tree);
 //! * [`sink`]: image builders (`mksquashfs -tar`, `mkfs.erofs --tar=f`)
 //!   and the staged outputs every sink writes: built beside the
 //!   destination, renamed on success, removed on failure or a signal;
@@ -37,6 +39,7 @@ pub mod image;
 pub mod merge;
 pub mod progress;
 pub mod registry;
+pub mod runtime;
 pub mod sink;
 pub mod tar;
 pub mod temporaries;

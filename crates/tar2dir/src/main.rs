@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
+use ocirender::sink::builder::timestamp_from_env;
 use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -10,12 +11,14 @@ use std::process::ExitCode;
 
 const PROGRAM: &str = "tar2dir";
 
-const AFTER_HELP: &str = "\
+const AFTER_HELP: &str = concat!(
+    "\
 SAFETY
   Every path is resolved inside DIR by the kernel (openat2 RESOLVE_IN_ROOT,
   or a component walk that refuses symlinks): no entry, symlink or hard link
-  can create, write or change anything outside DIR. Whatever is in an
-  entry's way is removed first, never written through.
+  can create, write or change anything outside DIR. No entry may stand
+  where an earlier one is, or below a symlink (see THE TREE), so nothing is
+  ever written through or over what the stream made.
 
 ATOMICITY
   DIR must not exist, or be empty. The tree is built in a hidden sibling
@@ -26,15 +29,25 @@ ATOMICITY
 WITHOUT ROOT
   Ownership, device nodes and security.*/trusted.* xattrs cannot be set;
   they are skipped with one summary warning, or refused with --strict.
+  Directories the stream does not describe are then owned by the user
+  running tar2dir.
 
+",
+    ocirender::tree_rules_help!(),
+    "\
 EXIT STATUS
   0 when the whole stream was unpacked and DIR renamed into place; 1 on any
   error (one line on stderr), with DIR left as it was; 128+N when killed by
   signal N (the hidden sibling is removed first).
 
+ENVIRONMENT
+  SOURCE_DATE_EPOCH  the time of directories the stream does not describe
+                     (default 0), as in tar2sqfs and tar2erofs
+
 EXAMPLES
   oci-layers IMAGE | oci-merge | tar2dir rootfs/
-  tar2dir rootfs/ < rootfs.tar";
+  tar2dir rootfs/ < rootfs.tar"
+);
 
 /// Unpack a tar stream from stdin into a new directory, safely.
 #[derive(Parser)]
@@ -63,6 +76,7 @@ fn run(args: Args) -> Result<()> {
     let options = UnpackOptions {
         strict: args.strict,
         force_walk: args.no_openat2,
+        dir_time: timestamp_from_env()?,
     };
     let stats = unpack_to_new_dir(&args.dir, stdin, &options)?;
     if let Some(summary) = stats.skipped_summary() {

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 const PROGRAM: &str = "tar2erofs";
 
-const AFTER_HELP: &str = "\
+const AFTER_HELP: &str = concat!(
+    "\
 DEFAULTS
   lz4hc level 4 in clusters of up to 64 KiB, 4 KiB blocks: lz4 is the
   fastest to read, and the kernel mounts it in big clusters since Linux
@@ -55,6 +56,9 @@ SAFETY
   run. The image is built beside OUT and renamed over it only on success;
   on failure OUT is left exactly as it was.
 
+",
+    ocirender::tree_rules_help!(),
+    "\
 EXIT STATUS
   0 when the image was built and renamed into place; 1 on any error (one
   line on stderr), with OUT left as it was; 128+N when killed by signal N
@@ -69,7 +73,8 @@ ENVIRONMENT
 EXAMPLES
   oci-layers IMAGE | oci-merge | tar2erofs rootfs.erofs
   tar2erofs --comp zstd --level 9 rootfs.erofs < rootfs.tar
-  tar2erofs rootfs.erofs -- -Efragments,ztailpacking < rootfs.tar";
+  tar2erofs rootfs.erofs -- -Efragments,ztailpacking < rootfs.tar"
+);
 
 /// Build an EROFS image from a tar stream on stdin.
 #[derive(Parser)]

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 const PROGRAM: &str = "tar2sqfs";
 
-const AFTER_HELP: &str = "\
+const AFTER_HELP: &str = concat!(
+    "\
 DEFAULTS
   zstd (level 3), no fragments, no appending, the root directory and
   directories the tar does not describe 0755 root:root, numeric ownership
@@ -32,9 +33,14 @@ OUTPUT
 SAFETY
   The stream is checked as it is forwarded: a bad header or a missing
   end-of-archive marker (a truncated stream, a failed producer) fails the
-  run. The image is built beside OUT and renamed over it only on success;
-  on failure OUT is left exactly as it was.
+  run, and so does a time squashfs cannot hold (before 1970 or after
+  4294967295 s, early 2106), which mksquashfs would store as another. The
+  image is built beside OUT and renamed over it only on success; on
+  failure OUT is left exactly as it was.
 
+",
+    ocirender::tree_rules_help!(),
+    "\
 EXIT STATUS
   0 when the image was built and renamed into place; 1 on any error (one
   line on stderr), with OUT left as it was; 128+N when killed by signal N
@@ -47,7 +53,8 @@ ENVIRONMENT
 EXAMPLES
   oci-layers IMAGE | oci-merge | tar2sqfs rootfs.sqfs
   tar2sqfs --comp xz rootfs.sqfs < rootfs.tar
-  tar2sqfs rootfs.sqfs -- -processors 1 < rootfs.tar";
+  tar2sqfs rootfs.sqfs -- -processors 1 < rootfs.tar"
+);
 
 /// Build a squashfs image from a tar stream on stdin.
 #[derive(Parser)]

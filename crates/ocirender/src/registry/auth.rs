@@ -71,7 +71,7 @@ impl fmt::Debug for Authorization {
 
 /// What a `WWW-Authenticate` header asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Challenge {
+pub enum Challenge {
     /// Fetch a token from `realm`.
     Bearer {
         realm: String,
@@ -98,7 +98,7 @@ enum Scheme {
     Bearer(TokenKey),
 }
 
-struct Token {
+pub struct Token {
     authorization: Authorization,
     renew_at: Instant,
 }
@@ -361,7 +361,7 @@ impl Auth {
 /// The token in a token service's JSON answer (`token`, or OAuth2's
 /// `access_token`), read by `until`. Errors never quote the answer: it
 /// holds the token.
-fn parse_token(response: ureq::Response, until: Option<Instant>) -> Result<Token, &'static str> {
+pub fn parse_token(response: ureq::Response, until: Option<Instant>) -> Result<Token, &'static str> {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
@@ -394,7 +394,7 @@ fn parse_token(response: ureq::Response, until: Option<Instant>) -> Result<Token
 /// other schemes, and a Bearer challenge without a realm, are skipped.
 /// Nothing is collected: a registry may send 10 MB of challenges (ureq's
 /// limit on headers), and only one is ever answered.
-fn parse_challenges(headers: &[&str]) -> Option<Challenge> {
+pub fn parse_challenges(headers: &[&str]) -> Option<Challenge> {
     let mut basic = None;
     for header in headers {
         // A syntax error ends the header: challenges the parser finished

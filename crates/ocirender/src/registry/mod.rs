@@ -21,7 +21,10 @@
 pub mod credentials;
 pub mod reference;
 
-mod auth;
+// Public, hidden, for the fuzz targets (fuzz/) only: its parsers of
+// `WWW-Authenticate` and token answers.
+#[doc(hidden)]
+pub mod auth;
 mod blob;
 mod origin;
 mod redirect;

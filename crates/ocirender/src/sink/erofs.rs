@@ -171,6 +171,7 @@ pub fn write_erofs(
         forwarding: ForwardOptions {
             dir_time: options.timestamp,
             describe_root: true,
+            max_time: None,
         },
         progress: options.progress,
     };

@@ -10,7 +10,7 @@
 
 pub use crate::sink::builder::Version;
 use crate::sink::builder::{self, build_image, Built, Run, Tool, ToolSpec};
-use crate::tar::forward::ForwardOptions;
+use crate::tar::forward::{ForwardOptions, SQUASHFS_MAX_TIME};
 use anyhow::{bail, Result};
 use std::ffi::OsString;
 use std::io::Read;
@@ -119,6 +119,7 @@ pub fn write_squashfs(
         forwarding: ForwardOptions {
             dir_time: options.timestamp,
             describe_root: false,
+            max_time: Some(SQUASHFS_MAX_TIME),
         },
         progress: options.progress,
     };

@@ -15,9 +15,22 @@
 //!   holes as zeros: mksquashfs 4.6.1 misreads many of them;
 //! * PAX global headers are consumed, other PAX records (xattrs,
 //!   sub-second times) are kept;
-//! * parent directories the stream never describes get an entry at the end
-//!   (`0755 root:root` and a given time): mksquashfs would otherwise stamp
-//!   them with the build time, and the image would not be reproducible;
+//! * every entry is admitted to a [`Listing`] first, so both builders
+//!   build the tree `tar2dir` builds, or the stream is refused: a path
+//!   listed twice, a path through a non-directory, a hard link to anything
+//!   but an earlier non-directory (mksquashfs would keep the first of two
+//!   entries, drop such a link, or crash on it);
+//! * directories come out at the end, once each, with their last entry's
+//!   metadata (mksquashfs keeps the first entry's, mkfs.erofs merges their
+//!   xattrs), parents first; those the stream never describes get
+//!   `0755 root:root` and a given time (mksquashfs would otherwise stamp
+//!   them with the build time, and the image would not be reproducible);
+//! * extended attributes are renamed or dropped as every sink does it
+//!   ([`stored_name`]): overlayfs's own attributes are escaped, so an
+//!   image used as an overlay lower layer does not act on them; symlinks
+//!   are 0777, as Linux makes them;
+//! * with [`ForwardOptions::max_time`] (squashfs), a time the image cannot
+//!   hold is refused: mksquashfs would cut it to 32 bits;
 //! * the root directory's own entries are dropped; on request one root
 //!   entry (`./`, `0755 root:root`, the same time) comes first, for
 //!   builders that take the root from the stream (mkfs.erofs would
@@ -25,14 +38,21 @@
 //!   build time).
 
 use super::BLOCK;
-use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
+use crate::sink::listing::{hard_link_target, Listing};
+use crate::sink::times::modification_time;
+use crate::sink::xattrs::stored_name;
+use crate::tar::entry::{
+    entry_label, read_member, EntryMeta, Kind, Member, PaxRecord, XATTR_PREFIX,
+};
 use crate::tar::path;
 use crate::tar::writer::TarWriter;
 use anyhow::{bail, Context, Result};
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::io::{self, BufReader, Read, Write};
 
 const INPUT_BUFFER: usize = 1 << 20;
+/// The mode of every symlink on Linux.
+const SYMLINK_MODE: u32 = 0o777;
 
 /// What was forwarded.
 #[derive(Debug, Clone, Default)]
@@ -52,10 +72,19 @@ pub struct ForwardOptions {
     pub dir_time: u64,
     /// Whether to begin with an entry for the root directory.
     pub describe_root: bool,
+    /// The latest modification time the image can hold, in seconds after
+    /// 1970, if it cannot hold every time (and none before 1970): an entry
+    /// outside is refused, where the builder would store another time.
+    pub max_time: Option<u64>,
 }
 
-/// [`forward`] without a root entry, as `mksquashfs -tar` wants it (it
-/// takes the root directory from its options).
+/// The latest time squashfs holds: its times are unsigned 32-bit seconds
+/// (early 2106). mksquashfs 4.6.1 cuts a later one in a header to its low
+/// 32 bits, and stores a negative one in a PAX record as this.
+pub const SQUASHFS_MAX_TIME: u64 = u32::MAX as u64;
+
+/// [`forward`] as `mksquashfs -tar` wants it: without a root entry (it
+/// takes the root directory from its options), times it can hold only.
 pub fn forward_for_mksquashfs(
     input: &mut dyn Read,
     output: &mut dyn Write,
@@ -64,6 +93,7 @@ pub fn forward_for_mksquashfs(
     let options = ForwardOptions {
         dir_time,
         describe_root: false,
+        max_time: Some(SQUASHFS_MAX_TIME),
     };
     forward(input, output, &options)
 }
@@ -84,8 +114,8 @@ pub fn forward(
         out: TarWriter::new(output),
         entries: 0,
         data_bytes: 0,
-        declared_dirs: HashSet::new(),
-        parent_dirs: HashSet::new(),
+        listing: Listing::new(),
+        max_time: options.max_time,
     };
     if options.describe_root {
         if let Err(err) = forwarder.describe_root(options.dir_time) {
@@ -97,7 +127,7 @@ pub fn forward(
     let result = read
         .and_then(|()| check_end_marker(&mut source))
         .map_err(|err| source.explain(err))
-        .and_then(|()| forwarder.describe_missing_dirs(options.dir_time));
+        .and_then(|()| forwarder.write_directories(options.dir_time));
     let entries = forwarder.entries;
     let data_bytes = forwarder.data_bytes;
     match result {
@@ -121,10 +151,10 @@ struct Forwarder<'a> {
     out: TarWriter<&'a mut dyn Write>,
     entries: u64,
     data_bytes: u64,
-    /// Directories with an entry of their own.
-    declared_dirs: HashSet<Vec<u8>>,
-    /// Directories some entry lives in.
-    parent_dirs: HashSet<Vec<u8>>,
+    /// The tree so far, with the metadata of its directories.
+    listing: Listing,
+    /// [`ForwardOptions::max_time`].
+    max_time: Option<u64>,
 }
 
 impl Forwarder<'_> {
@@ -156,31 +186,25 @@ impl Forwarder<'_> {
             // entry [`Forwarder::describe_root`] wrote.
             return Ok(());
         }
+        if let Some(max) = self.max_time {
+            check_time(meta, max)?;
+        }
+        self.listing.admit(&path, meta)?;
         if meta.kind == Kind::Regular {
             self.data_bytes += meta.size;
         }
-        self.note_directories(&path, meta.kind.is_dir());
+        let meta = as_stored(meta);
         let written = match meta.kind {
-            Kind::HardLink => {
-                let target = path::normalize(&meta.link_target).context("bad hard link target")?;
-                self.out.write_hard_link(&path, &target, meta)
-            }
-            _ => self.out.write_entry(&path, meta, data),
+            // Written once the stream has ended, with its last metadata.
+            Kind::Directory => return Ok(()),
+            Kind::HardLink => self
+                .out
+                .write_hard_link(&path, &hard_link_target(&meta)?, &meta),
+            _ => self.out.write_entry(&path, &meta, data),
         };
         // The io::Error stays in the chain: a broken pipe to mksquashfs
         // must stay recognisable.
         written.context("cannot forward the entry")
-    }
-
-    /// Records which directories an entry declares and needs.
-    fn note_directories(&mut self, path: &[u8], is_dir: bool) {
-        let mut parent = path::split_parent(path).0;
-        while !parent.is_empty() && self.parent_dirs.insert(parent.to_vec()) {
-            parent = path::split_parent(parent).0;
-        }
-        if is_dir {
-            self.declared_dirs.insert(path.to_vec());
-        }
     }
 
     /// Writes the root directory's entry, `./`.
@@ -192,20 +216,65 @@ impl Forwarder<'_> {
         self.out.write_empty(b".", &meta).context("cannot write")
     }
 
-    /// Describes the directories that entries live in but that have no
-    /// entry of their own.
-    fn describe_missing_dirs(&mut self, dir_time: u64) -> Result<()> {
-        let mut missing: Vec<&Vec<u8>> = self.parent_dirs.difference(&self.declared_dirs).collect();
-        missing.sort_by(|a, b| path::parents_first(a, b));
-        let meta = EntryMeta {
+    /// Writes every directory, parents first: with its last entry's
+    /// metadata, or as an implicit directory stamped `dir_time` when the
+    /// stream only named things inside it.
+    fn write_directories(&mut self, dir_time: u64) -> Result<()> {
+        let implicit = EntryMeta {
             mtime: dir_time,
             ..EntryMeta::implicit_dir()
         };
-        for dir in missing {
-            self.out.write_empty(dir, &meta).context("cannot write")?;
+        for (dir, meta) in self.listing.directories(&implicit) {
+            self.out
+                .write_empty(dir, &as_stored(meta))
+                .context("cannot write")?;
         }
         Ok(())
     }
+}
+
+/// Refuses an entry whose time is before 1970 or after `max` seconds.
+fn check_time(meta: &EntryMeta, max: u64) -> Result<()> {
+    let seconds = modification_time(meta).seconds;
+    if u64::try_from(seconds).map_or(true, |s| s > max) {
+        bail!(
+            "its modification time ({seconds} s after 1970) is outside what the image can hold \
+             (0 to {max} s)"
+        );
+    }
+    Ok(())
+}
+
+/// `meta` as every sink stores it: xattr records renamed or dropped, and
+/// a symlink's mode 0777 (Linux gives every symlink that mode, but
+/// mkfs.erofs would keep the entry's).
+fn as_stored(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
+    let xattrs_unchanged = meta
+        .xattrs()
+        .all(|(name, _)| stored_name(name, meta.kind).as_deref() == Some(name));
+    let mode = match meta.kind {
+        Kind::Symlink => SYMLINK_MODE,
+        _ => meta.mode,
+    };
+    if xattrs_unchanged && mode == meta.mode {
+        return Cow::Borrowed(meta);
+    }
+    let pax = meta
+        .pax
+        .iter()
+        .filter_map(|record| match record.key.strip_prefix(XATTR_PREFIX) {
+            None => Some(record.clone()),
+            Some(name) => stored_name(name, meta.kind).map(|stored| PaxRecord {
+                key: [XATTR_PREFIX, &stored].concat(),
+                value: record.value.clone(),
+            }),
+        })
+        .collect();
+    Cow::Owned(EntryMeta {
+        mode,
+        pax,
+        ..meta.clone()
+    })
 }
 
 /// The tar reader stops at the first zero block, or at the end of the
@@ -409,6 +478,7 @@ mod tests {
         let options = ForwardOptions {
             dir_time: 77,
             describe_root: true,
+            max_time: None,
         };
         let mut out = Vec::new();
         let stats = forward(&mut &input[..], &mut out, &options).unwrap();
@@ -432,6 +502,101 @@ mod tests {
             entries,
             [(b"./".to_vec(), 0o755, 0, 77), (b"f".to_vec(), 0o644, 0, 0)]
         );
+    }
+
+    /// (path, mode, xattr names) of each entry `forward_for_mksquashfs`
+    /// writes for `input`.
+    fn forwarded(input: &[u8]) -> Result<Vec<(String, u32, Vec<String>)>> {
+        let mut out = Vec::new();
+        forward_for_mksquashfs(&mut &input[..], &mut out, 0)?;
+        let mut archive = tar::Archive::new(&out[..]);
+        let entries = archive.entries().unwrap().map(|e| {
+            let mut e = e.unwrap();
+            let xattrs = match e.pax_extensions().unwrap() {
+                Some(records) => records
+                    .map(|r| r.unwrap().key().unwrap().to_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let path = e.path().unwrap().display().to_string();
+            (path, e.header().mode().unwrap(), xattrs)
+        });
+        Ok(entries.collect())
+    }
+
+    #[test]
+    fn directories_come_last_once_with_their_last_metadata_and_escaped_xattrs() {
+        let dir = |mode, xattr| testkit::Raw {
+            kind: EntryType::Directory,
+            mode,
+            pax: vec![(xattr, &b"y"[..])],
+            ..testkit::Raw::default()
+        };
+        let input = testkit::Layer::new()
+            .raw(b"d", dir(0o700, "SCHILY.xattr.user.first"))
+            .file("d/f", b"x")
+            .raw(b"./d/", dir(0o711, "SCHILY.xattr.trusted.overlay.opaque"))
+            .symlink("s", "d")
+            .raw(
+                b"p",
+                testkit::Raw {
+                    kind: EntryType::Fifo,
+                    pax: vec![("SCHILY.xattr.user.x", b"1")],
+                    ..testkit::Raw::default()
+                },
+            )
+            .tar();
+        let names = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            forwarded(&input).unwrap(),
+            [
+                ("d/f".to_owned(), 0o644, names(&[])),
+                ("s".to_owned(), 0o777, names(&[])),
+                ("p".to_owned(), 0o644, names(&[])),
+                (
+                    "d/".to_owned(),
+                    0o711,
+                    names(&["SCHILY.xattr.trusted.overlay.overlay.opaque"])
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_listing_refuses_is_an_error_naming_the_entry() {
+        let input = testkit::Layer::new()
+            .file("a", b"1")
+            .file("./a", b"2")
+            .tar();
+        let err = format!("{:#}", forwarded(&input).unwrap_err());
+        assert!(
+            err.contains("entry \"./a\": the path is listed twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn times_squashfs_cannot_hold_are_refused() {
+        for (mtime, pax) in [(1 << 32, None), (0, Some(&b"-0.5"[..]))] {
+            let input = testkit::Layer::new()
+                .raw(
+                    b"f",
+                    testkit::Raw {
+                        mtime,
+                        pax: pax.map(|value| ("mtime", value)).into_iter().collect(),
+                        ..testkit::Raw::default()
+                    },
+                )
+                .tar();
+            let err = format!("{:#}", forwarded(&input).unwrap_err());
+            assert!(err.contains("modification time"), "{mtime} {pax:?}: {err}");
+        }
+        let latest = testkit::Raw {
+            mtime: SQUASHFS_MAX_TIME,
+            ..testkit::Raw::default()
+        };
+        let input = testkit::Layer::new().raw(b"f", latest).tar();
+        assert!(forwarded(&input).is_ok());
     }
 
     #[test]

@@ -6,11 +6,34 @@
 //! blank so every consumer uses the numeric ids.
 //!
 //! The writer never writes the end-of-archive marker on its own: only
-//! [`TarWriter::finish`] does, after a fully successful merge. A merge that
-//! fails part-way therefore leaves a visibly truncated archive, which
-//! `tar2dir`, `tar2sqfs` and GNU tar all refuse. This is also why the
-//! `tar` crate's `Builder`, which finishes the archive when dropped, is not
-//! used here.
+//! [`TarWriter::finish`] does, after a fully successful merge. This is also
+//! why the `tar` crate's `Builder`, which finishes the archive when dropped,
+//! is not used here.
+//!
+//! A missing marker alone does not make a failed merge look failed: GNU
+//! tar, bsdtar, busybox tar, Python's `tarfile` and the `tar` crate all
+//! accept a stream that stops at a member boundary. So a writer that is
+//! abandoned ([`TarWriter::abandon`]) ends its stream with a trailer that
+//! every one of them refuses, wherever the failure struck:
+//!
+//! * the member being written is completed first: its missing data with
+//!   zeros (up to [`FILL_LIMIT`] bytes), and its padding;
+//! * then a valid PAX extended header (a `comment` saying the archive is
+//!   incomplete), so that the next block belongs to a member;
+//! * then a block that is no valid header (its checksum is letters).
+//!
+//! Every reader fails on the PAX header's member being invalid, and Python's
+//! `tarfile`, which takes an invalid header after the first as the end of
+//! the archive, fails too because a PAX header must be followed by its
+//! member. Were the trailer written inside the cut member's data instead,
+//! the readers would take it as data and accept the archive.
+//!
+//! When more than [`FILL_LIMIT`] bytes of the member are missing, nothing is
+//! written: the stream then ends inside the member's declared data, which
+//! every reader that reads the data refuses. Readers that seek over data
+//! without reading it (busybox `tar -t` on a file, the `tar` crate's
+//! `entries_with_seek`) see a clean end there; no writer can tell them
+//! otherwise short of writing the missing bytes.
 
 use super::BLOCK;
 use crate::tar::entry::{EntryMeta, Kind};
@@ -23,6 +46,13 @@ const MAX_OCTAL_7: u64 = 0o7777777;
 const MAX_OCTAL_11: u64 = 0o77777777777;
 /// Output is staged in a buffer of this size and written in large writes.
 const STAGING: usize = 1 << 20;
+/// An abandoned writer completes the member it was cut in with at most this
+/// many zero bytes (see the module's documentation): enough for nearly
+/// every file of a real image, and cheap to write once on a failure.
+pub const FILL_LIMIT: u64 = 64 << 20;
+/// The PAX record of the trailer an abandoned writer leaves.
+const INCOMPLETE_KEY: &[u8] = b"comment";
+const INCOMPLETE_TEXT: &[u8] = b"ocirender: INCOMPLETE ARCHIVE: the program writing it failed";
 
 /// Streams tar entries to `W`.
 ///
@@ -34,6 +64,10 @@ pub struct TarWriter<W: Write> {
     staging: Box<[u8]>,
     staged: usize,
     bytes_written: u64,
+    /// The member whose data is being written: its declared size, and how
+    /// much of it has not been written yet (0 between members).
+    data_size: u64,
+    data_left: u64,
 }
 
 impl<W: Write> TarWriter<W> {
@@ -44,6 +78,8 @@ impl<W: Write> TarWriter<W> {
             staging: vec![0; STAGING].into_boxed_slice(),
             staged: 0,
             bytes_written: 0,
+            data_size: 0,
+            data_left: 0,
         }
     }
 
@@ -100,20 +136,41 @@ impl<W: Write> TarWriter<W> {
         Ok(self.out)
     }
 
-    /// Marks the archive as broken after a failure: writes one block that
-    /// no tar reader accepts as a header, so that even readers which do not
-    /// insist on the end-of-archive marker (GNU tar does not) fail instead
-    /// of accepting a partial tree. Best effort: the sink may be gone.
+    /// Marks the archive as broken after a failure, so that every tar
+    /// reader fails on it: completes the member being written and adds a
+    /// trailer no reader accepts (see the module's documentation), or, when
+    /// too much of the member is missing, writes nothing more. Best effort:
+    /// the sink may be gone.
     pub fn abandon(&mut self) {
-        let mut block = [b' '; BLOCK];
-        let text = b"ocirender: INCOMPLETE ARCHIVE: the program writing it failed\n";
-        block[..text.len()].copy_from_slice(text);
-        // The checksum field must hold octal digits; letters make the block
-        // invalid for every reader.
-        block[148..156].copy_from_slice(b"INVALID!");
-        let _ = self.write_all(&block);
+        let _ = self.write_trailer();
         let _ = self.flush_staging();
         let _ = self.out.flush();
+    }
+
+    fn write_trailer(&mut self) -> io::Result<()> {
+        if self.data_left > FILL_LIMIT {
+            // The stream ends inside the member's declared data.
+            return Ok(());
+        }
+        if self.data_left > 0 {
+            self.fill(self.data_left)?;
+            self.pad(self.data_size)?;
+        }
+        let mut record = Vec::new();
+        push_pax_record(&mut record, INCOMPLETE_KEY, INCOMPLETE_TEXT);
+        self.write_pax_header(&record)?;
+        self.write_all(&invalid_header())
+    }
+
+    /// Writes `len` zero bytes of the current member's data.
+    fn fill(&mut self, mut len: u64) -> io::Result<()> {
+        while len > 0 {
+            let n = len.min(BLOCK as u64);
+            self.write_all(&[0; BLOCK][..n as usize])?;
+            self.data_left -= n;
+            len -= n;
+        }
+        Ok(())
     }
 
     fn write_header(
@@ -181,18 +238,19 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn copy_data(&mut self, data: &mut dyn Read, size: u64) -> io::Result<()> {
-        let mut left = size;
-        while left > 0 {
+        self.data_size = size;
+        self.data_left = size;
+        while self.data_left > 0 {
             if self.staged == self.staging.len() {
                 self.flush_staging()?;
             }
             let room = self.staging.len() - self.staged;
-            let want = left.min(room as u64) as usize;
+            let want = self.data_left.min(room as u64) as usize;
             let buf = &mut self.staging[self.staged..self.staged + want];
-            let n = super::read_entry_data(data, buf, size - left, size)?;
+            let n = super::read_entry_data(data, buf, size - self.data_left, size)?;
             self.staged += n;
             self.bytes_written += n as u64;
-            left -= n as u64;
+            self.data_left -= n as u64;
         }
         self.pad(size)
     }
@@ -223,6 +281,16 @@ impl<W: Write> TarWriter<W> {
         let staged = std::mem::take(&mut self.staged);
         self.out.write_all(&self.staging[..staged])
     }
+}
+
+/// A block no tar reader takes for a header: the checksum field must hold
+/// octal digits, and here holds letters. Its text says why it is there.
+fn invalid_header() -> [u8; BLOCK] {
+    let mut block = [b' '; BLOCK];
+    let text = [INCOMPLETE_TEXT, b"\n"].concat();
+    block[..text.len()].copy_from_slice(&text);
+    block[148..156].copy_from_slice(b"INVALID!");
+    block
 }
 
 fn entry_type(kind: Kind) -> EntryType {
@@ -397,34 +465,122 @@ mod tests {
         out.status.success()
     }
 
-    #[test]
-    fn abandoned_archive_fails_to_read() {
+    /// Whether the `tar` crate reads `bytes` to a clean end, reading every
+    /// member's data (`seek`: skipping it with seeks, as a file allows).
+    fn tar_crate_accepts(bytes: &[u8], seek: bool) -> bool {
+        let mut archive = tar::Archive::new(io::Cursor::new(bytes));
+        let entries = if seek {
+            archive.entries_with_seek()
+        } else {
+            archive.entries()
+        };
+        entries.is_ok_and(|entries| {
+            entries.into_iter().all(|entry| {
+                entry.is_ok_and(|mut e| seek || io::copy(&mut e, &mut io::sink()).is_ok())
+            })
+        })
+    }
+
+    /// The trailer an abandoned writer ends with at a member boundary.
+    fn trailer() -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new());
+        w.abandon();
+        std::mem::take(&mut w.out)
+    }
+
+    /// Where a writer is abandoned: in the data of a member declaring the
+    /// first number of bytes and given the second, or between members.
+    type Cut = Option<(u64, usize)>;
+
+    /// A writer abandoned after two entries, where `cut` says.
+    fn abandoned(cut: Cut) -> Vec<u8> {
         let mut w = TarWriter::new(Vec::new());
         two_entries(&mut w, 700);
+        if let Some((declared, given)) = cut {
+            let data = vec![7; given];
+            let cut_short = w.write_entry(b"cut", &file(declared), &mut &data[..]);
+            assert!(cut_short.is_err());
+        }
         w.abandon();
-        let bytes = std::mem::take(&mut w.out);
-        // Directory header, file header, two data blocks, the broken block.
-        assert_eq!(bytes.len(), 5 * BLOCK);
-        assert!(bytes[4 * BLOCK..].starts_with(b"ocirender: INCOMPLETE ARCHIVE"));
-        assert!(!ends_with_two_zero_blocks(&bytes));
-        let mut archive = tar::Archive::new(&bytes[..]);
-        let results: Vec<_> = archive.entries().unwrap().collect();
-        assert_eq!(results.len(), 3, "two entries and an error, then nothing");
-        assert!(results[0].is_ok() && results[1].is_ok());
-        let err = results[2]
-            .as_ref()
-            .err()
-            .expect("the tar crate accepted it");
-        assert!(err.to_string().contains("cksum"), "{err}");
-        // GNU tar does not insist on the end-of-archive marker: the broken
-        // block is what makes it fail, listing and extracting alike.
-        assert!(!gnu_tar_accepts(&bytes, &["-tf"]), "GNU tar listed it");
-        assert!(!gnu_tar_accepts(&bytes, &["-xf"]), "GNU tar extracted it");
+        std::mem::take(&mut w.out)
+    }
+
+    #[test]
+    fn an_abandoned_trailer_is_a_pax_header_and_an_invalid_block() {
+        let bytes = trailer();
+        assert_eq!(bytes.len(), 3 * BLOCK);
+        let pax = Header::from_byte_slice(&bytes[..BLOCK]);
+        assert_eq!(pax.entry_type(), EntryType::XHeader);
+        assert!(pax.cksum().unwrap() > 0);
+        let mut record = Vec::new();
+        push_pax_record(&mut record, b"comment", INCOMPLETE_TEXT);
+        assert_eq!(&bytes[BLOCK..BLOCK + record.len()], record);
+        assert!(bytes[2 * BLOCK..].starts_with(b"ocirender: INCOMPLETE ARCHIVE"));
+        assert!(Header::from_byte_slice(&bytes[2 * BLOCK..])
+            .cksum()
+            .is_err());
+    }
+
+    #[test]
+    fn abandoned_archives_fail_to_read_wherever_the_cut() {
+        let two_entries_len = 4 * BLOCK;
+        // (where, the cut member's declared and given sizes, the length
+        // of the output, whether seeking readers can tell).
+        let cases: [(&str, Cut, usize, bool); 4] = [
+            ("between members", None, two_entries_len + 3 * BLOCK, true),
+            (
+                "in data, block-aligned",
+                Some((1500, 1024)),
+                two_entries_len + 7 * BLOCK,
+                true,
+            ),
+            (
+                "in data",
+                Some((1500, 300)),
+                two_entries_len + 7 * BLOCK,
+                true,
+            ),
+            (
+                "in data, more missing than the fill limit",
+                Some((FILL_LIMIT + 300, 100)),
+                two_entries_len + BLOCK + 100,
+                false,
+            ),
+        ];
+        for (what, cut, len, seekers_see_it) in cases {
+            let bytes = abandoned(cut);
+            assert_eq!(bytes.len(), len, "{what}");
+            assert!(!ends_with_two_zero_blocks(&bytes), "{what}");
+            if seekers_see_it {
+                assert_eq!(bytes[len - 3 * BLOCK..], trailer(), "{what}");
+            }
+            assert!(
+                !tar_crate_accepts(&bytes, false),
+                "{what}: the tar crate read it"
+            );
+            assert_eq!(
+                tar_crate_accepts(&bytes, true),
+                !seekers_see_it,
+                "{what}: the tar crate, seeking"
+            );
+            assert!(
+                !gnu_tar_accepts(&bytes, &["-tf"]),
+                "{what}: GNU tar listed it"
+            );
+            assert!(
+                !gnu_tar_accepts(&bytes, &["-xf"]),
+                "{what}: GNU tar extracted it"
+            );
+        }
         // The same entries, finished, are accepted by both.
         let mut w = TarWriter::new(Vec::new());
         two_entries(&mut w, 700);
         let finished = w.finish().unwrap();
-        assert_eq!(finished[..4 * BLOCK], bytes[..4 * BLOCK]);
+        assert_eq!(
+            finished[..two_entries_len],
+            abandoned(None)[..two_entries_len]
+        );
+        assert!(tar_crate_accepts(&finished, false) && tar_crate_accepts(&finished, true));
         assert!(gnu_tar_accepts(&finished, &["-tf"]));
         assert!(gnu_tar_accepts(&finished, &["-xf"]));
         assert_eq!(read_back(&finished).len(), 2);

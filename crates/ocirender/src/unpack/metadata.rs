@@ -3,7 +3,8 @@
 //! times must come last), skipping what an unprivileged run cannot do.
 
 use super::root::c_path;
-use super::{io_err, xattrs, UnpackStats};
+use super::{io_err, UnpackStats};
+use crate::sink::{times, xattrs};
 use crate::tar::entry::EntryMeta;
 use crate::tar::path::display;
 use anyhow::{Context, Result};
@@ -51,7 +52,7 @@ pub(super) fn set_metadata(
             .context("cannot set mode")?;
     }
     for (name, value) in meta.xattrs() {
-        let Some(host_name) = xattrs::host_name(name) else {
+        let Some(host_name) = xattrs::stored_name(name, meta.kind) else {
             continue;
         };
         match set_xattr(target, &host_name, value) {
@@ -81,7 +82,7 @@ pub(super) fn creation_umask() -> u32 {
 }
 
 /// Our effective uid and gid, which new files get without a chown.
-fn our_ids() -> (u64, u64) {
+pub(super) fn our_ids() -> (u64, u64) {
     static IDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
     *IDS.get_or_init(|| {
         (
@@ -133,11 +134,8 @@ fn set_xattr(target: Target<'_>, name: &[u8], value: &[u8]) -> Result<(), Errno>
 }
 
 fn set_times(target: Target<'_>, meta: &EntryMeta) -> Result<(), Errno> {
-    let mtime = pax_time(meta, b"mtime").unwrap_or(Timespec {
-        tv_sec: meta.mtime as i64,
-        tv_nsec: 0,
-    });
-    let atime = pax_time(meta, b"atime").unwrap_or(mtime);
+    let mtime = timespec(times::modification_time(meta));
+    let atime = times::access_time(meta).map_or(mtime, timespec);
     let times = Timestamps {
         last_access: atime,
         last_modification: mtime,
@@ -150,51 +148,9 @@ fn set_times(target: Target<'_>, meta: &EntryMeta) -> Result<(), Errno> {
     }
 }
 
-/// A PAX time record (`1600000000.123456789`, possibly negative).
-fn pax_time(meta: &EntryMeta, key: &[u8]) -> Option<Timespec> {
-    let record = meta.pax.iter().find(|r| r.key == key)?;
-    let text = std::str::from_utf8(&record.value).ok()?;
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    let negative = secs.starts_with('-');
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i64 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
-    Some(if negative && nanos > 0 {
-        Timespec {
-            tv_sec: secs - 1,
-            tv_nsec: (1_000_000_000 - nanos) as _,
-        }
-    } else {
-        Timespec {
-            tv_sec: secs,
-            tv_nsec: nanos as _,
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tar::entry::PaxRecord;
-
-    #[test]
-    fn pax_times_keep_nanoseconds() {
-        let mut meta = EntryMeta::implicit_dir();
-        meta.pax.push(PaxRecord {
-            key: b"mtime".to_vec(),
-            value: b"1600000000.5".to_vec(),
-        });
-        meta.pax.push(PaxRecord {
-            key: b"atime".to_vec(),
-            value: b"-1.25".to_vec(),
-        });
-        let m = pax_time(&meta, b"mtime").unwrap();
-        assert_eq!((m.tv_sec, m.tv_nsec), (1_600_000_000, 500_000_000));
-        let a = pax_time(&meta, b"atime").unwrap();
-        assert_eq!((a.tv_sec, a.tv_nsec), (-2, 750_000_000));
+fn timespec(time: times::Time) -> Timespec {
+    Timespec {
+        tv_sec: time.seconds,
+        tv_nsec: time.nanoseconds.into(),
     }
 }

@@ -1,13 +1,18 @@
 //! Unpacking a tar stream into a new directory, safely (`tar2dir`).
 //!
+//! * Every entry is admitted to a [`Listing`] first, the rules every sink
+//!   applies, so the tree is the one `tar2sqfs` and `tar2erofs` build from
+//!   the same stream, or the stream is refused: nothing is ever listed
+//!   where something else is, and no path goes through a symlink.
 //! * Every path resolves inside the destination, enforced by the kernel
-//!   (see [`root`]); entries are created relative to their parent's
-//!   descriptor and never through an existing symlink: whatever is in the
-//!   way is removed first.
+//!   (see [`root`]), as a second line of defence; entries are created
+//!   relative to their parent's descriptor, never replacing anything.
 //! * Per entry: data, owner, mode (after the owner, since chown clears
 //!   setuid bits), xattrs (after the owner, which clears file
 //!   capabilities), times. Directories get their metadata last, deepest
-//!   first, so a read-only directory does not block its own contents.
+//!   first, so a read-only directory does not block its own contents: a
+//!   listed one its last entry's, one the stream never lists
+//!   `0755 root:root` and [`UnpackOptions::dir_time`], as in the images.
 //! * The destination must be new or empty. The tree is built in a hidden
 //!   sibling and renamed into place only when the whole stream, end marker
 //!   included, has been applied; on any failure it is removed.
@@ -17,20 +22,20 @@
 mod input;
 mod metadata;
 pub mod root;
-pub mod xattrs;
 
+use crate::sink::listing::{hard_link_target, Listing};
 use crate::sink::staged::Staged;
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::path::display;
 use anyhow::{anyhow, bail, Context, Result};
 use input::SharedInput;
-use metadata::{creation_umask, set_metadata, Target};
-use root::{c_path, existing_type, remove, Root};
+use metadata::{creation_umask, our_ids, set_metadata, Target};
+use root::{c_path, existing_type, Root};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 const COPY_BUFFER: usize = 256 << 10;
@@ -42,6 +47,9 @@ pub struct UnpackOptions {
     pub strict: bool,
     /// Use the component-walk resolver even where `openat2` exists.
     pub force_walk: bool,
+    /// The mtime of directories the stream does not list (the image
+    /// builders' reproducible time: `SOURCE_DATE_EPOCH`, or 0).
+    pub dir_time: u64,
 }
 
 /// What an unpack did.
@@ -115,7 +123,7 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
     let mut unpacker = Unpacker {
         root,
         privileged: rustix::process::geteuid().is_root(),
-        directories: Vec::new(),
+        listing: Listing::new(),
         stats: UnpackStats::default(),
         buffer: vec![0; COPY_BUFFER],
         input: None,
@@ -152,7 +160,7 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
         bail!("the tar stream ends without its end-of-archive marker: the input is truncated or its producer failed");
     }
     input.drain().context("cannot read the rest of the input")?;
-    unpacker.finish_directories()?;
+    unpacker.finish_directories(options.dir_time)?;
     unpacker.finish_root(dir)?;
     if options.strict {
         if let Some(summary) = unpacker.stats.skipped_summary() {
@@ -162,18 +170,11 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
     Ok(unpacker.stats)
 }
 
-/// A directory entry whose metadata is applied at the end.
-struct DirectoryEntry {
-    path: Vec<u8>,
-    meta: EntryMeta,
-    /// (device, inode) of the directory the entry made or kept.
-    id: (u64, u64),
-}
-
 struct Unpacker {
     root: Root,
     privileged: bool,
-    directories: Vec<DirectoryEntry>,
+    /// The tree so far, with the metadata of its directories.
+    listing: Listing,
     stats: UnpackStats,
     buffer: Vec<u8>,
     /// The input, for copying large files without the tar reader.
@@ -195,51 +196,30 @@ impl Unpacker {
         if path.is_empty() {
             return Ok(()); // The root's own entry: the destination is ours.
         }
+        self.listing.admit(&path, meta)?;
         let (parent, name) = crate::tar::path::split_parent(&path);
         self.stats.entries += 1;
-        let removed_dir = match meta.kind {
-            Kind::Directory => self.make_dir(parent, name, &path, meta)?,
-            Kind::Regular => self.make_file(parent, name, meta, data, direct)?,
-            Kind::Symlink => self.make_symlink(parent, name, meta)?,
-            Kind::HardLink => self.make_hard_link(parent, name, meta)?,
-            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                self.make_node(parent, name, meta)?
-            }
-        };
-        if removed_dir {
-            self.root.invalidate();
+        match meta.kind {
+            Kind::Directory => self.make_dir(parent, name),
+            Kind::Regular => self.make_file(parent, name, meta, data, direct),
+            Kind::Symlink => self.make_symlink(parent, name, meta),
+            Kind::HardLink => self.make_hard_link(parent, name, meta),
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => self.make_node(parent, name, meta),
         }
-        Ok(())
     }
 
-    fn make_dir(
-        &mut self,
-        parent: &[u8],
-        name: &[u8],
-        path: &[u8],
-        meta: &EntryMeta,
-    ) -> Result<bool> {
+    /// Makes a directory, unless an earlier entry did (the listing has
+    /// admitted it, so nothing else is there); its metadata comes at the
+    /// end.
+    fn make_dir(&mut self, parent: &[u8], name: &[u8]) -> Result<()> {
         let dir = self.root.dir(parent).map_err(io_err)?;
-        let removed = match existing_type(dir, name).map_err(io_err)? {
-            Some(FileType::Directory) => false,
-            existing => {
-                let removed = existing.is_some();
-                if removed {
-                    remove(dir, name)
-                        .map_err(io_err)
-                        .context("cannot remove what is in the way")?;
-                }
-                rfs::mkdirat(dir, c_path(name), Mode::from_raw_mode(0o700)).map_err(io_err)?;
-                removed
+        match rfs::mkdirat(dir, c_path(name), Mode::from_raw_mode(0o700)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) if existing_type(dir, name) == Ok(Some(FileType::Directory)) => {
+                Ok(())
             }
-        };
-        let id = root::identity(dir, name).map_err(io_err)?;
-        self.directories.push(DirectoryEntry {
-            path: path.to_vec(),
-            meta: meta.clone(),
-            id,
-        });
-        Ok(removed)
+            Err(e) => Err(io_err(e)),
+        }
     }
 
     fn make_file(
@@ -249,26 +229,12 @@ impl Unpacker {
         meta: &EntryMeta,
         data: &mut dyn Read,
         direct: bool,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let dir = self.root.dir(parent).map_err(io_err)?;
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = Mode::from_raw_mode(meta.mode & 0o777);
-        let (fd, removed) = match rfs::openat(dir, c_path(name), flags, mode) {
-            Ok(fd) => (fd, false),
-            Err(Errno::EXIST) => {
-                let was_dir =
-                    existing_type(dir, name).map_err(io_err)? == Some(FileType::Directory);
-                remove(dir, name)
-                    .map_err(io_err)
-                    .context("cannot remove what is in the way")?;
-                (
-                    rfs::openat(dir, c_path(name), flags, mode).map_err(io_err)?,
-                    was_dir,
-                )
-            }
-            Err(e) => return Err(io_err(e)),
-        };
+        let fd = rfs::openat(dir, c_path(name), flags, mode).map_err(io_err)?;
         let mut file = File::from(fd);
         match &self.input {
             Some(shared) if direct && meta.size >= input::DIRECT_COPY_MIN => shared
@@ -278,43 +244,31 @@ impl Unpacker {
         }
         self.stats.bytes += meta.size;
         let (privileged, stats) = (self.privileged, &mut self.stats);
-        set_metadata(Target::Fd(file.as_fd()), meta, privileged, stats, true)?;
-        Ok(removed)
+        set_metadata(Target::Fd(file.as_fd()), meta, privileged, stats, true)
     }
 
-    fn make_symlink(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<bool> {
+    fn make_symlink(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<()> {
         let dir = self.root.dir(parent).map_err(io_err)?;
-        let removed = clear_slot(dir, name)?;
         rfs::symlinkat(c_path(&meta.link_target), dir, c_path(name)).map_err(io_err)?;
         let target = Target::At {
             dir,
             name,
             symlink: true,
         };
-        set_metadata(target, meta, self.privileged, &mut self.stats, true)?;
-        Ok(removed)
+        set_metadata(target, meta, self.privileged, &mut self.stats, true)
     }
 
-    fn make_hard_link(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<bool> {
-        let target =
-            crate::tar::path::normalize(&meta.link_target).context("bad hard link target")?;
+    /// Links to the target, which the listing has checked is an earlier
+    /// entry, not a directory, reached without a symlink.
+    fn make_hard_link(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<()> {
+        let target = hard_link_target(meta)?;
         let (target_parent, target_name) = crate::tar::path::split_parent(&target);
-        if target.is_empty() || target_parent == parent && target_name == name {
-            bail!("hard link to itself or to the root");
-        }
         let target_dir = self
             .root
             .dir(target_parent)
             .map_err(io_err)?
             .try_clone_to_owned()?;
-        if existing_type(target_dir.as_fd(), target_name)
-            .map_err(io_err)?
-            .is_none()
-        {
-            bail!("hard link target {:?} does not exist", display(&target));
-        }
         let dir = self.root.dir(parent).map_err(io_err)?;
-        let removed = clear_slot(dir, name)?;
         rfs::linkat(
             &target_dir,
             c_path(target_name),
@@ -323,11 +277,10 @@ impl Unpacker {
             AtFlags::empty(),
         )
         .map_err(io_err)
-        .with_context(|| format!("cannot link to {:?}", display(&target)))?;
-        Ok(removed)
+        .with_context(|| format!("cannot link to {:?}", display(&target)))
     }
 
-    fn make_node(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<bool> {
+    fn make_node(&mut self, parent: &[u8], name: &[u8], meta: &EntryMeta) -> Result<()> {
         let file_type = match meta.kind {
             Kind::CharDevice => FileType::CharacterDevice,
             Kind::BlockDevice => FileType::BlockDevice,
@@ -336,10 +289,9 @@ impl Unpacker {
         let is_device = file_type != FileType::Fifo;
         if is_device && !self.privileged {
             self.stats.skipped_devices += 1;
-            return Ok(false);
+            return Ok(());
         }
         let dir = self.root.dir(parent).map_err(io_err)?;
-        let removed = clear_slot(dir, name)?;
         let dev = rfs::makedev(meta.device.0, meta.device.1);
         let mode = Mode::from_raw_mode(meta.mode & 0o777);
         rfs::mknodat(
@@ -355,35 +307,27 @@ impl Unpacker {
             name,
             symlink: false,
         };
-        set_metadata(target, meta, self.privileged, &mut self.stats, true)?;
-        Ok(removed)
+        set_metadata(target, meta, self.privileged, &mut self.stats, true)
     }
 
-    /// Directory metadata, deepest first, once everything is in place. The
-    /// last entry for a path wins, as in any tar extraction.
-    fn finish_directories(&mut self) -> Result<()> {
-        let mut directories = std::mem::take(&mut self.directories);
-        directories.reverse();
-        let mut seen = std::collections::HashSet::new();
-        directories.retain(|d| seen.insert(d.path.clone()));
-        directories
-            .sort_by_key(|d| std::cmp::Reverse(d.path.iter().filter(|&&b| b == b'/').count()));
-        for DirectoryEntry { path, meta, id } in &directories {
-            let fd = match self.root.open_dir_for_metadata(path) {
-                Ok(fd) => fd,
-                // Replaced by a later non-directory entry: nothing to do.
-                Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => continue,
-                Err(e) => {
-                    return Err(io_err(e)).with_context(|| format!("directory {:?}", display(path)))
-                }
-            };
-            // A later entry replaced an ancestor (say, by a symlink to
-            // another directory): this path no longer names the directory
-            // the entry described, which is gone.
-            let stat = rfs::fstat(&fd).map_err(io_err)?;
-            if (stat.st_dev, stat.st_ino) != *id {
-                continue;
-            }
+    /// Directory metadata, once everything is in place, children before
+    /// their parents: a listed directory gets its last entry's, as in any
+    /// tar extraction; one the stream never lists gets `0755`, the time
+    /// `dir_time` and root as its owner (the unpacking user without root).
+    fn finish_directories(&mut self, dir_time: u64) -> Result<()> {
+        let (uid, gid) = if self.privileged { (0, 0) } else { our_ids() };
+        let implicit = EntryMeta {
+            mtime: dir_time,
+            uid,
+            gid,
+            ..EntryMeta::implicit_dir()
+        };
+        for (path, meta) in self.listing.directories(&implicit).into_iter().rev() {
+            let fd = self
+                .root
+                .open_dir_for_metadata(path)
+                .map_err(io_err)
+                .with_context(|| format!("directory {:?}", display(path)))?;
             set_metadata(
                 Target::Fd(fd.as_fd()),
                 meta,
@@ -415,17 +359,6 @@ impl Unpacker {
         rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(io_err)?;
         Ok(())
     }
-}
-
-/// Removes whatever occupies `name`; returns true if it was a directory.
-fn clear_slot(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
-    let existing = existing_type(dir, name).map_err(io_err)?;
-    if existing.is_some() {
-        remove(dir, name)
-            .map_err(io_err)
-            .context("cannot remove what is in the way")?;
-    }
-    Ok(existing == Some(FileType::Directory))
 }
 
 fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8]) -> Result<()> {

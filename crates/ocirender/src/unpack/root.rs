@@ -55,11 +55,6 @@ impl Root {
         })
     }
 
-    /// Forgets cached lookups; needed after removing a directory.
-    pub fn invalidate(&mut self) {
-        self.cached.clear();
-    }
-
     /// The directory at canonical `path` ("" is the root), creating missing
     /// directories (mode 0755) on the way.
     pub fn dir(&mut self, path: &[u8]) -> Result<BorrowedFd<'_>, Errno> {
@@ -81,8 +76,7 @@ impl Root {
 
     /// Opens an existing directory without following a symlink in its last
     /// component, for setting its metadata (`O_RDONLY`, as `fsetxattr`
-    /// needs a real descriptor). Callers check it is still the directory
-    /// they mean (its inode), since ancestors may have changed since.
+    /// needs a real descriptor).
     pub fn open_dir_for_metadata(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match self.resolver {
@@ -164,13 +158,6 @@ pub fn c_path(path: &[u8]) -> std::ffi::CString {
         return c".".to_owned();
     }
     std::ffi::CString::new(path).unwrap_or_else(|_| c"\u{fffd}".to_owned())
-}
-
-/// The identity (device, inode) of `name` in `dir`, without following a
-/// symlink.
-pub fn identity(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(u64, u64), Errno> {
-    let stat = rfs::statat(dir, c_path(name), AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok((stat.st_dev, stat.st_ino))
 }
 
 /// What exists at `name` in `dir`, without following a symlink.
