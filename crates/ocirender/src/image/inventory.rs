@@ -209,3 +209,58 @@ fn listed(image: ResolvedImage) -> ListedManifest {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::digest::Algorithm;
+    use crate::image::spec;
+    use serde_json::json;
+
+    /// Past the cap, a manifest is listed from the index alone: its
+    /// digest and platform, nothing read (here it is not even there).
+    #[test]
+    fn manifests_past_the_cap_are_listed_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8], media_type: &str| {
+            let digest = Digest::of_bytes(Algorithm::Sha256, bytes);
+            std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+            json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()})
+        };
+        let config = put(
+            br#"{"os":"linux","architecture":"amd64"}"#,
+            spec::OCI_CONFIG,
+        );
+        let manifest = json!({"schemaVersion": 2, "config": config, "layers": []});
+        let mut first = put(manifest.to_string().as_bytes(), spec::OCI_MANIFEST);
+        first["platform"] = json!({"os": "linux", "architecture": "amd64"});
+        let absent = json!({
+            "mediaType": spec::OCI_MANIFEST,
+            "digest": format!("sha256:{}", "0".repeat(64)),
+            "size": 10,
+            "platform": {"os": "linux", "architecture": "arm64"},
+        });
+        let index = json!({"schemaVersion": 2, "manifests": [first, absent]});
+        let entry: Descriptor =
+            serde_json::from_value(put(index.to_string().as_bytes(), spec::OCI_INDEX)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+
+        let listed = list_entry(&store, &entry, 3, vec!["x".into()], Some(1)).unwrap();
+        assert!(listed.is_index());
+        assert_eq!(listed.position, 3);
+        let platforms: Vec<String> = listed
+            .manifests
+            .iter()
+            .map(|m| m.platform.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"]);
+        let contents = listed.manifests[0].contents.as_ref().unwrap();
+        assert_eq!((contents.layers, contents.size), (0, 0));
+        assert!(listed.manifests[1].contents.is_none());
+        // Without the cap, the missing manifest is an error, as resolving it would be.
+        let err = list_entry(&store, &entry, 3, Vec::new(), None).unwrap_err();
+        assert!(format!("{err:#}").contains("blob is missing"), "{err:#}");
+    }
+}
