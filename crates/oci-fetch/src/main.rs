@@ -1,10 +1,12 @@
 //! `oci-fetch`: resolve an image in a registry and hand its layers to
 //! `oci-merge`, streamed through named pipes or kept in a shared layout.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ocirender::cli;
 use ocirender::fetch::{self, Request};
+use ocirender::image::listing;
+use ocirender::image::name::{ImageName, Transport};
 use ocirender::image::platform::PlatformRequest;
 use ocirender::image::Selection;
 use ocirender::registry::reference::Reference;
@@ -20,7 +22,10 @@ const AFTER_HELP: &str = "\
 REFERENCE
   [registry[:port]/]repository[:tag][@digest], read as docker does:
   debian = docker.io/library/debian:latest, served at registry-1.docker.io.
-  A docker:// prefix is accepted. A digest pins the content: what the
+  A docker:// prefix is accepted; a name starting with oci:, oci-archive:
+  or docker-archive: is an image on disk, for oci-layers (a registry host
+  of that name is written docker://HOST:PORT/...). A digest pins the
+  content: what the
   registry sends is checked against it. Manifests, indexes and configs are
   always checked against their digests; layers are checked by oci-merge
   (streaming) or before they enter the store (--store).
@@ -86,6 +91,23 @@ AUTHENTICATION
   port). Any other token service is asked for an anonymous token; if
   access is then denied, the error says the credentials were withheld.
 
+SEEING BEFORE FETCHING (no layer is downloaded)
+  --list prints the platforms the reference holds: a table (NAME, DIGEST,
+  PLATFORM, LAYERS, SIZE), as `oci-layers --list` prints it: the index on
+  a line of its own, a line per platform manifest under it, each read
+  and checked (manifest and config); past the first 32 platform
+  manifests only what the index says of them (LAYERS and SIZE `?`).
+  Attestation manifests are not listed. --json gives `oci-layers --list
+  --json`'s array (one object, names = [the reference]).
+  --list-tags prints the tags of the repository REFERENCE names (written
+  without a tag or digest), one a line, in the registry's order; --json
+  prints {\"Repository\": ..., \"Tags\": [...]} as `skopeo list-tags`
+  does. The tag list is read in pages (n=1000 asked for; the registry's
+  Link header followed, on this registry only).
+  --config prints the selected image's config blob exactly as the
+  registry sent it, its bytes checked against the config digest of the
+  manifest (--platform selects), instead of the layer list.
+
 NETWORK
   HTTPS with the system's trust store (SSL_CERT_FILE, SSL_CERT_DIR);
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY. A registry on this
@@ -109,7 +131,9 @@ LIMITS
   deadline (they may take hours) and no size limit but their
   descriptor's; a layer connection that sends nothing for --timeout
   seconds is retried. An error answer's text is read for at most 64 KiB
-  and 5 s. A token is reused for at most a day, whatever it says.
+  and 5 s. A token is reused for at most a day, whatever it says. A tag
+  list is read in at most 1000 pages of at most 4 MiB each, each within
+  the deadline, and at most 100000 tags.
 
 ENVIRONMENT
   REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, DOCKER_CONFIG, HOME
@@ -130,7 +154,10 @@ EXAMPLES
   oci-fetch debian:12 | oci-merge | tar2sqfs debian.sqfs
   oci-fetch --platform linux/arm64 ghcr.io/org/app@sha256:... | oci-merge | tar2dir rootfs/
   oci-fetch --store ~/.cache/ocirender quay.io/org/img:1.2 | oci-merge > rootfs.tar
-  oci-fetch --json alpine | jq -r '.layers[].digest'";
+  oci-fetch --json alpine | jq -r '.layers[].digest'
+  oci-fetch --list debian:12
+  oci-fetch --list-tags --json quay.io/org/img | jq -r '.Tags[]'
+  oci-fetch --config --platform linux/arm64 debian:12 | jq .config.Cmd";
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
 #[derive(Parser)]
@@ -145,6 +172,16 @@ struct Args {
     /// layer is downloaded unless --store is given).
     #[arg(long)]
     json: bool,
+    /// List the platforms of the reference (its manifests, digests, layer
+    /// counts and sizes) instead of the layer list.
+    #[arg(long, conflicts_with_all = ["store", "platform", "config", "list_tags"])]
+    list: bool,
+    /// List the tags of the repository REFERENCE names (no tag or digest).
+    #[arg(long, conflicts_with_all = ["store", "platform", "config"])]
+    list_tags: bool,
+    /// Print the image's config blob, verified, instead of the layer list.
+    #[arg(long, conflicts_with_all = ["store", "json"])]
+    config: bool,
     /// Keep blobs in this shared OCI layout and list the files, instead
     /// of streaming.
     #[arg(long, value_name = "DIR")]
@@ -178,15 +215,19 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    refuse_local_name(&args.reference)?;
     let reference: Reference = args.reference.parse()?;
     let options = ClientOptions {
         plain_http: args.plain_http,
-        authfile: args.authfile,
+        authfile: args.authfile.clone(),
         stall_timeout: Duration::from_secs(args.timeout),
         deadline: Duration::from_secs(args.deadline),
         ..ClientOptions::default()
     };
     let registry = Registry::new(&reference, &options)?;
+    if let Some(output) = inspect(&args, &registry, &reference)? {
+        return write_stdout(&output);
+    }
     let request = Request {
         reference,
         selection: Selection {
@@ -197,13 +238,7 @@ fn run(args: Args) -> Result<()> {
         store: args.store,
         jobs: usize::from(args.jobs),
     };
-    let mut print = |bytes: &[u8]| -> Result<()> {
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(bytes)
-            .and_then(|()| stdout.flush())
-            .context("cannot write to stdout")
-    };
+    let mut print = write_stdout;
     match &request.store {
         Some(dir) => {
             let warn = std::sync::Arc::new(|message: &str| cli::warn(PROGRAM, message));
@@ -211,4 +246,72 @@ fn run(args: Args) -> Result<()> {
         }
         None => fetch::stream(&registry, &request, &mut print),
     }
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
+}
+
+/// What --list, --list-tags or --config print, if one was asked for.
+fn inspect(args: &Args, registry: &Registry, reference: &Reference) -> Result<Option<Vec<u8>>> {
+    let output = if args.list {
+        let image = fetch::list(registry, reference)?;
+        let images = std::slice::from_ref(&image);
+        if args.json {
+            listing::inventory_json(images)?
+        } else {
+            listing::inventory_table(images)
+        }
+    } else if args.list_tags {
+        if names_a_tag_or_digest(&args.reference) {
+            bail!(
+                "{}: --list-tags takes a repository, without a tag or digest",
+                args.reference
+            );
+        }
+        let tags = registry.tags()?;
+        if args.json {
+            listing::tags_json(&registry.name(), &tags)?
+        } else {
+            listing::tag_lines(&tags)
+        }
+    } else if args.config {
+        let selection = Selection {
+            platform: PlatformRequest::new(args.platform.as_deref())?,
+            tag: None,
+        };
+        fetch::config(registry, reference, &selection)?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(output))
+}
+
+/// `repo:tag` or `repo@digest`: a tag's colon is in the last component
+/// (a port's is in the first, before a `/`).
+fn names_a_tag_or_digest(text: &str) -> bool {
+    let name = text.strip_prefix("docker://").unwrap_or(text);
+    name.contains('@')
+        || name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+}
+
+/// An image on disk named the containers-transports way is oci-layers'.
+fn refuse_local_name(text: &str) -> Result<()> {
+    let local = ImageName::parse(text).is_ok_and(|name| {
+        matches!(
+            name.transport,
+            Transport::Oci | Transport::OciArchive | Transport::DockerArchive
+        )
+    });
+    if local {
+        bail!("{text}: an image on disk; oci-fetch reads registries: use `oci-layers {text}`");
+    }
+    Ok(())
 }

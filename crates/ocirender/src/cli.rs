@@ -145,7 +145,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Messages may quote names from hostile archives: control characters
 /// (newlines, terminal escapes) are shown escaped, never sent raw.
-fn one_line(message: &str) -> String {
+pub fn one_line(message: &str) -> String {
     message
         .chars()
         .map(|c| {
@@ -177,6 +177,22 @@ pub fn stdout_file() -> io::Result<std::fs::File> {
     Ok(std::fs::File::from(
         io::stdout().as_fd().try_clone_to_owned()?,
     ))
+}
+
+/// A size for people: `812 B`, `12.3 MiB` and the like.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

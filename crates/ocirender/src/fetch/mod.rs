@@ -17,6 +17,7 @@ pub mod source;
 pub mod store;
 pub mod stream;
 
+use crate::image::inventory::{self, ListedImage};
 use crate::image::spec::{self, Descriptor};
 use crate::image::{listing, manifest, ResolvedImage, Selection};
 use crate::registry::reference::Reference;
@@ -143,7 +144,12 @@ fn resolve(
         top,
         place,
     };
-    let descriptor = Descriptor {
+    manifest::resolve_entries(&source, &[&top_descriptor(top)], selection)
+}
+
+/// The fetched manifest or index, as an index entry naming it would.
+fn top_descriptor(top: &Fetched) -> Descriptor {
+    Descriptor {
         media_type: Some(top.media_type.clone()),
         digest: top.digest.to_string(),
         size: top.bytes.len() as u64,
@@ -151,8 +157,37 @@ fn resolve(
         annotations: BTreeMap::new(),
         platform: None,
         artifact_type: None,
+    }
+}
+
+/// The most platform manifests of one index `--list` reads (each is two
+/// requests, its manifest and config); the others are listed with what
+/// the index says of them.
+pub const MAX_LISTED_MANIFESTS: usize = 32;
+
+/// The config of the image `reference` names for `selection`, exactly as
+/// the registry sent it (verified against its digest).
+pub fn config(
+    registry: &Registry,
+    reference: &Reference,
+    selection: &Selection,
+) -> Result<Vec<u8>> {
+    let top = fetch_top(registry, reference)?;
+    Ok(resolve(registry, &top, &LayerPlace::Nowhere, selection)?.config_bytes)
+}
+
+/// What `reference` names: its manifest, or each platform's manifest of
+/// its index (at most [`MAX_LISTED_MANIFESTS`] read), each checked.
+pub fn list(registry: &Registry, reference: &Reference) -> Result<ListedImage> {
+    let top = fetch_top(registry, reference)?;
+    let source = RegistrySource {
+        registry,
+        top: &top,
+        place: &LayerPlace::Nowhere,
     };
-    manifest::resolve_entries(&source, &[&descriptor], selection)
+    let names = vec![reference.to_string()];
+    let cap = Some(MAX_LISTED_MANIFESTS);
+    inventory::list_entry(&source, &top_descriptor(&top), 0, names, cap)
 }
 
 /// The `index.json` entry naming the fetched image.

@@ -119,7 +119,7 @@ pub(super) fn is_image(descriptor: &Descriptor) -> bool {
 }
 
 /// Walks an index entry down to image manifests, in order.
-fn collect_manifests(
+pub(crate) fn collect_manifests(
     source: &dyn BlobSource,
     descriptor: &Descriptor,
     depth: usize,
@@ -149,7 +149,8 @@ fn collect_manifests(
     Ok(())
 }
 
-fn resolve_manifest(
+/// Resolves one image manifest: its config and layers, each checked.
+pub(crate) fn resolve_manifest(
     source: &dyn BlobSource,
     descriptor: &Descriptor,
     selection: &Selection,
@@ -194,6 +195,7 @@ fn resolve_manifest(
     Ok(ResolvedImage {
         manifest: Some(digest),
         config: config_digest,
+        config_bytes,
         platform,
         layers,
     })

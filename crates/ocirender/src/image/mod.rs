@@ -8,8 +8,10 @@
 //! streams them, except a compressed legacy `docker save` `layer.tar`,
 //! whose only digest is the uncompressed one (see `legacy_layer_digest`).
 
+pub mod inventory;
 pub mod listing;
 pub mod manifest;
+pub mod name;
 pub mod platform;
 pub mod source;
 pub mod spec;
@@ -21,6 +23,7 @@ use crate::blob::digest::{Algorithm, Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
 use anyhow::{bail, Context, Result};
 use manifest::{check_platform, check_schema, diff_ids, is_image, parse_json};
+use name::{ImageName, Transport};
 use platform::{Platform, PlatformRequest};
 use spec::{Config, Descriptor, DockerSaveEntry, Index, LayoutMarker};
 use std::io::{BufRead, BufReader, Read};
@@ -32,7 +35,9 @@ use store::Store;
 pub struct Selection {
     /// The platform wanted.
     pub platform: PlatformRequest,
-    /// A tag (`org.opencontainers.image.ref.name`, or a `RepoTags` name).
+    /// A tag (`org.opencontainers.image.ref.name`, or a `RepoTags` name),
+    /// or `@N`: the N-th entry (from 0) of `index.json` or
+    /// `manifest.json`, as containers-transports write it.
     pub tag: Option<String>,
 }
 
@@ -44,6 +49,9 @@ pub struct ResolvedImage {
     pub manifest: Option<Digest>,
     /// The config's digest.
     pub config: Digest,
+    /// The config, exactly as stored: its bytes were checked against
+    /// `config`.
+    pub config_bytes: Vec<u8>,
     /// The platform, from the index entry or else the config.
     pub platform: Option<Platform>,
     /// The layers, base first.
@@ -67,27 +75,60 @@ pub struct ResolvedLayer {
 
 /// Resolves the image at `path`.
 pub fn resolve(path: &Path, selection: &Selection) -> Result<ResolvedImage> {
-    let store = Store::open(path)?;
-    if store.exists("index.json") {
-        check_layout_marker(&store)?;
-        return match resolve_oci(&store, selection) {
-            // Docker 25+ archives are also docker saves: their RepoTags may
-            // name an image index.json does not name, and an image saved by
-            // ID has no index.json entry at all. Only then is manifest.json
-            // read instead; a broken image is an error however it is named.
-            Err(e) if e.is::<tags::NoSuchImage>() && store.exists("manifest.json") => {
-                resolve_docker_save(&store, selection)
+    resolve_name(&ImageName::path(path), selection)
+}
+
+/// Resolves the image a user named (see [`name`]): a transport's
+/// reference is the tag, and the transport must fit what is found.
+pub fn resolve_name(name: &ImageName, selection: &Selection) -> Result<ResolvedImage> {
+    let store = name.open()?;
+    match catalog(&store, name.transport)? {
+        Catalog::Layout => {
+            match resolve_oci(&store, selection) {
+                // Docker 25+ archives are also docker saves: their RepoTags
+                // may name an image index.json does not name, and an image
+                // saved by ID has no index.json entry at all. Only then is
+                // manifest.json read instead (for a plain path, which
+                // names both); a broken image is an error however it is
+                // named.
+                Err(e)
+                    if e.is::<tags::NoSuchImage>()
+                        && name.transport == Transport::Path
+                        && store.exists("manifest.json") =>
+                {
+                    resolve_docker_save(&store, selection)
+                }
+                oci => oci,
             }
-            oci => oci,
-        };
+        }
+        Catalog::Save => resolve_docker_save(&store, selection),
     }
-    if store.exists("manifest.json") {
-        return resolve_docker_save(&store, selection);
-    }
-    bail!(
-        "{}: not an image: no index.json (OCI layout) or manifest.json (docker save)",
-        store.root().display()
-    )
+}
+
+/// The file that lists a store's images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Catalog {
+    /// `index.json`, of an OCI layout.
+    Layout,
+    /// `manifest.json`, of a docker save.
+    Save,
+}
+
+/// Which file lists the images: the one the transport names
+/// (`docker-archive:` reads `manifest.json`, as `docker load` does, even
+/// in a Docker 25+ archive that is also a layout); for a plain path,
+/// `index.json` when there is one.
+pub(crate) fn catalog(store: &Store, transport: Transport) -> Result<Catalog> {
+    Ok(match transport {
+        Transport::DockerArchive => Catalog::Save,
+        Transport::Oci | Transport::OciArchive => Catalog::Layout,
+        _ if store.exists("index.json") => Catalog::Layout,
+        _ if store.exists("manifest.json") => Catalog::Save,
+        _ => bail!(
+            "{}: not an image: no index.json (OCI layout) or manifest.json (docker save)",
+            store.root().display()
+        ),
+    })
 }
 
 fn check_layout_marker(store: &Store) -> Result<()> {
@@ -110,15 +151,47 @@ fn check_layout_marker(store: &Store) -> Result<()> {
 }
 
 fn resolve_oci(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
+    let index = read_index(store)?;
+    let tag = selection.tag.as_deref();
+    // Only images may be chosen or named: an entry of another type
+    // (unknown, an artifact, an attestation) is not a second image.
+    let images: Vec<Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| is_image(d))
+        .cloned()
+        .collect();
+    let entries = match tags::position(tag)? {
+        Some(position) => vec![image_at(store, &index.manifests, position)?],
+        None => tags::choose(store.root(), tag, tags::index_candidates(&images, tag))?,
+    };
+    manifest::resolve_entries(store, &entries, selection)
+}
+
+/// A layout's `index.json`, checked (and its `oci-layout` marker).
+pub(crate) fn read_index(store: &Store) -> Result<Index> {
+    check_layout_marker(store)?;
     let what = store.describe("index.json");
     let index: Index = parse_json(&what, &store.read("index.json")?)?;
     check_schema(&what, index.schema_version)?;
-    // Only images may be chosen or named: an entry of another type
-    // (unknown, an artifact, an attestation) is not a second image.
-    let images: Vec<Descriptor> = index.manifests.into_iter().filter(is_image).collect();
-    let tag = selection.tag.as_deref();
-    let entries = tags::choose(store.root(), tag, tags::index_candidates(&images, tag))?;
-    manifest::resolve_entries(store, &entries, selection)
+    Ok(index)
+}
+
+/// The entry `@position` names, which must be an image.
+fn image_at<'a>(
+    store: &Store,
+    entries: &'a [Descriptor],
+    position: usize,
+) -> Result<&'a Descriptor> {
+    let entry = tags::at_position(store.root(), "index.json", entries, position)?;
+    if !is_image(entry) {
+        bail!(
+            "{}: @{position} is not an image (media type {:?})",
+            store.describe("index.json"),
+            entry.media_type.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(entry)
 }
 
 pub(super) fn stored_size(layer: &LayerRef) -> Result<u64> {
@@ -131,6 +204,17 @@ pub(super) fn stored_size(layer: &LayerRef) -> Result<u64> {
 }
 
 fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedImage> {
+    let entries = read_save_manifest(store)?;
+    let tag = selection.tag.as_deref();
+    let chosen = match tags::position(tag)? {
+        Some(position) => tags::at_position(store.root(), "manifest.json", &entries, position)?,
+        None => tags::choose(store.root(), tag, tags::save_candidates(&entries, tag))?,
+    };
+    resolve_saved(store, chosen, selection)
+}
+
+/// A docker save's `manifest.json`, which must list an image.
+pub(crate) fn read_save_manifest(store: &Store) -> Result<Vec<DockerSaveEntry>> {
     let entries: Vec<DockerSaveEntry> = parse_json(
         &store.describe("manifest.json"),
         &store.read("manifest.json")?,
@@ -141,8 +225,15 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
             store.describe("manifest.json")
         );
     }
-    let tag = selection.tag.as_deref();
-    let chosen = tags::choose(store.root(), tag, tags::save_candidates(&entries, tag))?;
+    Ok(entries)
+}
+
+/// Resolves one image of a docker save.
+pub(crate) fn resolve_saved(
+    store: &Store,
+    chosen: &DockerSaveEntry,
+    selection: &Selection,
+) -> Result<ResolvedImage> {
     let config_bytes = read_saved_config(store, &chosen.config)?;
     let config_digest = Digest::of_bytes(Algorithm::Sha256, &config_bytes);
     if let Some(declared) = declared_digest(&chosen.config) {
@@ -180,6 +271,7 @@ fn resolve_docker_save(store: &Store, selection: &Selection) -> Result<ResolvedI
     Ok(ResolvedImage {
         manifest: None,
         config: config_digest,
+        config_bytes,
         platform: config.platform(),
         layers,
     })

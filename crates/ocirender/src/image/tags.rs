@@ -68,6 +68,17 @@ impl fmt::Display for NoSuchImage {
 
 impl std::error::Error for NoSuchImage {}
 
+impl NoSuchImage {
+    /// No image of `root`, whose images are named `names`, is tagged `tag`.
+    pub(super) fn new(root: &Path, tag: Option<&str>, names: Vec<String>) -> NoSuchImage {
+        NoSuchImage {
+            root: root.to_path_buf(),
+            tag: tag.map(str::to_owned),
+            names: unique(names),
+        }
+    }
+}
+
 /// The one image `tag` (or, without a tag, the archive) names.
 pub(super) fn choose<T>(
     root: &Path,
@@ -86,12 +97,7 @@ pub(super) fn choose<T>(
     let root_name = root.display();
     match (distinct.len(), tag) {
         (1, _) => Ok(distinct.remove(0).item),
-        (0, _) => Err(NoSuchImage {
-            root: root.to_path_buf(),
-            tag: tag.map(str::to_owned),
-            names: all_names,
-        }
-        .into()),
+        (0, _) => Err(NoSuchImage::new(root, tag, all_names).into()),
         (_, None) => bail!(
             "{root_name}: holds several images; choose one with --tag: {}",
             labels.join(", ")
@@ -101,6 +107,37 @@ pub(super) fn choose<T>(
             labels.join(", ")
         ),
     }
+}
+
+/// The position a tag of the form `@N` names: the N-th entry (from 0) of
+/// `index.json` or `manifest.json`, as containers-transports write it
+/// (`oci:DIR:@1`). No name has that form: a `ref.name` and a docker
+/// reference both start with a letter or digit.
+pub(super) fn position(tag: Option<&str>) -> Result<Option<usize>> {
+    let Some(index) = tag.and_then(|tag| tag.strip_prefix('@')) else {
+        return Ok(None);
+    };
+    match index.parse::<usize>() {
+        Ok(n) if index.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => bail!("invalid source index @{index}: not a non-negative integer"),
+    }
+}
+
+/// The item at `position` of `items`, the entries of `file`.
+pub(super) fn at_position<'a, T>(
+    root: &Path,
+    file: &str,
+    items: &'a [T],
+    position: usize,
+) -> Result<&'a T> {
+    items.get(position).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no @{position}: {file} has {} {}, from @0",
+            root.display(),
+            items.len(),
+            if items.len() == 1 { "entry" } else { "entries" }
+        )
+    })
 }
 
 /// The images of an index: its entries grouped by name, since the entries
@@ -159,7 +196,7 @@ pub(super) fn save_candidates<'a>(
 
 /// The name an index entry is known by: its full name where Docker and
 /// containerd keep it, else its `ref.name`.
-fn entry_name(descriptor: &Descriptor) -> Option<&str> {
+pub(super) fn entry_name(descriptor: &Descriptor) -> Option<&str> {
     let annotations = &descriptor.annotations;
     annotations
         .get(spec::CONTAINERD_NAME)
@@ -169,7 +206,7 @@ fn entry_name(descriptor: &Descriptor) -> Option<&str> {
 
 /// Whether `tag` names an index entry: its `ref.name` exactly, or a full
 /// name (in `ref.name` or `io.containerd.image.name`) as Docker reads it.
-fn entry_tagged(descriptor: &Descriptor, tag: &str) -> bool {
+pub(super) fn entry_tagged(descriptor: &Descriptor, tag: &str) -> bool {
     let annotations = &descriptor.annotations;
     let ref_name = annotations.get(spec::REF_NAME);
     // A bare tag (`latest`, `1.0`) is not a repository: `alpine` must not
@@ -185,11 +222,8 @@ fn entry_tagged(descriptor: &Descriptor, tag: &str) -> bool {
 }
 
 /// `alpine` means `alpine:latest`; `docker.io/library/` is implied.
-fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
-    let strip = |t: &str| {
-        let t = t.strip_prefix("docker.io/").unwrap_or(t);
-        t.strip_prefix("library/").unwrap_or(t).to_owned()
-    };
+pub(super) fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
+    let strip = |t: &str| familiar(t).to_owned();
     let with_latest = |t: String| {
         if t.rsplit('/').next().is_some_and(|last| last.contains(':')) {
             t
@@ -198,6 +232,13 @@ fn docker_tag_matches(repo_tag: &str, wanted: &str) -> bool {
         }
     };
     with_latest(strip(repo_tag)) == with_latest(strip(wanted))
+}
+
+/// A name as docker shows it: `docker.io/` and `library/` left implied
+/// (`docker.io/library/alpine:3` is `alpine:3`).
+pub(super) fn familiar(name: &str) -> &str {
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    name.strip_prefix("library/").unwrap_or(name)
 }
 
 /// Names once each, in order.

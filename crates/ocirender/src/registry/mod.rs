@@ -29,6 +29,7 @@ mod blob;
 mod origin;
 mod redirect;
 mod retry;
+pub mod tag_list;
 mod transport;
 
 #[cfg(test)]
@@ -212,6 +213,34 @@ impl Registry {
     pub fn blob_reader(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
         let retry = self.inner.transport.retry();
         BlobReader::open(self.clone(), digest.clone(), size, retry)
+    }
+
+    /// Every tag of the repository, in the registry's order, its pages
+    /// followed and bounded as [`tag_list`] says.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        let what = format!("{}: tag list", self.name());
+        let mut pages = tag_list::Pages::new(&self.inner.reference.repository);
+        while let Some(path) = pages.next_path(&what)? {
+            let mut retry = self.inner.transport.retry_within("tag list");
+            let until = retry.deadline().map(|deadline| deadline.at());
+            let (link, body) = loop {
+                let response = self.get(&what, &path, &[], &mut retry)?;
+                let link = response.header("link").map(str::to_owned);
+                match transport::read_capped(response.into_reader(), MAX_DOCUMENT, until) {
+                    Ok(Some(body)) => break (link, body),
+                    Ok(None) => bail!(
+                        "{what}: a page is over the {} MiB limit",
+                        MAX_DOCUMENT >> 20
+                    ),
+                    Err(e) => retry.wait(None).map_err(|gave_up| {
+                        let problem = format!("{what}: {}", transport::describe_io(&e));
+                        anyhow!(gave_up.message(&what, &problem))
+                    })?,
+                }
+            };
+            pages.add(&what, &body, link.as_deref())?;
+        }
+        Ok(pages.into_tags())
     }
 
     /// GETs `/v2/<repository>/<path>`, authenticating as the registry asks,

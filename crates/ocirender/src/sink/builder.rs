@@ -20,6 +20,7 @@
 //!   nothing true about the image); on failure its own explanation (its
 //!   stderr, else the end of its stdout) is part of the one error line.
 
+use crate::cli::human_size as human;
 use crate::sink::staged::Staged;
 use crate::tar::forward::{forward, ForwardOptions, ForwardStats};
 use anyhow::{anyhow, bail, Context, Result};
@@ -181,22 +182,6 @@ impl Built {
             human(self.image_bytes),
             human(data),
         )
-    }
-}
-
-/// `12.3 MiB` and the like.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
