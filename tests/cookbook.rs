@@ -154,18 +154,28 @@ fn every_readme_recipe_runs_as_written() {
     );
     let multi = support::fixtures::multi_platform_layout();
     registry.push(&format!("oci:{}:multi", multi.display()), "multi:1");
+    let private = Registry::start(Auth::basic("ci", "cookbook-pass"));
+    private.push(
+        &format!("oci:{}:sample", sample_layout().display()),
+        "private/app:1",
+    );
     let image = sample_layout().display().to_string();
     let reference = format!("{}/sample:1", registry.host());
     let multi_reference = format!("{}/multi:1", registry.host());
     for recipe in recipes {
         let scratch = Scratch::new();
+        let dir = scratch.0.path().to_str().unwrap();
         let out = sh_env(
             scratch.0.path(),
             &[
                 ("IMAGE", &image),
                 ("REF", &reference),
                 ("MULTI_REF", &multi_reference),
-                ("TMPDIR", scratch.0.path().to_str().unwrap()),
+                ("REGISTRY", &private.host()),
+                ("PASS", "cookbook-pass"),
+                ("TMPDIR", dir),
+                // A login's auth.json, here rather than in the machine's /run.
+                ("XDG_RUNTIME_DIR", dir),
             ],
             &recipe,
         );

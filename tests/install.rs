@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::{bin, stderr};
 
-const BINARIES: [&str; 7] = [
+const BINARIES: &[&str] = &[
     "oci-layers",
     "oci-fetch",
+    "oci-login",
     "oci-merge",
     "oci-runtime-config",
     "tar2dir",

@@ -81,9 +81,11 @@ AUTHENTICATION
   Anonymous and credentialed bearer tokens (reused while valid) and basic
   auth. Credentials are looked up, first match wins, in: --authfile FILE
   only, if given; else $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/
-  auth.json, ~/.config/containers/auth.json, then $DOCKER_CONFIG/config.json
-  or ~/.docker/config.json (auths, credHelpers, credsStore through the
-  docker-credential-* helpers). Credentials and tokens are never printed.
+  auth.json (without XDG_RUNTIME_DIR: /run/containers/UID/auth.json; where
+  oci-login, podman login and skopeo login write), ~/.config/containers/
+  auth.json, then $DOCKER_CONFIG/config.json or ~/.docker/config.json
+  (auths, credHelpers, credsStore through the docker-credential-*
+  helpers). Credentials and tokens are never printed.
   Credentials go to the registry itself, and to the token service its
   challenge names only if that is HTTPS, on this machine (localhost,
   127.0.0.0/8 or ::1 as written in its URL: a name that merely resolves

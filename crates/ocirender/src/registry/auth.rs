@@ -69,6 +69,20 @@ impl fmt::Debug for Authorization {
     }
 }
 
+/// A registry or its token service refused access (401 or 403) whatever
+/// credentials there were: the error a caller can tell from a failure to
+/// reach it. Its text says whose credentials, from where, never a secret.
+#[derive(Debug)]
+pub(super) struct AccessDenied(String);
+
+impl fmt::Display for AccessDenied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AccessDenied {}
+
 /// What a `WWW-Authenticate` header asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -136,6 +150,17 @@ impl Auth {
         }
     }
 
+    /// As [`Auth::new`], with the credentials given instead of looked up
+    /// (a login checking them before it stores them).
+    pub(super) fn with_credentials(reference: &Reference, found: Found) -> Auth {
+        let auth = Auth::new(reference, None);
+        *lock(&auth.credentials) = Some(Arc::new(Credentials {
+            found: Some(found),
+            files: Vec::new(),
+        }));
+        auth
+    }
+
     /// The `Authorization` for the next request: none until a registry
     /// asked, then basic credentials or a valid (maybe renewed) token.
     pub(super) fn authorization(&self, transport: &Transport) -> Result<Option<Authorization>> {
@@ -186,18 +211,24 @@ impl Auth {
             None => bail!(
                 "{}: the registry requires authentication but sent no \
                  Bearer or Basic challenge",
-                self.reference.name()
+                self.name()
             ),
         }
     }
 
-    /// The error for a 401 or 403 that authenticating did not fix.
+    /// The error for a 401 or 403 that authenticating did not fix: an
+    /// [`AccessDenied`].
     pub(super) fn refused(&self, status: u16) -> anyhow::Error {
-        let credentials = match self.credentials() {
-            Ok(credentials) => credentials,
-            Err(e) => return e,
-        };
-        let name = self.reference.name();
+        match self.credentials() {
+            Ok(credentials) => AccessDenied(self.refusal(&credentials, status)).into(),
+            Err(e) => e,
+        }
+    }
+
+    /// What [`Auth::refused`] says: whose credentials were refused, or
+    /// withheld, or where none were found.
+    fn refusal(&self, credentials: &Credentials, status: u16) -> String {
+        let name = self.name();
         let files = || match credentials.files.as_slice() {
             [] => "no file".to_owned(),
             files => files
@@ -211,7 +242,7 @@ impl Auth {
                 Some(user) => format!("user {user}'s"),
                 None => "the identity token's".to_owned(),
             };
-            return anyhow!(
+            return format!(
                 "access denied to {name}: {whose} credentials (from {}) were withheld from \
                  the plain-HTTP token service at {realm} (plain HTTP gets them only on \
                  localhost, 127.0.0.0/8, ::1, or at the registry itself)",
@@ -219,20 +250,20 @@ impl Auth {
             );
         }
         match &credentials.found {
-            None if status == 401 => anyhow!(
+            None if status == 401 => format!(
                 "authentication required for {name} (credentials looked for in: {})",
                 files()
             ),
-            None => anyhow!(
+            None => format!(
                 "access denied to {name} without credentials (credentials looked for in: {})",
                 files()
             ),
             Some(found) => match found.secret.username() {
-                Some(user) => anyhow!(
+                Some(user) => format!(
                     "access denied to {name} for user {user} (credentials from {})",
                     found.source
                 ),
-                None => anyhow!(
+                None => format!(
                     "access denied to {name} for the identity token from {}",
                     found.source
                 ),
@@ -240,8 +271,29 @@ impl Auth {
         }
     }
 
+    /// What messages call the client's repository: `registry/repository`,
+    /// or the registry alone for a client of none (a login).
+    fn name(&self) -> String {
+        if self.reference.repository.is_empty() {
+            return self.reference.registry.clone();
+        }
+        self.reference.name()
+    }
+
+    /// The scope a challenge without one is answered with: pulling the
+    /// repository, or none for a client of no repository (a login's
+    /// `GET /v2/`, where a token only proves who the user is).
     fn pull_scope(&self) -> String {
+        if self.reference.repository.is_empty() {
+            return String::new();
+        }
         format!("repository:{}:pull", self.reference.repository)
+    }
+
+    /// The token service the credentials were withheld from (see
+    /// [`origin::credentials_may_go_to`]), if they were.
+    pub(super) fn withheld(&self) -> Option<String> {
+        lock(&self.withheld).clone()
     }
 
     /// The credentials, looked up once (a helper may be slow or prompt).
@@ -300,10 +352,7 @@ impl Auth {
             url::Url::parse(realm),
             url::Url::parse(&transport.base_url()),
         ) else {
-            bail!(
-                "{}: the registry's token service is not a URL",
-                self.reference.name()
-            );
+            bail!("{}: the registry's token service is not a URL", self.name());
         };
         let may_go = origin::credentials_may_go_to(&realm, &registry);
         *lock(&self.withheld) = (!may_go).then(|| origin::origin_text(&realm));
@@ -317,7 +366,7 @@ impl Auth {
         let secret = self.credentials_for(transport, &key.realm)?;
         let secret = secret.as_ref();
         let host = url_host(&key.realm);
-        let what = format!("{}: token from {host}", self.reference.name());
+        let what = format!("{}: token from {host}", self.name());
         let mut retry = transport.retry_within("token");
         let response = match secret {
             Some(Secret::IdentityToken(refresh_token)) => {
@@ -333,7 +382,10 @@ impl Auth {
                 })?
             }
             _ => transport.call(&what, &mut retry, None, &|agent, _| {
-                let mut request = agent.get(&key.realm).query("scope", &key.scope);
+                let mut request = agent.get(&key.realm);
+                if !key.scope.is_empty() {
+                    request = request.query("scope", &key.scope);
+                }
                 if let Some(service) = &key.service {
                     request = request.query("service", service);
                 }

@@ -85,12 +85,23 @@ pub fn lookup(
     Environment::from_process().lookup(reference, authfile)
 }
 
+/// The file `oci-login` writes without `--authfile`: `REGISTRY_AUTH_FILE`,
+/// else `$XDG_RUNTIME_DIR/containers/auth.json`, else
+/// `/run/containers/UID/auth.json` (the first file [`lookup`] reads).
+pub fn login_file() -> Result<PathBuf> {
+    Environment::from_process().login_file()
+}
+
 /// The environment variables the lookup depends on, captured so tests can
 /// give their own without touching the process environment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Environment {
     pub registry_auth_file: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// The real user id, for `/run/containers/UID/auth.json`, where
+    /// podman and skopeo keep credentials when `XDG_RUNTIME_DIR` is unset
+    /// (a login over `su` or from cron); `None` in tests.
+    pub uid: Option<u32>,
     pub xdg_config_home: Option<PathBuf>,
     pub docker_config: Option<PathBuf>,
     pub home: Option<PathBuf>,
@@ -105,6 +116,7 @@ impl Environment {
         Environment {
             registry_auth_file: var("REGISTRY_AUTH_FILE").map(PathBuf::from),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").map(PathBuf::from),
+            uid: Some(rustix::process::getuid().as_raw()),
             xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
             docker_config: var("DOCKER_CONFIG").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
@@ -130,24 +142,55 @@ impl Environment {
     }
 
     /// The files podman/skopeo read, then Docker's: `REGISTRY_AUTH_FILE`,
-    /// `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// the session's auth file ([`Environment::runtime_auth_file`]),
     /// `$XDG_CONFIG_HOME/containers/auth.json` (default `~/.config`),
     /// `$DOCKER_CONFIG/config.json` (default `~/.docker`).
-    fn candidate_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn candidate_files(&self) -> Vec<PathBuf> {
         let home = |relative: &str| self.home.as_ref().map(|home| home.join(relative));
         let config_home = self.xdg_config_home.clone().or_else(|| home(".config"));
         let docker = self.docker_config.clone().or_else(|| home(".docker"));
         [
             self.registry_auth_file.clone(),
-            self.xdg_runtime_dir
-                .as_ref()
-                .map(|dir| dir.join("containers/auth.json")),
+            self.runtime_auth_file(),
             config_home.map(|dir| dir.join("containers/auth.json")),
             docker.map(|dir| dir.join("config.json")),
         ]
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// The auth file of the login session, where podman and skopeo log in
+    /// by default: `$XDG_RUNTIME_DIR/containers/auth.json`, or, without
+    /// `XDG_RUNTIME_DIR`, `/run/containers/UID/auth.json`.
+    fn runtime_auth_file(&self) -> Option<PathBuf> {
+        match (&self.xdg_runtime_dir, self.uid) {
+            (Some(dir), _) => Some(dir.join("containers/auth.json")),
+            (None, Some(uid)) => Some(PathBuf::from(format!("/run/containers/{uid}/auth.json"))),
+            (None, None) => None,
+        }
+    }
+
+    /// The file a login writes when no `--authfile` is given: the first
+    /// one [`Environment::lookup`] reads, as podman and skopeo choose it.
+    /// An `XDG_RUNTIME_DIR` that does not exist is an error, as there:
+    /// the directory is the session's, made by the login manager, and
+    /// one made here would not be cleaned at logout.
+    pub(crate) fn login_file(&self) -> Result<PathBuf> {
+        if let Some(file) = &self.registry_auth_file {
+            return Ok(file.clone());
+        }
+        if let Some(dir) = &self.xdg_runtime_dir {
+            if !dir.is_dir() {
+                bail!(
+                    "XDG_RUNTIME_DIR ({}) is not a directory: create it, unset \
+                     XDG_RUNTIME_DIR, or give --authfile",
+                    dir.display()
+                );
+            }
+        }
+        self.runtime_auth_file()
+            .ok_or_else(|| anyhow!("no auth file: give --authfile"))
     }
 
     /// One file: a registry's `credHelpers` entry, then `auths` from the
@@ -296,7 +339,7 @@ fn normalize_keys<T>(map: &HashMap<String, T>) -> HashMap<String, &T> {
         .collect()
 }
 
-fn normalize_key(key: &str) -> String {
+pub(super) fn normalize_key(key: &str) -> String {
     let key = key.trim();
     let (key, is_url) = match key
         .strip_prefix("https://")
@@ -526,6 +569,32 @@ mod tests {
         let files = env.candidate_files();
         assert_eq!(files[1], dir.path().join("xdg/containers/auth.json"));
         assert_eq!(files[2], dir.path().join("dc/config.json"));
+    }
+
+    /// Where a login writes: the first file read, chosen as podman does.
+    #[test]
+    fn the_login_file_is_the_first_file_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = Environment {
+            uid: Some(1234),
+            ..environment(dir.path())
+        };
+        let session = PathBuf::from("/run/containers/1234/auth.json");
+        assert_eq!(env.candidate_files()[0], session);
+        assert_eq!(env.login_file().unwrap(), session);
+
+        env.xdg_runtime_dir = Some(dir.path().to_owned());
+        let runtime = dir.path().join("containers/auth.json");
+        assert_eq!(env.candidate_files()[0], runtime);
+        assert_eq!(env.login_file().unwrap(), runtime);
+
+        env.xdg_runtime_dir = Some(dir.path().join("gone"));
+        let e = env.login_file().unwrap_err().to_string();
+        assert!(e.contains("XDG_RUNTIME_DIR") && e.contains("gone"), "{e}");
+
+        env.registry_auth_file = Some(dir.path().join("explicit.json"));
+        assert_eq!(env.candidate_files()[0], dir.path().join("explicit.json"));
+        assert_eq!(env.login_file().unwrap(), dir.path().join("explicit.json"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! * [`reference`]: `debian:12` → `docker.io/library/debian:12`;
 //! * [`credentials`]: the logins users already have (Docker's and
-//!   containers' auth files, credential helpers);
+//!   containers' auth files, credential helpers); [`auth_file`] and
+//!   [`login`]: `oci-login` storing one, checked with the registry first;
 //! * `auth`: answering `401`s with basic auth or cached bearer tokens;
 //! * `transport`: one HTTP agent per registry (TLS, proxies, timeouts),
 //!   one-line errors; `redirect`: redirects followed, `Authorization` kept
@@ -18,7 +19,9 @@
 //! manifest or config is at most [`MAX_DOCUMENT`] bytes and, like a token,
 //! must arrive whole within [`ClientOptions::deadline`].
 
+pub mod auth_file;
 pub mod credentials;
+pub mod login;
 pub mod reference;
 
 // Public, hidden, for the fuzz targets (fuzz/) only: its parsers of

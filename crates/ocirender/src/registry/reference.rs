@@ -97,7 +97,7 @@ pub(crate) fn split_host_port(authority: &str) -> (&str, Option<&str>) {
 }
 
 /// Docker's test for "this first component is a registry".
-fn looks_like_host(component: &str) -> bool {
+pub(crate) fn looks_like_host(component: &str) -> bool {
     component.contains(['.', ':']) || component == "localhost"
 }
 
