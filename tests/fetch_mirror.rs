@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 use support::fixtures::sample_layout;
-use support::registry::{Auth, Proxy, Registry};
+use support::registry::{auths_json, Auth, Proxy, Registry};
 use support::{sh_env, stderr, Scratch};
 
 /// A test's directory: HOME (so `~/.config/containers` is its own), TMPDIR
@@ -128,12 +128,22 @@ fn warnings(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A port nothing listens on: a mirror that is down.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// `127.0.0.1:PORT` where nothing listens: a mirror that is down.
+fn dead_mirror() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
-        .port()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// An anonymous registry holding the sample as `sample:1`, that reference,
+/// and the merged tar a fetch from it gives: what every mirror must give.
+fn origin(work: &Workdir) -> (Registry, String, Vec<u8>) {
+    let registry = registry_with_sample(Auth::None, "sample");
+    let reference = format!("{}/sample:1", registry.host());
+    let (before, _) = merged(work, "", &reference);
+    (registry, reference, before)
 }
 
 /// The requests `proxy` logged as `(path, authorization)`.
@@ -153,10 +163,8 @@ fn requests(proxy: &Proxy) -> Vec<(String, bool)> {
 #[test]
 fn a_pull_through_cache_serves_the_image_with_the_origin_stopped() {
     let sample = sample();
-    let origin = registry_with_sample(Auth::None, "sample");
     let work = Workdir::new();
-    let reference = format!("{}/sample:1", origin.host());
-    let (before, _) = merged(&work, "", &reference);
+    let (origin, reference, before) = origin(&work);
     let mirror = Registry::start_pull_through(&origin.host(), Auth::None);
     // Warm the cache through it, as a first pull at the site would.
     work.ok(&format!(
@@ -201,11 +209,9 @@ fn a_pull_through_cache_serves_the_image_with_the_origin_stopped() {
 
 #[test]
 fn a_mirror_that_is_down_gets_one_warning_and_the_origin_serves() {
-    let origin = registry_with_sample(Auth::None, "sample");
     let work = Workdir::new();
-    let reference = format!("{}/sample:1", origin.host());
-    let (before, _) = merged(&work, "", &reference);
-    let down = format!("127.0.0.1:{}", dead_port());
+    let (origin, reference, before) = origin(&work);
+    let down = dead_mirror();
     let conf = work.write("registries.conf", &conf(&origin.host(), &[(&down, "")]));
     for flags in [
         format!("--registries-conf /dev/null --registry-mirror {down}"),
@@ -236,15 +242,13 @@ fn a_mirror_that_is_down_gets_one_warning_and_the_origin_serves() {
 fn a_mirror_sending_corrupt_layers_is_caught_by_their_digests() {
     let sample = sample();
     assert!(sample.largest_layer > sample.config_size + 1);
-    let origin = registry_with_sample(Auth::None, "sample");
+    let work = Workdir::new();
+    let (origin, reference, before) = origin(&work);
     let copy = registry_with_sample(Auth::None, "sample");
     // Flips a byte past the end of the config: the layers larger than the
     // config are corrupt, the config never is.
     let offset = sample.config_size.to_string();
     let corrupting = Proxy::start(&copy.host(), &["--flip-byte", &offset, "--times", "all"]);
-    let work = Workdir::new();
-    let reference = format!("{}/sample:1", origin.host());
-    let (before, _) = merged(&work, "", &reference);
     let conf = work.write(
         "registries.conf",
         &conf(&origin.host(), &[(&corrupting.host(), "")]),
@@ -299,12 +303,10 @@ fn a_mirror_sending_corrupt_layers_is_caught_by_their_digests() {
 #[test]
 fn a_digest_only_mirror_is_never_asked_for_a_tag() {
     let sample = sample();
-    let origin = registry_with_sample(Auth::None, "sample");
-    let copy = registry_with_sample(Auth::None, "sample");
     let work = Workdir::new();
-    let reference = format!("{}/sample:1", origin.host());
+    let (origin, reference, before) = origin(&work);
+    let copy = registry_with_sample(Auth::None, "sample");
     let pinned = format!("{}/sample@{}", origin.host(), sample.manifest);
-    let (before, _) = merged(&work, "", &reference);
     let mut watched = Vec::new();
     for (name, registry_setting, mirror_setting) in [
         ("per-mirror", "", "pull-from-mirror = \"digest-only\""),
@@ -337,12 +339,10 @@ fn a_digest_only_mirror_is_never_asked_for_a_tag() {
 
 #[test]
 fn a_flag_mirror_is_tried_first_with_the_repository_below_its_path() {
-    let origin = registry_with_sample(Auth::None, "sample");
     let work = Workdir::new();
-    let reference = format!("{}/sample:1", origin.host());
-    let (before, _) = merged(&work, "", &reference);
+    let (origin, reference, before) = origin(&work);
     let cache = registry_with_sample(Auth::None, "site/cache/sample");
-    let down = format!("127.0.0.1:{}", dead_port());
+    let down = dead_mirror();
     let conf = work.write("registries.conf", &conf(&origin.host(), &[(&down, "")]));
     drop(origin);
     let (fetched, stderr) = merged(
@@ -447,25 +447,13 @@ fn each_endpoint_gets_the_credentials_of_its_own_host() {
     let mirror = Proxy::start(&copy.host(), &[]);
     let work = Workdir::new();
     let reference = format!("{}/sample:1", origin.host());
-    let auth = |entries: &[(&str, &str, &str)]| {
-        let auths: serde_json::Map<String, serde_json::Value> = entries
-            .iter()
-            .map(|(host, user, password)| {
-                use base64::Engine as _;
-                let auth =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                (host.to_string(), serde_json::json!({ "auth": auth }))
-            })
-            .collect();
-        serde_json::json!({ "auths": auths }).to_string()
-    };
     let origin_only = work.write(
         "origin.json",
-        &auth(&[(&origin.host(), "alice", "origin-secret")]),
+        &auths_json(&[(&origin.host(), "alice", "origin-secret")]),
     );
     let both = work.write(
         "both.json",
-        &auth(&[
+        &auths_json(&[
             (&origin.host(), "alice", "origin-secret"),
             (&mirror.host(), "bob", "mirror-secret"),
         ]),

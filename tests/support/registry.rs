@@ -113,6 +113,19 @@ pub struct Access {
     pub actions: Vec<String>,
 }
 
+/// The text of a credentials file (docker `config.json` or containers
+/// `auth.json`: both read `auths`) holding `user:password` for each host.
+pub fn auths_json(auths: &[(&str, &str, &str)]) -> String {
+    let auths: serde_json::Map<String, serde_json::Value> = auths
+        .iter()
+        .map(|(host, user, password)| {
+            let auth = BASE64.encode(format!("{user}:{password}"));
+            (host.to_string(), serde_json::json!({ "auth": auth }))
+        })
+        .collect();
+    serde_json::json!({ "auths": auths }).to_string()
+}
+
 /// A registry process with its storage, stopped on drop.
 pub struct Registry {
     child: Child,
