@@ -91,14 +91,15 @@ AUTHENTICATION
 NETWORK
   HTTPS with the system's trust store (SSL_CERT_FILE, SSL_CERT_DIR);
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY. A registry on this
-  machine (localhost, 127.0.0.0/8, ::1) is tried with HTTPS first and, as
-  Docker does, spoken to in plain HTTP if it does not speak TLS at all
-  (found out once per run); a certificate problem is an error, never a
-  reason for plain HTTP. Any other registry gets HTTPS only, unless
-  --plain-http, which always means plain HTTP. Redirects (at most 5, of
-  GETs: a blob's to a CDN or object store) keep the Authorization header
-  only to the same scheme, host and port. Retries with backoff on 429
-  (honouring Retry-After up to 60 s), 5xx and dropped connections,
+  machine (localhost, 127.0.0.0/8, ::1), or one registries.conf marks
+  insecure (see MIRRORS), is tried with HTTPS first and, as Docker does,
+  spoken to in plain HTTP if it does not speak TLS at all (found out once
+  per run); a certificate problem is an error, never a reason for plain
+  HTTP. Any other registry gets HTTPS only, unless --plain-http, which
+  always means plain HTTP to it (not to its mirrors). Redirects (at most
+  5, of GETs: a blob's to a CDN or object store) keep the Authorization
+  header only to the same scheme, host and port. Retries with backoff on
+  429 (honouring Retry-After up to 60 s), 5xx and dropped connections,
   resuming a blob with a Range request.
 
 MIRRORS
@@ -107,15 +108,17 @@ MIRRORS
   [[registry]] with the longest prefix matching the reference's name
   (docker.io/library/debian for debian; prefix = \"example.com/foo\"
   matches example.com/foo and what is below it, \"*.example.com\" every
-  host under that domain; prefix defaults to location) says where to pull
-  from. Its location replaces the matched part of the name; blocked = true
-  refuses the pull; insecure = true lets that location speak plain HTTP if
-  it does not speak TLS, as a registry on this machine may (certificates
-  are checked all the same). Its [[registry.mirror]] entries are tried in
-  order before the location, each with the rest of the name below its own
-  location: pull-from-mirror = \"digest-only\" keeps a mirror to pulls by
-  digest, \"tag-only\" to pulls by tag, and mirror-by-digest-only = true
-  every mirror of the [[registry]] to pulls by digest.
+  host under that domain, any port; prefix defaults to location; unlike
+  containers/image, example.com does not match example.com:5000) says
+  where to pull from. Its location replaces the matched part of the
+  name; blocked = true refuses the pull; insecure = true lets that
+  location speak plain HTTP if it does not speak TLS, as a registry on
+  this machine may (certificates are checked all the same). Its
+  [[registry.mirror]] entries are tried in order before the location,
+  each with the rest of the name below its own location:
+  pull-from-mirror = \"digest-only\" keeps a mirror to pulls by digest,
+  \"tag-only\" to pulls by tag, and mirror-by-digest-only = true every
+  mirror of the [[registry]] to pulls by digest.
   Files: /etc/containers/registries.conf (v1, with [registries.block] and
   [registries.insecure], is converted), then the *.conf drop-ins of
   /etc/containers/registries.conf.d and ~/.config/containers/
