@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::fixtures::{
     fixture, multi_platform_layout, sample_derived, sample_layout, skopeo_copy,
 };
-use support::registry::{Auth, Proxy, Registry};
+use support::registry::{auths_json, Auth, Proxy, Registry};
 use support::{sh_env, stderr, Scratch};
 
 /// A test's working directory: HOME, TMPDIR (where streaming puts its
@@ -192,7 +192,11 @@ fn a_multi_platform_index_is_selected_as_oci_layers_selects_it() {
         }
         v
     };
-    assert_eq!(strip(&json), strip(&local_json));
+    // oci-fetch also says where the index came from.
+    let mut fetched = strip(&json);
+    let endpoint = fetched.as_object_mut().unwrap().remove("endpoint");
+    assert_eq!(endpoint, Some(format!("{}/multi", registry.host()).into()));
+    assert_eq!(fetched, strip(&local_json));
     let out = work.sh(
         &[],
         &format!(
@@ -774,22 +778,9 @@ fn proxy_variables_are_honoured() {
 /// Writes `DIR/docker/config.json` with `auths` for (host, user, password);
 /// returns DOCKER_CONFIG.
 fn docker_config(work: &Workdir, auths: &[(&str, &str, &str)]) -> String {
-    use base64::Engine as _;
     let dir = work.path("docker");
     std::fs::create_dir_all(&dir).unwrap();
-    let auths: serde_json::Map<String, serde_json::Value> = auths
-        .iter()
-        .map(|(host, user, password)| {
-            let auth =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            (host.to_string(), serde_json::json!({ "auth": auth }))
-        })
-        .collect();
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("config.json"), auths_json(auths)).unwrap();
     dir.display().to_string()
 }
 

@@ -113,6 +113,19 @@ pub struct Access {
     pub actions: Vec<String>,
 }
 
+/// The text of a credentials file (docker `config.json` or containers
+/// `auth.json`: both read `auths`) holding `user:password` for each host.
+pub fn auths_json(auths: &[(&str, &str, &str)]) -> String {
+    let auths: serde_json::Map<String, serde_json::Value> = auths
+        .iter()
+        .map(|(host, user, password)| {
+            let auth = BASE64.encode(format!("{user}:{password}"));
+            (host.to_string(), serde_json::json!({ "auth": auth }))
+        })
+        .collect();
+    serde_json::json!({ "auths": auths }).to_string()
+}
+
 /// A registry process with its storage, stopped on drop.
 pub struct Registry {
     child: Child,
@@ -128,7 +141,7 @@ impl Registry {
     /// Starts a plain-HTTP registry on a free port of 127.0.0.1 and waits
     /// until it answers `GET /v2/`.
     pub fn start(auth: Auth) -> Registry {
-        Registry::start_with(auth, false)
+        Registry::start_with(auth, false, "")
     }
 
     /// As [`Registry::start`], serving HTTPS only, with a self-signed
@@ -136,10 +149,22 @@ impl Registry {
     /// unless told to: [`Registry::ca_file`] is that certificate, for
     /// `SSL_CERT_FILE`.
     pub fn start_tls(auth: Auth) -> Registry {
-        Registry::start_with(auth, true)
+        Registry::start_with(auth, true, "")
     }
 
-    fn start_with(auth: Auth, tls: bool) -> Registry {
+    /// As [`Registry::start`], as a pull-through cache of the plain-HTTP
+    /// registry at `upstream` (`HOST:PORT`): distribution's `proxy:
+    /// remoteurl`, what sites run as a mirror. It serves what it holds,
+    /// fetching the rest from upstream: a manifest is kept as it is
+    /// served, a blob in the background after ([`Registry::holds_blob`]).
+    /// It takes no pushes.
+    pub fn start_pull_through(upstream: &str, auth: Auth) -> Registry {
+        let proxy = format!("proxy:\n  remoteurl: http://{upstream}\n");
+        Registry::start_with(auth, false, &proxy)
+    }
+
+    /// `extra` is appended to the configuration (top-level sections).
+    fn start_with(auth: Auth, tls: bool, extra: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).unwrap();
@@ -196,7 +221,7 @@ impl Registry {
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
                  http:\n  addr: {addr}\n  secret: ocirender-test-secret\n\
-                 {tls_config}{auth_config}",
+                 {tls_config}{auth_config}{extra}",
                 storage.display()
             );
             std::fs::write(&config_path, config).unwrap();
@@ -311,6 +336,18 @@ impl Registry {
     /// The directory the registry stores its blobs and repositories in.
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
+    }
+
+    /// Whether the blob `digest` (`sha256:...`) is in the registry's own
+    /// storage.
+    pub fn holds_blob(&self, digest: &str) -> bool {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+            .exists()
     }
 
     /// Everything the registry logged (errors and one line per request).

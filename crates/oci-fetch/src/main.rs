@@ -9,11 +9,13 @@ use ocirender::image::listing;
 use ocirender::image::name::{ImageName, Transport};
 use ocirender::image::platform::PlatformRequest;
 use ocirender::image::Selection;
+use ocirender::registry::mirrors::{Mirror, RegistriesConf};
 use ocirender::registry::reference::Reference;
-use ocirender::registry::{ClientOptions, Registry};
+use ocirender::registry::{ClientOptions, Endpoints, Warn};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 const PROGRAM: &str = "oci-fetch";
@@ -113,15 +115,60 @@ SEEING BEFORE FETCHING (no layer is downloaded)
 NETWORK
   HTTPS with the system's trust store (SSL_CERT_FILE, SSL_CERT_DIR);
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY. A registry on this
-  machine (localhost, 127.0.0.0/8, ::1) is tried with HTTPS first and, as
-  Docker does, spoken to in plain HTTP if it does not speak TLS at all
-  (found out once per run); a certificate problem is an error, never a
-  reason for plain HTTP. Any other registry gets HTTPS only, unless
-  --plain-http, which always means plain HTTP. Redirects (at most 5, of
-  GETs: a blob's to a CDN or object store) keep the Authorization header
-  only to the same scheme, host and port. Retries with backoff on 429
-  (honouring Retry-After up to 60 s), 5xx and dropped connections,
+  machine (localhost, 127.0.0.0/8, ::1), or one registries.conf marks
+  insecure (see MIRRORS), is tried with HTTPS first and, as Docker does,
+  spoken to in plain HTTP if it does not speak TLS at all (found out once
+  per run); a certificate problem is an error, never a reason for plain
+  HTTP. Any other registry gets HTTPS only, unless --plain-http, which
+  always means plain HTTP to it (not to its mirrors). Redirects (at most
+  5, of GETs: a blob's to a CDN or object store) keep the Authorization
+  header only to the same scheme, host and port. Retries with backoff on
+  429 (honouring Retry-After up to 60 s), 5xx and dropped connections,
   resuming a blob with a Range request.
+
+MIRRORS
+  A site's pull-through cache, or any mirror, is configured as podman,
+  skopeo and buildah read it, in containers-registries.conf(5): the
+  [[registry]] with the longest prefix matching the reference's name
+  (docker.io/library/debian for debian; prefix = \"example.com/foo\"
+  matches example.com/foo and what is below it, \"*.example.com\" every
+  host under that domain, any port; prefix defaults to location; unlike
+  containers/image, example.com does not match example.com:5000) says
+  where to pull from. Its location replaces the matched part of the
+  name; blocked = true refuses the pull; insecure = true lets that
+  location speak plain HTTP if it does not speak TLS, as a registry on
+  this machine may (certificates are checked all the same). Its
+  [[registry.mirror]] entries are tried in order before the location,
+  each with the rest of the name below its own location:
+  pull-from-mirror = \"digest-only\" keeps a mirror to pulls by digest,
+  \"tag-only\" to pulls by tag, and mirror-by-digest-only = true every
+  mirror of the [[registry]] to pulls by digest.
+  Files: /etc/containers/registries.conf (v1, with [registries.block] and
+  [registries.insecure], is converted), then the *.conf drop-ins of
+  /etc/containers/registries.conf.d and ~/.config/containers/
+  registries.conf.d, in name order (v2 only); a later [[registry]] with the
+  same prefix replaces an earlier one whole. If ~/.config/containers/
+  registries.conf exists, it and its .d directory are read instead.
+  $CONTAINERS_REGISTRIES_CONF replaces the main file (drop-ins still
+  apply); --registries-conf FILE is the only file read (/dev/null: none).
+  A file that does not parse is an error naming it and the line.
+  --registry-mirror [http://]HOST[:PORT][/PATH] (repeatable) adds a
+  mirror for whatever the reference's registry, tried before those of
+  registries.conf, for every pull, tag or digest: the image is asked for
+  as HOST/PATH/REPOSITORY (HOST/library/debian for debian); http:// allows
+  plain HTTP as insecure = true does.
+  The manifest or index comes from the first endpoint that serves it
+  (--json names it: \"endpoint\"); the rest of the image from that one, or
+  the next ones if it fails, the registry last. A mirror that fails
+  (cannot connect, 5xx once retries are spent, not found, access refused,
+  content that does not match its digest) gets one warning and is not
+  asked again during the run. Every byte is verified against its digest
+  whoever sends it, so a mirror can withhold an image but not change it;
+  what a tag names is trusted from a mirror as from the registry. A
+  layer already streamed to the reader cannot be taken back: a corrupt
+  one from a mirror fails a streaming pull, while --store fetches it again
+  from the next endpoint. Each endpoint gets the credentials stored for
+  its own host: the registry's never go to a mirror, nor the other way.
 
 LIMITS
   A manifest, index or config is at most 4 MiB (one declared larger is
@@ -135,11 +182,14 @@ LIMITS
   seconds is retried. An error answer's text is read for at most 64 KiB
   and 5 s. A token is reused for at most a day, whatever it says. A tag
   list is read in at most 1000 pages of at most 4 MiB each, each within
-  the deadline, and at most 100000 tags.
+  the deadline, and at most 100000 tags. A registries.conf file is at
+  most 1 MiB, and a drop-in directory holds at most 1000 *.conf files.
 
 ENVIRONMENT
   REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, DOCKER_CONFIG, HOME
                   where credentials are looked for (AUTHENTICATION above)
+  CONTAINERS_REGISTRIES_CONF, HOME
+                  where registries.conf is looked for (MIRRORS above)
   XDG_RUNTIME_DIR, TMPDIR
                   where the private directory of pipes is made
   SSL_CERT_FILE, SSL_CERT_DIR
@@ -159,7 +209,8 @@ EXAMPLES
   oci-fetch --json alpine | jq -r '.layers[].digest'
   oci-fetch --list debian:12
   oci-fetch --list-tags --json quay.io/org/img | jq -r '.Tags[]'
-  oci-fetch --config --platform linux/arm64 debian:12 | jq .config.Cmd";
+  oci-fetch --config --platform linux/arm64 debian:12 | jq .config.Cmd
+  oci-fetch --registry-mirror cache.example.lan:5000 debian:12 | oci-merge > rootfs.tar";
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
 #[derive(Parser)]
@@ -192,9 +243,18 @@ struct Args {
     /// containers auth.json format).
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
-    /// Speak plain HTTP to the registry, never HTTPS (see NETWORK).
+    /// Speak plain HTTP to the registry, never HTTPS (see NETWORK); not
+    /// to its mirrors.
     #[arg(long)]
     plain_http: bool,
+    /// Read mirrors, rewrites and blocks from this registries.conf only
+    /// (see MIRRORS).
+    #[arg(long, value_name = "FILE")]
+    registries_conf: Option<PathBuf>,
+    /// A mirror to try first for the reference's registry (repeatable;
+    /// see MIRRORS).
+    #[arg(long, value_name = "[http://]HOST[:PORT][/PATH]")]
+    registry_mirror: Vec<String>,
     /// Layers downloaded at once into --store. Streaming downloads what
     /// the reader has open (oci-merge's read-ahead).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -226,7 +286,14 @@ fn run(args: Args) -> Result<()> {
         deadline: Duration::from_secs(args.deadline),
         ..ClientOptions::default()
     };
-    let registry = Registry::new(&reference, &options)?;
+    let mirrors = args
+        .registry_mirror
+        .iter()
+        .map(|text| Mirror::from_flag(text))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = RegistriesConf::load(args.registries_conf.as_deref())?.plan(&reference, &mirrors)?;
+    let warn: Warn = Arc::new(|message: &str| cli::warn(PROGRAM, message));
+    let registry = Endpoints::new(&reference, &plan, &options, warn.clone())?;
     if let Some(output) = inspect(&args, &registry, &reference)? {
         return write_stdout(&output);
     }
@@ -242,10 +309,7 @@ fn run(args: Args) -> Result<()> {
     };
     let mut print = write_stdout;
     match &request.store {
-        Some(dir) => {
-            let warn = std::sync::Arc::new(|message: &str| cli::warn(PROGRAM, message));
-            fetch::store(&registry, &request, dir, &mut print, warn)
-        }
+        Some(dir) => fetch::store(&registry, &request, dir, &mut print, warn),
         None => fetch::stream(&registry, &request, &mut print),
     }
 }
@@ -259,7 +323,7 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 }
 
 /// What --list, --list-tags or --config print, if one was asked for.
-fn inspect(args: &Args, registry: &Registry, reference: &Reference) -> Result<Option<Vec<u8>>> {
+fn inspect(args: &Args, registry: &Endpoints, reference: &Reference) -> Result<Option<Vec<u8>>> {
     let output = if args.list {
         let image = fetch::list(registry, reference)?;
         let images = std::slice::from_ref(&image);

@@ -1,8 +1,10 @@
 //! `oci-fetch`: a registry image as a layer list, streamed or stored.
 //!
-//! The reference's manifest or index is fetched, then the image is
-//! selected by the same policy as a local one ([`crate::image::manifest`]),
-//! through [`source::RegistrySource`]. Then either
+//! The reference's manifest or index is fetched (from the first of its
+//! endpoints that serves it, mirrors first: [`crate::registry::Endpoints`]),
+//! then the image is selected by the same policy as a local one
+//! ([`crate::image::manifest`]), through [`source::RegistrySource`]. Then
+//! either
 //! * [`stream`]: the list names named pipes that are fed from the network
 //!   while `oci-merge` reads them (nothing on disk), or
 //! * [`store`]: the blobs are downloaded into a shared OCI layout and the
@@ -21,7 +23,7 @@ use crate::image::inventory::{self, ListedImage};
 use crate::image::spec::{self, Descriptor};
 use crate::image::{listing, manifest, ResolvedImage, Selection};
 use crate::registry::reference::Reference;
-use crate::registry::{Fetched, Registry};
+use crate::registry::{Endpoints, Fetched};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use source::{LayerPlace, RegistrySource};
@@ -48,14 +50,14 @@ pub struct Request {
 /// then serves them until no reader can ask for a layer any more
 /// ([`lifetime`]). With `json`, only describes the image.
 pub fn stream(
-    registry: &Registry,
+    registry: &Endpoints,
     request: &Request,
     print: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let top = fetch_top(registry, &request.reference)?;
+    let (top, source) = fetch_top(registry, &request.reference)?;
     if request.json {
         let image = resolve(registry, &top, &LayerPlace::Nowhere, &request.selection)?;
-        return print(&listing::json(&image, false)?);
+        return print(&json_with_source(&image, false, &source)?);
     }
     let output = readers::OutputPipe::of_stdout()?;
     let pipes = pipe_dir::PipeDir::create()?;
@@ -80,14 +82,14 @@ pub fn stream(
 /// and prints the list (or JSON) naming the stored blobs. A stored blob
 /// found damaged is reported through `warn` and fetched again.
 pub fn store(
-    registry: &Registry,
+    registry: &Endpoints,
     request: &Request,
     dir: &std::path::Path,
     print: &mut dyn FnMut(&[u8]) -> Result<()>,
     warn: store::Warn,
 ) -> Result<()> {
     let store = LayoutStore::open(dir, warn)?;
-    let top = fetch_top(registry, &request.reference)?;
+    let (top, source) = fetch_top(registry, &request.reference)?;
     let place = LayerPlace::Store(store.clone());
     let image = resolve(registry, &top, &place, &request.selection)?;
     download_layers(registry, &store, &image, request.jobs)?;
@@ -95,21 +97,22 @@ pub fn store(
     let name = request.reference.to_string();
     store.record(&name, store_entry(&top, &name))?;
     print(&if request.json {
-        listing::json(&image, true)?
+        json_with_source(&image, true, &source)?
     } else {
         listing::layer_lines(&image)?
     })
 }
 
 /// The manifest or index the reference names: by digest if it has one
-/// (verified by the client), else by tag.
-fn fetch_top(registry: &Registry, reference: &Reference) -> Result<Fetched> {
+/// (verified by the client), else by tag; and which endpoint (a mirror or
+/// the registry) served it.
+fn fetch_top(registry: &Endpoints, reference: &Reference) -> Result<(Fetched, String)> {
     let wanted = match (&reference.digest, &reference.tag) {
         (Some(digest), _) => digest.to_string(),
         (None, Some(tag)) => tag.clone(),
         (None, None) => "latest".to_owned(),
     };
-    let mut top = registry.manifest(&wanted)?;
+    let (mut top, source) = registry.manifest_and_source(&wanted)?;
     if top.media_type.is_empty() {
         top.media_type = declared_media_type(&top.bytes);
     }
@@ -119,7 +122,17 @@ fn fetch_top(registry: &Registry, reference: &Reference) -> Result<Fetched> {
             top.media_type
         );
     }
-    Ok(top)
+    Ok((top, source))
+}
+
+/// The resolved image as JSON ([`listing::json`]) with `endpoint`: the
+/// `registry/repository` the manifest came from (a mirror or the registry).
+fn json_with_source(image: &ResolvedImage, locations: bool, source: &str) -> Result<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(&listing::json(image, locations)?)?;
+    value["endpoint"] = json!(source);
+    let mut out = serde_json::to_vec_pretty(&value)?;
+    out.push(b'\n');
+    Ok(out)
 }
 
 /// A manifest's media type from its own `mediaType` field, for a registry
@@ -134,7 +147,7 @@ fn declared_media_type(bytes: &[u8]) -> String {
 }
 
 fn resolve(
-    registry: &Registry,
+    registry: &Endpoints,
     top: &Fetched,
     place: &LayerPlace,
     selection: &Selection,
@@ -168,18 +181,18 @@ pub const MAX_LISTED_MANIFESTS: usize = 32;
 /// The config of the image `reference` names for `selection`, exactly as
 /// the registry sent it (verified against its digest).
 pub fn config(
-    registry: &Registry,
+    registry: &Endpoints,
     reference: &Reference,
     selection: &Selection,
 ) -> Result<Vec<u8>> {
-    let top = fetch_top(registry, reference)?;
+    let (top, _) = fetch_top(registry, reference)?;
     Ok(resolve(registry, &top, &LayerPlace::Nowhere, selection)?.config_bytes)
 }
 
 /// What `reference` names: its manifest, or each platform's manifest of
 /// its index (at most [`MAX_LISTED_MANIFESTS`] read), each checked.
-pub fn list(registry: &Registry, reference: &Reference) -> Result<ListedImage> {
-    let top = fetch_top(registry, reference)?;
+pub fn list(registry: &Endpoints, reference: &Reference) -> Result<ListedImage> {
+    let (top, _) = fetch_top(registry, reference)?;
     let source = RegistrySource {
         registry,
         top: &top,
@@ -206,7 +219,7 @@ fn store_entry(top: &Fetched, name: &str) -> serde_json::Value {
 /// Downloads the layers the store lacks, `jobs` at a time; those it has
 /// are verified on the same threads (and fetched again if bad).
 fn download_layers(
-    registry: &Registry,
+    registry: &Endpoints,
     store: &LayoutStore,
     image: &ResolvedImage,
     jobs: usize,
@@ -231,10 +244,11 @@ fn download_layers(
                         if store.has(&digest, size)? {
                             continue;
                         }
-                        let mut blob = registry.blob_reader(&digest, size)?;
-                        store
-                            .put(&digest, size, &mut blob)
-                            .with_context(|| format!("{}@{digest}", registry.name()))?;
+                        registry.read_blob(&digest, size, &mut |blob| {
+                            store
+                                .put(&digest, size, blob)
+                                .with_context(|| format!("{}@{digest}", registry.name()))
+                        })?;
                     }
                 })
             })

@@ -6,7 +6,7 @@ use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
 use crate::image::source::BlobSource;
 use crate::image::spec::{self, Descriptor};
-use crate::registry::{Fetched, Registry};
+use crate::registry::{Endpoints, Fetched};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ pub enum LayerPlace {
 /// named already fetched.
 pub struct RegistrySource<'a> {
     /// The repository.
-    pub registry: &'a Registry,
+    pub registry: &'a Endpoints,
     /// The manifest or index the reference named.
     pub top: &'a Fetched,
     /// Where layers are read.

@@ -13,7 +13,7 @@
 use super::pipe_dir::{self, Identity, PipeDir};
 use crate::blob::digest::Digest;
 use crate::image::ResolvedImage;
-use crate::registry::Registry;
+use crate::registry::Endpoints;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, Read, Write};
@@ -46,7 +46,7 @@ impl Server {
     /// its layer refs name) and a thread serving each: all before the list
     /// that names them is printed, so the reader never looks for one too
     /// soon.
-    pub fn start(registry: &Registry, image: &ResolvedImage, pipes: &PipeDir) -> Result<Server> {
+    pub fn start(registry: &Endpoints, image: &ResolvedImage, pipes: &PipeDir) -> Result<Server> {
         let (errors, failed) = crossbeam_channel::unbounded();
         let sending = Arc::new(AtomicUsize::new(0));
         let total = image.layers.len();
@@ -110,7 +110,7 @@ impl Drop for Sending {
 
 /// One layer's pipe and what to serve on it.
 struct LayerServer {
-    registry: Registry,
+    registry: Endpoints,
     /// The private directory, which the pipe is opened relative to.
     dir: Arc<OwnedFd>,
     name: String,

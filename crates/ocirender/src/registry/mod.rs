@@ -11,7 +11,11 @@
 //!   only to the same origin; `origin`: where credentials may go;
 //!   `retry`: retries with backoff, and the deadline of small documents;
 //! * `blob`: [`BlobReader`], a layer streamed, resumed with `Range` when
-//!   the connection drops, verified against its digest.
+//!   the connection drops, verified against its digest;
+//! * [`mirrors`]: what `containers-registries.conf(5)` says about a
+//!   reference (mirrors, a rewritten location, a block);
+//! * `endpoints`: [`Endpoints`], one pull tried on the mirrors, then on
+//!   the registry, each with its own client.
 //!
 //! Everything the registry sends is checked: a manifest against its digest
 //! (the one asked for, or the one the registry claims), a blob against its
@@ -22,6 +26,7 @@
 pub mod auth_file;
 pub mod credentials;
 pub mod login;
+pub mod mirrors;
 pub mod reference;
 
 // Public, hidden, for the fuzz targets (fuzz/) only: its parsers of
@@ -29,6 +34,7 @@ pub mod reference;
 #[doc(hidden)]
 pub mod auth;
 mod blob;
+mod endpoints;
 mod origin;
 mod redirect;
 mod retry;
@@ -39,6 +45,7 @@ mod transport;
 mod test_server;
 
 pub use blob::BlobReader;
+pub use endpoints::{Endpoints, Warn};
 
 use crate::blob::digest::{Algorithm, Digest};
 pub use crate::image::spec::MAX_DOCUMENT;
@@ -62,6 +69,11 @@ pub struct ClientOptions {
     /// (loopback) is tried with HTTPS first and gets plain HTTP if it does
     /// not speak TLS; any other gets HTTPS only.
     pub plain_http: bool,
+    /// Plain HTTP is allowed (registries.conf's `insecure = true`): the
+    /// registry is treated as one on this machine is, tried with HTTPS
+    /// first and spoken to in plain HTTP if it does not speak TLS at all.
+    /// Certificates are checked all the same.
+    pub insecure: bool,
     /// `--authfile`: the only file credentials are read from.
     pub authfile: Option<PathBuf>,
     /// How long a connection may send nothing before it counts as
@@ -83,6 +95,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             plain_http: false,
+            insecure: false,
             authfile: None,
             stall_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(60),

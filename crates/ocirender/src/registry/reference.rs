@@ -59,6 +59,20 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
+    /// The same tag and digest in `repository` of `registry` (`host[:port]`,
+    /// checked and normalized as in a reference): where a mirror, or the
+    /// `location` of a registries.conf entry, serves this image.
+    pub(crate) fn elsewhere(&self, registry: &str, repository: String) -> Result<Reference> {
+        check_registry(registry)?;
+        check_repository(&repository)?;
+        Ok(Reference {
+            registry: normalize_registry(registry),
+            repository,
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        })
+    }
+
     /// What to ask the registry for: the digest when there is one, else the tag.
     pub fn tag_or_digest(&self) -> String {
         match (&self.digest, &self.tag) {
@@ -165,7 +179,7 @@ fn split_registry(name: &str) -> Result<(String, String)> {
 }
 
 /// Docker Hub's other spellings become `docker.io`; hosts are lowercased.
-fn normalize_registry(registry: &str) -> String {
+pub(super) fn normalize_registry(registry: &str) -> String {
     let registry = registry.to_ascii_lowercase();
     match registry.as_str() {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
@@ -175,7 +189,7 @@ fn normalize_registry(registry: &str) -> String {
 
 /// A host name, an IPv4 address or a bracketed IPv6 address, and an
 /// optional numeric port.
-fn check_registry(registry: &str) -> Result<()> {
+pub(super) fn check_registry(registry: &str) -> Result<()> {
     let (host, port) = split_host_port(registry);
     if let Some(port) = port {
         if port.parse::<u16>().is_err() {
@@ -202,7 +216,7 @@ fn check_registry(registry: &str) -> Result<()> {
 }
 
 /// Each component is `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
-fn check_repository(repository: &str) -> Result<()> {
+pub(super) fn check_repository(repository: &str) -> Result<()> {
     if repository.len() > MAX_NAME_LEN {
         bail!("repository name longer than {MAX_NAME_LEN} characters");
     }

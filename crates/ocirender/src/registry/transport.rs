@@ -15,9 +15,9 @@
 //! registry's host.
 //!
 //! The scheme is Docker's: HTTPS, or plain HTTP with `--plain-http`. A
-//! registry on this machine (`localhost`, 127.0.0.0/8, `::1`) is tried
-//! with HTTPS first and spoken to in plain HTTP if it does not speak TLS
-//! at all (it answers the TLS hello with something that is not TLS, or
+//! registry on this machine (`localhost`, 127.0.0.0/8, `::1`), or one
+//! registries.conf marks `insecure`, is tried with HTTPS first and spoken
+//! to in plain HTTP if it does not speak TLS at all (it answers the TLS hello with something that is not TLS, or
 //! drops the connection during the handshake; or, without a port, nothing
 //! listens on 443); the first request finds out, once per registry for
 //! the whole process. A certificate problem is an error, never a reason
@@ -149,7 +149,7 @@ impl Transport {
                 Some(agent(Scheme::Http)?),
                 SchemeChoice::fixed(Scheme::Http),
             )
-        } else if reference.is_loopback() {
+        } else if reference.is_loopback() || options.insecure {
             (
                 Some(agent(Scheme::Https)?),
                 Some(agent(Scheme::Http)?),
@@ -741,6 +741,16 @@ mod tests {
         // --plain-http never reads HTTPS_PROXY.
         let t = Transport::with_env(&local, &plain, &env).unwrap();
         assert_eq!(t.base_url(), "http://[::1]:5000");
+        // insecure (registries.conf): probed as a loopback registry is.
+        let insecure = ClientOptions {
+            insecure: true,
+            ..ClientOptions::default()
+        };
+        let t = Transport::with_env(&quay, &insecure, &|_| None).unwrap();
+        assert_eq!(t.base_url(), "https://quay.io");
+        assert!(t.https.is_some() && t.http.is_some());
+        let t = Transport::with_env(&quay, &options, &|_| None).unwrap();
+        assert!(t.http.is_none());
     }
 
     /// A registry that is not on this machine gets HTTPS only: a server
