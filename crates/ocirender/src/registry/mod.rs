@@ -31,7 +31,7 @@ mod transport;
 #[cfg(test)]
 mod test_server;
 
-pub use blob::BlobReader;
+pub use blob::{BlobReader, Resume};
 
 use crate::blob::digest::{Algorithm, Digest};
 pub use crate::image::spec::MAX_DOCUMENT;
@@ -209,6 +209,18 @@ impl Registry {
     pub fn blob_reader(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
         let retry = self.inner.transport.retry();
         BlobReader::open(self.clone(), digest.clone(), size, retry)
+    }
+
+    /// As [`Registry::blob_reader`], for a download that picks up the
+    /// bytes an earlier one kept: see [`Resume`] and [`BlobReader::start`].
+    pub fn blob_reader_from(
+        &self,
+        digest: &Digest,
+        size: u64,
+        resume: Resume,
+    ) -> Result<BlobReader> {
+        let retry = self.inner.transport.retry();
+        BlobReader::open_from(self.clone(), digest.clone(), size, retry, Some(resume))
     }
 
     /// GETs `/v2/<repository>/<path>`, authenticating as the registry asks,
