@@ -61,16 +61,32 @@ STREAMING (the default)
 --store DIR
   Downloads into DIR, an OCI image layout shared by many images: a blob
   already there is not fetched again, a blob appears only complete and
-  verified (temporary name, then rename; a .partial file left by a killed
-  run is never used), and concurrent runs are safe. A stored blob is
-  hashed again the first time a run uses it: one that no longer matches
-  its digest (zeroed, truncated, replaced by a symlink) gets one warning
-  and is fetched again and replaced. Nothing in DIR is followed through a
-  symlink: a symlink planted as .oci-fetch.lock or index.json is an error.
-  DIR/index.json (at most 32 MiB) is checked before anything is
-  downloaded. The reference is recorded in it (org.opencontainers.image.
-  ref.name), so `oci-layers --tag REFERENCE DIR` works later offline. The
-  printed list names the blob files, as oci-layers prints them.
+  verified (written to blobs/ALG/.HEX.partial, then renamed), and
+  concurrent runs are safe. A stored blob is hashed again the first time
+  a run uses it: one that no longer matches its digest (zeroed,
+  truncated, replaced by a symlink) gets one warning and is fetched
+  again and replaced. DIR/index.json (at most 32 MiB) is checked before
+  anything is downloaded. The reference is recorded in it (org.
+  opencontainers.image.ref.name), so `oci-layers --tag REFERENCE DIR`
+  works later offline. The printed list names the blob files, as
+  oci-layers prints them.
+
+  Resuming: a download that stops (a dropped network, Ctrl-C, kill -9)
+  leaves its .HEX.partial, and the next run asks the registry only for
+  the rest (Range: bytes=N-, N its length). The whole blob, kept bytes
+  and new ones, must then match its size and digest; kept bytes that do
+  not get one warning and the blob is downloaded again from its start,
+  as it is when the registry ignores the range. A .partial file is used
+  only if it is a regular file of this user's that no one else may write
+  and that has no other link; a run writing it holds a lock on it, and
+  another run then downloads the same blob to a file of its own rather
+  than wait.
+
+  Safety: nothing in DIR is followed through a symlink (a symlink planted
+  as a lock or index.json is an error). Every run holds DIR/.oci-fetch.
+  lock shared from the moment it opens the store until the reference is
+  recorded; DIR/.oci-fetch.index.lock serializes the updates of
+  index.json.
 
 AUTHENTICATION
   Anonymous and credentialed bearer tokens (reused while valid) and basic

@@ -10,6 +10,7 @@
 
 pub mod lifetime;
 pub mod nofollow;
+mod partial;
 pub mod pipe_dir;
 pub mod readers;
 pub mod session;
@@ -17,10 +18,11 @@ pub mod source;
 pub mod store;
 pub mod stream;
 
+use crate::blob::digest::Hasher;
 use crate::image::spec::{self, Descriptor};
 use crate::image::{listing, manifest, ResolvedImage, Selection};
 use crate::registry::reference::Reference;
-use crate::registry::{Fetched, Registry};
+use crate::registry::{Fetched, Registry, Resume};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use source::{LayerPlace, RegistrySource};
@@ -196,9 +198,8 @@ fn download_layers(
                         if store.has(&digest, size)? {
                             continue;
                         }
-                        let mut blob = registry.blob_reader(&digest, size)?;
                         store
-                            .put(&digest, size, &mut blob)
+                            .download(&digest, size, &mut from_registry(registry, &digest, size))
                             .with_context(|| format!("{}@{digest}", registry.name()))?;
                     }
                 })
@@ -213,6 +214,21 @@ fn download_layers(
             .collect::<Result<Vec<()>>>()
     })?;
     Ok(())
+}
+
+/// The blob `digest` of `registry` as the store's [`store::Origin`]: from
+/// any offset, with `Range`.
+fn from_registry<'a>(
+    registry: &'a Registry,
+    digest: &'a crate::blob::digest::Digest,
+    size: u64,
+) -> impl FnMut(u64, &Hasher) -> Result<(Box<dyn std::io::Read + 'a>, u64)> + 'a {
+    move |offset, prefix| {
+        let prefix = prefix.clone();
+        let blob = registry.blob_reader_from(digest, size, Resume { offset, prefix })?;
+        let start = blob.start();
+        Ok((Box::new(blob), start))
+    }
 }
 
 /// Closes stdout (pointing it at /dev/null), so the reader sees the end
