@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
-use ocirender::fetch::{self, Request};
+use ocirender::fetch::{self, prune, Request};
 use ocirender::image::platform::PlatformRequest;
 use ocirender::image::Selection;
 use ocirender::registry::reference::Reference;
@@ -85,8 +85,30 @@ STREAMING (the default)
   Safety: nothing in DIR is followed through a symlink (a symlink planted
   as a lock or index.json is an error). Every run holds DIR/.oci-fetch.
   lock shared from the moment it opens the store until the reference is
-  recorded; DIR/.oci-fetch.index.lock serializes the updates of
-  index.json.
+  recorded, so --prune, which holds it exclusive, never removes a blob a
+  run has found or written before index.json names it; DIR/.oci-fetch.
+  index.lock serializes the updates of index.json.
+
+--store DIR --prune
+  Removes from DIR what no image in its index.json needs: blobs that no
+  descriptor reachable from index.json references (indexes, nested or
+  not, manifests, configs, layers, subjects, and any descriptor found in
+  a JSON blob of another media type, up to 4 MiB), .partial files no run
+  is writing, and the temporaries index.json is written under. Nothing
+  modified less than --grace ago (default 1h) is removed, nor any other
+  file, directory or symlink. A DIR without index.json is refused, and an
+  index or manifest that index.json reaches but that is missing or is not
+  JSON stops the prune before anything is removed. It holds .oci-fetch.
+  lock exclusive: it waits for the fetches running, and fetches that
+  start wait for it. Tools that write into DIR without that lock (skopeo,
+  umoci) are protected only by --grace, and by index.json being read
+  again before anything is removed (and everything marked again if it
+  changed). Every reference recorded keeps all its blobs: what goes is
+  what a reference no longer names, such as the old image of a tag
+  fetched again after it moved. Prints nothing on success; --dry-run
+  lists the paths that would go, one a line, and removes nothing; --json
+  prints an object: dryRun, removed (each with its path, kind: blob,
+  partial or temporary, digest and size) and bytes (the bytes freed).
 
 AUTHENTICATION
   Anonymous and credentialed bearer tokens (reused while valid) and basic
@@ -146,6 +168,7 @@ EXAMPLES
   oci-fetch debian:12 | oci-merge | tar2sqfs debian.sqfs
   oci-fetch --platform linux/arm64 ghcr.io/org/app@sha256:... | oci-merge | tar2dir rootfs/
   oci-fetch --store ~/.cache/ocirender quay.io/org/img:1.2 | oci-merge > rootfs.tar
+  oci-fetch --store ~/.cache/ocirender --prune --dry-run
   oci-fetch --json alpine | jq -r '.layers[].digest'";
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
@@ -153,12 +176,14 @@ EXAMPLES
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
     /// The image: [registry[:port]/]repository[:tag][@digest].
-    reference: String,
+    #[arg(required_unless_present = "prune")]
+    reference: Option<String>,
     /// Platform os/arch[/variant] (default: this machine's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
     /// Print the resolved image as JSON instead of the layer list (no
-    /// layer is downloaded unless --store is given).
+    /// layer is downloaded unless --store is given); with --prune, what
+    /// was removed.
     #[arg(long)]
     json: bool,
     /// Keep blobs in this shared OCI layout and list the files, instead
@@ -185,6 +210,18 @@ struct Args {
     /// retries included (see LIMITS).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     deadline: u64,
+    /// Instead of fetching, remove from --store what no image in its
+    /// index.json needs (see --store DIR --prune); quiet unless --dry-run
+    /// or --json.
+    #[arg(long, requires = "store", conflicts_with_all = ["reference", "platform", "authfile", "plain_http"])]
+    prune: bool,
+    /// With --prune: list what would be removed, remove nothing.
+    #[arg(long, requires = "prune")]
+    dry_run: bool,
+    /// With --prune: keep what was modified less than this long ago
+    /// (N, Ns, Nm, Nh or Nd).
+    #[arg(long, value_name = "DURATION", default_value = "1h", requires = "prune", value_parser = prune::parse_grace)]
+    grace: Duration,
 }
 
 fn main() -> ExitCode {
@@ -194,7 +231,11 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
-    let reference: Reference = args.reference.parse()?;
+    if args.prune {
+        return run_prune(&args);
+    }
+    let reference = args.reference.as_deref();
+    let reference: Reference = reference.expect("clap requires it").parse()?;
     let options = ClientOptions {
         plain_http: args.plain_http,
         authfile: args.authfile,
@@ -213,13 +254,6 @@ fn run(args: Args) -> Result<()> {
         store: args.store,
         jobs: usize::from(args.jobs),
     };
-    let mut print = |bytes: &[u8]| -> Result<()> {
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(bytes)
-            .and_then(|()| stdout.flush())
-            .context("cannot write to stdout")
-    };
     match &request.store {
         Some(dir) => {
             let warn = std::sync::Arc::new(|message: &str| cli::warn(PROGRAM, message));
@@ -227,4 +261,29 @@ fn run(args: Args) -> Result<()> {
         }
         None => fetch::stream(&registry, &request, &mut print),
     }
+}
+
+/// `--store DIR --prune`: prints nothing unless asked to.
+fn run_prune(args: &Args) -> Result<()> {
+    let dir = args.store.as_deref().expect("clap requires --store");
+    let options = prune::Options {
+        grace: args.grace,
+        dry_run: args.dry_run,
+    };
+    let report = prune::prune(dir, &options)?;
+    if args.json {
+        print(&report.json()?)
+    } else if args.dry_run {
+        print(&report.lines())
+    } else {
+        Ok(())
+    }
+}
+
+fn print(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
 }

@@ -12,6 +12,7 @@ pub mod lifetime;
 pub mod nofollow;
 mod partial;
 pub mod pipe_dir;
+pub mod prune;
 pub mod readers;
 pub mod session;
 pub mod source;

@@ -22,7 +22,7 @@
 //! its download ends, however it ends (a signal included).
 
 use super::nofollow;
-use crate::blob::digest::Digest;
+use crate::blob::digest::{Algorithm, Digest};
 use crate::temporaries;
 use crate::unpack::root::identity;
 use rustix::fs::{self as rfs, FileType, FlockOperation, OFlags, Stat};
@@ -40,6 +40,22 @@ const CLAIM_ATTEMPTS: usize = 3;
 /// The name of `digest`'s own download file, the one a later run resumes.
 pub fn resumable_name(digest: &Digest) -> String {
     format!(".{}{SUFFIX}", digest.hex())
+}
+
+/// The blob whose download file `name` is, in the directory of
+/// `algorithm`'s blobs, if it is one `oci-fetch` makes: `.HEX.partial` or
+/// `.HEX.RANDOM.partial`.
+pub fn partial_digest(algorithm: Algorithm, name: &[u8]) -> Option<Digest> {
+    let stem = std::str::from_utf8(name)
+        .ok()?
+        .strip_prefix('.')?
+        .strip_suffix(SUFFIX)?;
+    let hex = match stem.split_once('.') {
+        Some((hex, random)) if nofollow::is_unique_part(random) => hex,
+        Some(_) => return None,
+        None => stem,
+    };
+    Digest::new(algorithm, hex).ok()
 }
 
 /// Takes the lock of a download file, without waiting; `Ok(false)` if
@@ -220,10 +236,38 @@ fn distrust(stat: &Stat) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::digest::Algorithm::Sha256;
+    use crate::blob::digest::Algorithm::{Sha256, Sha512};
     use std::os::fd::AsFd;
 
     const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn partial_names_are_the_digests_own_or_random() {
+        let digest = Digest::new(Sha256, HEX).unwrap();
+        assert_eq!(resumable_name(&digest), format!(".{HEX}.partial"));
+        assert_eq!(
+            partial_digest(Sha256, resumable_name(&digest).as_bytes()),
+            Some(digest)
+        );
+        let cases: [(Algorithm, String, bool); 9] = [
+            (Sha256, format!(".{HEX}.partial"), true),
+            (Sha256, format!(".{HEX}.AbCdEf012345.partial"), true),
+            (Sha512, format!(".{HEX}.partial"), false),
+            (Sha256, format!("{HEX}.partial"), false),
+            (Sha256, format!(".{HEX}.short.partial"), false),
+            (Sha256, format!(".{HEX}.AbCdEf01234!.partial"), false),
+            (Sha256, format!(".{}.partial", &HEX[1..]), false),
+            (Sha256, format!(".{HEX}"), false),
+            (Sha256, ".oci-fetch.AbCdEf012345".to_owned(), false),
+        ];
+        for (algorithm, name, expected) in cases {
+            assert_eq!(
+                partial_digest(algorithm, name.as_bytes()).is_some(),
+                expected,
+                "{name}"
+            );
+        }
+    }
 
     fn open_dir(path: &Path) -> std::os::fd::OwnedFd {
         rfs::open(path, OFlags::RDONLY | OFlags::DIRECTORY, rfs::Mode::empty()).unwrap()
@@ -301,6 +345,8 @@ mod tests {
             let partial = Partial::claim(dir.as_fd(), tmp.path(), &digest, &warn).unwrap();
             assert_eq!(partial.resumable(), resumable, "{what}");
             assert_eq!(partial.name() == own, resumable, "{what}");
+            let named = partial_digest(Sha256, partial.name().as_bytes());
+            assert_eq!(named.as_ref(), Some(&digest), "{what}");
             let warnings = warnings.into_inner();
             if warning.is_empty() {
                 assert!(warnings.is_empty(), "{what}: {warnings:?}");

@@ -395,6 +395,15 @@ pub(super) fn parse_index(path: &str, bytes: &[u8]) -> Result<Value> {
     Ok(index)
 }
 
+/// Whether `name`, in the store's top directory, is a temporary file that
+/// `index.json` or `oci-layout` was being written under.
+pub(super) fn is_temporary_name(name: &[u8]) -> bool {
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(|name| name.strip_prefix(TEMPORARY_PREFIX))
+        .is_some_and(nofollow::is_unique_part)
+}
+
 /// Takes the lock `name` of the store `dir` (at `root`, for messages) as
 /// `operation` says, waiting for it; held until the file is dropped.
 pub(super) fn lock(
