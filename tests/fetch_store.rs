@@ -203,7 +203,7 @@ fn leave_partial(work: &Work, hex: &str, bytes: &[u8]) {
 #[test]
 fn an_interrupted_fetch_resumes_from_its_partial_with_a_range_request() {
     let registry = registry();
-    let (hex, _) = big_layer();
+    let (hex, layer) = big_layer();
     let throttled = Proxy::start(&registry.host(), &["--rate", THROTTLE]);
     let work = Work::new();
     let reference = format!("{}/big:1", throttled.host());
@@ -229,17 +229,12 @@ fn an_interrupted_fetch_resumes_from_its_partial_with_a_range_request() {
         [(Some(format!("bytes={kept}-")), 206)],
         "only the rest is asked for"
     );
-    let stored = std::fs::read(work.blob(&hex)).unwrap();
-    assert_eq!(sha256_hex(&stored), hex, "the blob is whole and verified");
-    assert!(work.partials().is_empty(), "{:?}", work.partials());
-    assert!(
-        resumed == fresh_merge(&format!("{}/big:1", registry.host())),
-        "the merge of the resumed store is the fresh fetch's, byte for byte"
-    );
+    assert_big_stored(&registry, &work, &layer, &resumed);
 }
 
-#[test]
-fn damaged_kept_bytes_get_one_warning_and_the_blob_downloaded_from_the_start() {
+/// A store holding the sample, and a download file of the big layer (hex,
+/// bytes) whose first MiB has a flipped bit, as a disk can leave it.
+fn damaged_partial() -> (Registry, Work, String, Vec<u8>) {
     let registry = registry();
     let (hex, bytes) = big_layer();
     let work = Work::new();
@@ -250,6 +245,21 @@ fn damaged_kept_bytes_get_one_warning_and_the_blob_downloaded_from_the_start() {
     let mut kept = bytes[..1 << 20].to_vec();
     kept[1000] ^= 1;
     leave_partial(&work, &hex, &kept);
+    (registry, work, hex, bytes)
+}
+
+/// The big layer is stored right, no download file is left, and `merged`
+/// (the big image, merged) is what a fresh fetch gives.
+fn assert_big_stored(registry: &Registry, work: &Work, layer: &[u8], merged: &[u8]) {
+    let (hex, _) = big_layer();
+    assert!(std::fs::read(work.blob(&hex)).unwrap() == layer);
+    assert!(work.partials().is_empty(), "{:?}", work.partials());
+    assert!(merged == fresh_merge(&format!("{}/big:1", registry.host())));
+}
+
+#[test]
+fn damaged_kept_bytes_get_one_warning_and_the_blob_downloaded_from_the_start() {
+    let (registry, work, hex, bytes) = damaged_partial();
 
     let proxy = Proxy::start(&registry.host(), &[]);
     let out = work.sh(&format!(
@@ -272,10 +282,8 @@ fn damaged_kept_bytes_get_one_warning_and_the_blob_downloaded_from_the_start() {
         [(Some("bytes=1048576-".to_owned()), 206), (None, 200)],
         "resumed, then downloaded again from the start"
     );
-    assert_eq!(std::fs::read(work.blob(&hex)).unwrap(), bytes);
-    assert!(work.partials().is_empty(), "{:?}", work.partials());
     let merged = std::fs::read(work.path("merged.tar")).unwrap();
-    assert!(merged == fresh_merge(&format!("{}/big:1", registry.host())));
+    assert_big_stored(&registry, &work, &bytes, &merged);
 }
 
 /// A registry answering the range with the whole blob: the download starts
@@ -284,16 +292,7 @@ fn damaged_kept_bytes_get_one_warning_and_the_blob_downloaded_from_the_start() {
 /// with a warning and a second download.
 #[test]
 fn a_registry_ignoring_the_range_gets_the_download_started_over() {
-    let registry = registry();
-    let (hex, bytes) = big_layer();
-    let work = Work::new();
-    work.ok(&format!(
-        "oci-fetch --store store {}/sample:1",
-        registry.host()
-    ));
-    let mut kept = bytes[..1 << 20].to_vec();
-    kept[1000] ^= 1;
-    leave_partial(&work, &hex, &kept);
+    let (registry, work, hex, bytes) = damaged_partial();
 
     let proxy = Proxy::start(&registry.host(), &["--ignore-range"]);
     let merged = work.ok(&format!(
@@ -305,9 +304,7 @@ fn a_registry_ignoring_the_range_gets_the_download_started_over() {
         [(Some("bytes=1048576-".to_owned()), 200)],
         "asked for the rest, got the whole, used it"
     );
-    assert_eq!(std::fs::read(work.blob(&hex)).unwrap(), bytes);
-    assert!(work.partials().is_empty(), "{:?}", work.partials());
-    assert!(merged == fresh_merge(&format!("{}/big:1", registry.host())));
+    assert_big_stored(&registry, &work, &bytes, &merged);
 }
 
 // ---------------------------------------------------------------------------
