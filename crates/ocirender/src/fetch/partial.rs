@@ -173,7 +173,7 @@ impl Partial {
     }
 
     /// Flushes it and renames it to `blob_name`, the blob's own name.
-    pub fn complete(self, dir: BorrowedFd<'_>, blob_name: &[u8]) -> io::Result<()> {
+    pub fn complete(&self, dir: BorrowedFd<'_>, blob_name: &[u8]) -> io::Result<()> {
         self.file.sync_data()?;
         // While it is locked no cooperating process renames or removes
         // it; something else that did must not get its file renamed in.

@@ -193,12 +193,16 @@ impl LayoutStore {
         let warn = |message: &str| (self.shared.warn)(message);
         let mut partial = Partial::claim(dir.as_fd(), dir_path, digest, &warn)
             .with_context(|| format!("{}: cannot create a temporary file", path.display()))?;
-        let filled = self.fill(&mut partial, dir_path, digest, size, origin);
-        match filled {
-            Ok(()) => {
+        let stored = self
+            .fill(&mut partial, dir_path, digest, size, origin)
+            .and_then(|()| {
                 partial
                     .complete(dir.as_fd(), digest.hex().as_bytes())
-                    .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+                    .with_context(|| format!("{}: cannot rename into place", path.display()))
+                    .map_err(Failure::Stopped)
+            });
+        match stored {
+            Ok(()) => {
                 self.remember(digest, Checked::Good);
                 Ok(())
             }
@@ -889,6 +893,31 @@ mod tests {
         let (result, asked) = t.download(false);
         result.unwrap();
         assert_eq!(asked, [500]);
+    }
+
+    /// A fresh download file (the own one busy) whose blob cannot be
+    /// renamed into place (a directory is there) is not left behind.
+    #[test]
+    fn a_fresh_download_file_goes_when_the_blob_cannot_be_put_in_place() {
+        let t = Resuming::new();
+        std::fs::create_dir(t.store.blob_path(&t.digest)).unwrap();
+        std::fs::write(t.partial(), b"").unwrap();
+        let held = File::open(t.partial()).unwrap();
+        assert!(super::super::partial::try_lock(&held).unwrap());
+        let (result, _) = t.download(false);
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("cannot rename into place"), "{err}");
+        let dir = t.partial().parent().unwrap().to_path_buf();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        let blob = t.store.blob_path(&t.digest);
+        assert_eq!(
+            names,
+            [t.partial().file_name().unwrap(), blob.file_name().unwrap()]
+        );
     }
 
     /// A read that fails as a dropped connection does.
