@@ -97,8 +97,8 @@ STREAMING (the default)
   is writing, and the temporaries index.json is written under. Nothing
   modified less than --grace ago (default 1h) is removed, nor any other
   file, directory or symlink. A DIR without index.json is refused, and an
-  index or manifest that index.json reaches but that is missing or is not
-  JSON stops the prune before anything is removed. It holds .oci-fetch.
+  index or manifest that index.json reaches but that is missing, over
+  32 MiB or not JSON stops the prune before anything is removed. It holds .oci-fetch.
   lock exclusive: it waits for the fetches running, and fetches that
   start wait for it. Tools that write into DIR without that lock (skopeo,
   umoci) are protected only by --grace, and by index.json being read
