@@ -7,6 +7,9 @@
 //!   while `oci-merge` reads them (nothing on disk), or
 //! * [`store`]: the blobs are downloaded into a shared OCI layout and the
 //!   list names the files, as `oci-layers` would print for that layout.
+//!
+//! [`prune`] (`--store DIR --prune`) removes from such a layout what no
+//! image recorded in it needs.
 
 pub mod lifetime;
 pub mod nofollow;

@@ -2,7 +2,7 @@
 //!
 //! Blobs are named by digest, so an image that shares layers with one
 //! already stored fetches only what is new. A blob is written to its
-//! download file beside its final name ([`super::partial`]), checked,
+//! download file beside its final name (`partial.rs`), checked,
 //! flushed, and renamed: a blob under its real name was complete and
 //! verified when it was put there, whatever killed a download. A download
 //! that stops (a dropped connection, Ctrl-C, `kill -9`) leaves its file,
