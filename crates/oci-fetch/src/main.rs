@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ocirender::cli;
-use ocirender::fetch::{self, Request};
+use ocirender::fetch::{self, prune, Request};
 use ocirender::image::listing;
 use ocirender::image::name::{ImageName, Transport};
 use ocirender::image::platform::PlatformRequest;
@@ -68,16 +68,54 @@ STREAMING (the default)
 --store DIR
   Downloads into DIR, an OCI image layout shared by many images: a blob
   already there is not fetched again, a blob appears only complete and
-  verified (temporary name, then rename; a .partial file left by a killed
-  run is never used), and concurrent runs are safe. A stored blob is
-  hashed again the first time a run uses it: one that no longer matches
-  its digest (zeroed, truncated, replaced by a symlink) gets one warning
-  and is fetched again and replaced. Nothing in DIR is followed through a
-  symlink: a symlink planted as .oci-fetch.lock or index.json is an error.
-  DIR/index.json (at most 32 MiB) is checked before anything is
-  downloaded. The reference is recorded in it (org.opencontainers.image.
-  ref.name), so `oci-layers --tag REFERENCE DIR` works later offline. The
-  printed list names the blob files, as oci-layers prints them.
+  verified (written to blobs/ALG/.HEX.partial, then renamed), and
+  concurrent runs are safe. A stored blob is hashed again the first time
+  a run uses it: one that no longer matches its digest (zeroed,
+  truncated, replaced by a symlink) gets one warning and is fetched
+  again and replaced. DIR/index.json (at most 32 MiB) is checked before
+  anything is downloaded. The reference is recorded in it (org.
+  opencontainers.image.ref.name), so `oci-layers --tag REFERENCE DIR`
+  works later offline. The printed list names the blob files, as
+  oci-layers prints them.
+
+  Resuming: a download that stops (a dropped network, Ctrl-C, kill -9)
+  leaves its .HEX.partial, and the next run asks the registry only for
+  the rest (Range: bytes=N-, N its length). The whole blob, kept bytes
+  and new ones, must then match its size and digest; kept bytes that do
+  not get one warning and the blob is downloaded again from its start,
+  as it is when the registry ignores the range. A .partial file is used
+  only if it is a regular file of this user's that no one else may write
+  and that has no other link; a run writing it holds a lock on it, and
+  another run then downloads the same blob to a file of its own rather
+  than wait.
+
+  Safety: nothing in DIR is followed through a symlink (a symlink planted
+  as a lock or index.json is an error). Every run holds DIR/.oci-fetch.
+  lock shared from the moment it opens the store until the reference is
+  recorded, so --prune, which holds it exclusive, never removes a blob a
+  run has found or written before index.json names it; DIR/.oci-fetch.
+  index.lock serializes the updates of index.json.
+
+--store DIR --prune
+  Removes from DIR what no image in its index.json needs: blobs that no
+  descriptor reachable from index.json references (indexes, nested or
+  not, manifests, configs, layers, subjects, and any descriptor found in
+  a JSON blob of another media type, up to 4 MiB), .partial files no run
+  is writing, and the temporaries index.json is written under. Nothing
+  modified less than --grace ago (default 1h) is removed, nor any other
+  file, directory or symlink. A DIR without index.json is refused, and an
+  index or manifest that index.json reaches but that is missing, over
+  32 MiB or not JSON stops the prune before anything is removed. It holds .oci-fetch.
+  lock exclusive: it waits for the fetches running, and fetches that
+  start wait for it. Tools that write into DIR without that lock (skopeo,
+  umoci) are protected only by --grace, and by index.json being read
+  again before anything is removed (and everything marked again if it
+  changed). Every reference recorded keeps all its blobs: what goes is
+  what a reference no longer names, such as the old image of a tag
+  fetched again after it moved. Prints nothing on success; --dry-run
+  lists the paths that would go, one a line, and removes nothing; --json
+  prints an object: dryRun, removed (each with its path, kind: blob,
+  partial or temporary, digest and size) and bytes (the bytes freed).
 
 AUTHENTICATION
   Anonymous and credentialed bearer tokens (reused while valid) and basic
@@ -210,19 +248,22 @@ EXAMPLES
   oci-fetch --list debian:12
   oci-fetch --list-tags --json quay.io/org/img | jq -r '.Tags[]'
   oci-fetch --config --platform linux/arm64 debian:12 | jq .config.Cmd
-  oci-fetch --registry-mirror cache.example.lan:5000 debian:12 | oci-merge > rootfs.tar";
+  oci-fetch --registry-mirror cache.example.lan:5000 debian:12 | oci-merge > rootfs.tar
+  oci-fetch --store ~/.cache/ocirender --prune --dry-run";
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
     /// The image: [registry[:port]/]repository[:tag][@digest].
-    reference: String,
+    #[arg(required_unless_present = "prune")]
+    reference: Option<String>,
     /// Platform os/arch[/variant] (default: this machine's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
     /// Print the resolved image as JSON instead of the layer list (no
-    /// layer is downloaded unless --store is given).
+    /// layer is downloaded unless --store is given); with --prune, what
+    /// was removed.
     #[arg(long)]
     json: bool,
     /// List the platforms of the reference (its manifests, digests, layer
@@ -268,6 +309,18 @@ struct Args {
     /// retries included (see LIMITS).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     deadline: u64,
+    /// Instead of fetching, remove from --store what no image in its
+    /// index.json needs (see --store DIR --prune); quiet unless --dry-run
+    /// or --json.
+    #[arg(long, requires = "store", conflicts_with_all = ["reference", "platform", "authfile", "plain_http"])]
+    prune: bool,
+    /// With --prune: list what would be removed, remove nothing.
+    #[arg(long, requires = "prune")]
+    dry_run: bool,
+    /// With --prune: keep what was modified less than this long ago
+    /// (N, Ns, Nm, Nh or Nd).
+    #[arg(long, value_name = "DURATION", default_value = "1h", requires = "prune", value_parser = prune::parse_grace)]
+    grace: Duration,
 }
 
 fn main() -> ExitCode {
@@ -277,8 +330,12 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
-    refuse_local_name(&args.reference)?;
-    let reference: Reference = args.reference.parse()?;
+    if args.prune {
+        return run_prune(&args);
+    }
+    let text = args.reference.as_deref().expect("clap requires it");
+    refuse_local_name(text)?;
+    let reference: Reference = text.parse()?;
     let options = ClientOptions {
         plain_http: args.plain_http,
         authfile: args.authfile.clone(),
@@ -314,6 +371,23 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
+/// `--store DIR --prune`: prints nothing unless asked to.
+fn run_prune(args: &Args) -> Result<()> {
+    let dir = args.store.as_deref().expect("clap requires --store");
+    let options = prune::Options {
+        grace: args.grace,
+        dry_run: args.dry_run,
+    };
+    let report = prune::prune(dir, &options)?;
+    if args.json {
+        write_stdout(&report.json()?)
+    } else if args.dry_run {
+        write_stdout(&report.lines())
+    } else {
+        Ok(())
+    }
+}
+
 fn write_stdout(bytes: &[u8]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -333,11 +407,9 @@ fn inspect(args: &Args, registry: &Endpoints, reference: &Reference) -> Result<O
             listing::inventory_table(images)
         }
     } else if args.list_tags {
-        if names_a_tag_or_digest(&args.reference) {
-            bail!(
-                "{}: --list-tags takes a repository, without a tag or digest",
-                args.reference
-            );
+        let text = args.reference.as_deref().unwrap_or_default();
+        if names_a_tag_or_digest(text) {
+            bail!("{text}: --list-tags takes a repository, without a tag or digest");
         }
         let tags = registry.tags()?;
         if args.json {

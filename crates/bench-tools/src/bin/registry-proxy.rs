@@ -47,6 +47,9 @@ FAULTS (at most one; on the requests --fault-on names)
   body (at most 64 KiB) and then nothing until the client closes;
   --trickle sends one byte a second until the client closes, from the
   first byte of the response (head) or after the head (body).
+  --ignore-range (with any fault or none) forwards those requests without
+  their Range header: the registry answers 200 with the whole blob, as a
+  server that ignores ranges does; the log still shows the range asked.
 
 REDIRECTS
   --redirect[=WHERE] answers 307 to SAME-PATH?proxy-ticket=N elsewhere:
@@ -132,6 +135,11 @@ struct Args {
     /// Limit all response bodies together to this many bytes a second.
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
+    /// Forward the requests --fault-on names without their Range header,
+    /// so the registry answers 200 with the whole blob, as a server that
+    /// ignores ranges does.
+    #[arg(long)]
+    ignore_range: bool,
 }
 
 /// How many matching requests a fault applies to (`None`: all of them).
@@ -232,6 +240,7 @@ struct Proxy {
     /// Faults applied so far (against `times`).
     used: AtomicU64,
     throttle: Option<Throttle>,
+    ignore_range: bool,
     log: Option<Mutex<File>>,
     main_port: OnceLock<u16>,
     redirect_port: OnceLock<u16>,
@@ -360,6 +369,7 @@ fn run() -> Result<()> {
             rate,
             next: Mutex::new(Instant::now()),
         }),
+        ignore_range: args.ignore_range,
         log,
         main_port: OnceLock::new(),
         redirect_port: OnceLock::new(),
@@ -824,6 +834,9 @@ fn handle(
     write!(up_writer, "{} {} HTTP/1.1\r\n", req.method, target)?;
     for (name, value) in &req.headers {
         if is_hop_by_hop(name) || name.eq_ignore_ascii_case("authorization") {
+            continue;
+        }
+        if proxy.ignore_range && targeted && name.eq_ignore_ascii_case("range") {
             continue;
         }
         write_header(&mut up_writer, name, value)?;

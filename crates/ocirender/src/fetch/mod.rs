@@ -9,21 +9,27 @@
 //!   while `oci-merge` reads them (nothing on disk), or
 //! * [`store`]: the blobs are downloaded into a shared OCI layout and the
 //!   list names the files, as `oci-layers` would print for that layout.
+//!
+//! [`prune`] (`--store DIR --prune`) removes from such a layout what no
+//! image recorded in it needs.
 
 pub mod lifetime;
 pub mod nofollow;
+mod partial;
 pub mod pipe_dir;
+pub mod prune;
 pub mod readers;
 pub mod session;
 pub mod source;
 pub mod store;
 pub mod stream;
 
+use crate::blob::digest::Hasher;
 use crate::image::inventory::{self, ListedImage};
 use crate::image::spec::{self, Descriptor};
 use crate::image::{listing, manifest, ResolvedImage, Selection};
 use crate::registry::reference::Reference;
-use crate::registry::{Endpoints, Fetched};
+use crate::registry::{Endpoints, Fetched, Resume};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use source::{LayerPlace, RegistrySource};
@@ -244,11 +250,14 @@ fn download_layers(
                         if store.has(&digest, size)? {
                             continue;
                         }
-                        registry.read_blob(&digest, size, &mut |blob| {
-                            store
-                                .put(&digest, size, blob)
-                                .with_context(|| format!("{}@{digest}", registry.name()))
-                        })?;
+                        registry
+                            .read_blob_from(&digest, size, &mut |open| {
+                                store.download(&digest, size, &mut |offset, prefix: &Hasher| {
+                                    let prefix = prefix.clone();
+                                    open(Some(Resume { offset, prefix }))
+                                })
+                            })
+                            .with_context(|| format!("{}@{digest}", registry.name()))?;
                     }
                 })
             })

@@ -99,6 +99,9 @@ pub fn create_unique(
     }
 }
 
+/// How many random characters [`unique_name`] puts in a name.
+const UNIQUE_LEN: usize = 12;
+
 /// `prefix`, twelve random letters and digits, `suffix`: unpredictable, so
 /// another user cannot plant an entry under the name first.
 pub fn unique_name(prefix: &str, suffix: &str) -> String {
@@ -111,7 +114,7 @@ pub fn unique_name(prefix: &str, suffix: &str) -> String {
     let state = std::collections::hash_map::RandomState::new();
     let mut bits = u128::from(state.hash_one(nanos)) << 64 | u128::from(state.hash_one(!nanos));
     let mut name = String::from(prefix);
-    for _ in 0..12 {
+    for _ in 0..UNIQUE_LEN {
         name.push(char::from(
             ALPHABET[(bits % ALPHABET.len() as u128) as usize],
         ));
@@ -119,6 +122,12 @@ pub fn unique_name(prefix: &str, suffix: &str) -> String {
     }
     name.push_str(suffix);
     name
+}
+
+/// Whether `part` is what [`unique_name`] puts between its prefix and
+/// suffix.
+pub fn is_unique_part(part: &str) -> bool {
+    part.len() == UNIQUE_LEN && part.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Renames `from` to `to` in `dir`, replacing what `to` was (a symlink is
@@ -169,5 +178,7 @@ mod tests {
         let (b, _) = create_unique(root.as_fd(), ".x.", ".tmp", 0o600).unwrap();
         assert_ne!(a, b);
         assert!(a.starts_with(".x.") && a.ends_with(".tmp") && a.len() == 3 + 12 + 4);
+        assert!(is_unique_part(&a[3..15]));
+        assert!(!is_unique_part("lock") && !is_unique_part("index.lock12"));
     }
 }

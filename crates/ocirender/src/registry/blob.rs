@@ -8,6 +8,13 @@
 //! exactly once either way. The last bytes are handed out only once the
 //! digest matches, so a reader never reaches a clean end of a corrupted
 //! blob: it gets an error instead.
+//!
+//! A download may also pick up bytes an earlier run kept ([`Resume`]: how
+//! many, and their hash): the first request then asks for the rest, and
+//! the digest checked at the end covers the kept bytes and the new ones.
+//! A server that ignores that first range sends the whole blob, which is
+//! then handed out from its start ([`BlobReader::start`]), so the caller
+//! starts over rather than keep bytes it cannot check until the end.
 
 use super::retry::{GiveUp, Retry};
 use super::transport::{describe_io, is_timeout, url_host};
@@ -15,6 +22,14 @@ use super::{content_length, Registry};
 use crate::blob::digest::{Digest, Hasher};
 use anyhow::{bail, Result};
 use std::io::{self, Read};
+
+/// Bytes of a blob already at hand, from an earlier download.
+pub struct Resume {
+    /// How many: the download asks for the bytes from this offset on.
+    pub offset: u64,
+    /// Their hash.
+    pub prefix: Hasher,
+}
 
 /// A blob being downloaded; implements [`Read`].
 ///
@@ -38,6 +53,11 @@ pub struct BlobReader {
     /// server that answers a range request with the whole blob.
     skip: u64,
     retry: Retry,
+    /// The offset in the blob of the first byte handed out.
+    start: u64,
+    /// Whether a whole blob sent in answer to the range of a [`Resume`]
+    /// may start the download over: only before any byte is handed out.
+    may_start_over: bool,
     /// Whether the digest was checked and matched.
     verified: bool,
     /// Set once the download ended in an error: every later read repeats it.
@@ -54,23 +74,54 @@ impl BlobReader {
         size: u64,
         retry: Retry,
     ) -> Result<BlobReader> {
+        BlobReader::open_from(registry, digest, size, retry, None)
+    }
+
+    /// As [`BlobReader::open`], picking up the bytes `resume` describes.
+    pub(super) fn open_from(
+        registry: Registry,
+        digest: Digest,
+        size: u64,
+        retry: Retry,
+        resume: Option<Resume>,
+    ) -> Result<BlobReader> {
         let what = format!("{}: blob {digest}", registry.name());
+        let (received, hasher) = match resume {
+            Some(Resume { offset, .. }) if offset > size => {
+                bail!("{what}: cannot resume at byte {offset} of {size}")
+            }
+            Some(Resume { offset, prefix }) => (offset, prefix),
+            None => (0, Hasher::new(digest.algorithm())),
+        };
         let mut reader = BlobReader {
-            hasher: Hasher::new(digest.algorithm()),
+            hasher,
             registry,
             digest,
             size,
             what,
             body: None,
             body_host: String::new(),
-            received: 0,
+            received,
             skip: 0,
             retry,
+            start: received,
+            may_start_over: true,
             verified: false,
             failed: None,
         };
-        reader.connect()?;
+        // Kept bytes that are the whole blob need only their check.
+        if received == 0 || received < size {
+            reader.connect()?;
+        }
+        reader.may_start_over = false;
         Ok(reader)
+    }
+
+    /// The offset in the blob of the first byte this reader hands out:
+    /// the [`Resume`] offset, or 0 if the registry ignored the range and
+    /// the download started over.
+    pub fn start(&self) -> u64 {
+        self.start
     }
 
     /// How many bytes of the blob have been read so far.
@@ -92,6 +143,9 @@ impl BlobReader {
             self.check_range(response.header("content-range"))?;
             self.skip = 0;
             self.size - self.received
+        } else if self.may_start_over && self.received > 0 {
+            self.start_over();
+            self.size
         } else {
             self.skip = self.received;
             self.size
@@ -107,6 +161,15 @@ impl BlobReader {
         self.body_host = url_host(response.get_url());
         self.body = Some(response.into_reader());
         Ok(())
+    }
+
+    /// Forgets the bytes a [`Resume`] brought: what the registry sends is
+    /// the blob from its first byte.
+    fn start_over(&mut self) {
+        self.received = 0;
+        self.start = 0;
+        self.skip = 0;
+        self.hasher = Hasher::new(self.digest.algorithm());
     }
 
     /// A 206 must continue exactly where the download stopped.

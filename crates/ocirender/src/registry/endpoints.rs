@@ -26,12 +26,16 @@
 
 use super::mirrors::Plan;
 use super::reference::Reference;
-use super::{BlobReader, ClientOptions, Fetched, Registry};
+use super::{BlobReader, ClientOptions, Fetched, Registry, Resume};
 use crate::blob::digest::Digest;
 use anyhow::Result;
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Opens the blob at one endpoint (see [`Endpoints::read_blob_from`]).
+pub type Opener<'a> = dyn FnMut(Option<Resume>) -> Result<(Box<dyn Read + 'a>, u64)> + 'a;
 
 /// Where warnings go (one line each).
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
@@ -148,10 +152,43 @@ impl Endpoints {
         size: u64,
         consume: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
     ) -> Result<()> {
+        self.read_blob_from(digest, size, &mut |open| {
+            let (mut blob, _) = open(None)?;
+            consume(&mut blob)
+        })
+    }
+
+    /// [`Endpoints::read_blob`] for a consumer that may resume a download:
+    /// `consume` gets an opener of the blob at the current endpoint, from
+    /// its start or (given a [`Resume`]) after bytes it already has, which
+    /// returns the reader and the offset its bytes really start at (0 from
+    /// a registry that ignores `Range`; see [`BlobReader::start`]). If
+    /// opening or reading fails, the endpoint is given up and `consume`
+    /// runs again with the next endpoint's opener; a failure of
+    /// `consume`'s own is returned as it is.
+    pub fn read_blob_from(
+        &self,
+        digest: &Digest,
+        size: u64,
+        consume: &mut dyn FnMut(&mut Opener<'_>) -> Result<()>,
+    ) -> Result<()> {
         let (_, outcome) = self.first(&mut |client| {
-            let mut blob = ReadFailures::new(client.blob_reader(digest, size)?);
-            match consume(&mut blob) {
-                Err(e) if blob.failed => Err(e),
+            let failed = Cell::new(false);
+            let mut open = |resume: Option<Resume>| {
+                let opened = match resume {
+                    Some(resume) => client.blob_reader_from(digest, size, resume),
+                    None => client.blob_reader(digest, size),
+                };
+                let blob = opened.inspect_err(|_| failed.set(true))?;
+                let start = blob.start();
+                let reader: Box<dyn Read + '_> = Box::new(ReadFailures {
+                    blob,
+                    failed: &failed,
+                });
+                Ok((reader, start))
+            };
+            match consume(&mut open) {
+                Err(e) if failed.get() => Err(e),
                 outcome => Ok(outcome),
             }
         })?;
@@ -200,24 +237,17 @@ impl Endpoints {
 }
 
 /// A blob being read, remembering whether reading it failed.
-struct ReadFailures {
+struct ReadFailures<'f> {
     blob: BlobReader,
-    failed: bool,
+    failed: &'f Cell<bool>,
 }
 
-impl ReadFailures {
-    fn new(blob: BlobReader) -> ReadFailures {
-        ReadFailures {
-            blob,
-            failed: false,
-        }
-    }
-}
-
-impl Read for ReadFailures {
+impl Read for ReadFailures<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.blob.read(buf).inspect_err(|e| {
-            self.failed |= e.kind() != io::ErrorKind::Interrupted;
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed.set(true);
+            }
         })
     }
 }

@@ -44,7 +44,7 @@ mod transport;
 #[cfg(test)]
 mod test_server;
 
-pub use blob::BlobReader;
+pub use blob::{BlobReader, Resume};
 pub use endpoints::{Endpoints, Warn};
 
 use crate::blob::digest::{Algorithm, Digest};
@@ -257,6 +257,18 @@ impl Registry {
             pages.add(&what, &body, link.as_deref())?;
         }
         Ok(pages.into_tags())
+    }
+
+    /// As [`Registry::blob_reader`], for a download that picks up the
+    /// bytes an earlier one kept: see [`Resume`] and [`BlobReader::start`].
+    pub fn blob_reader_from(
+        &self,
+        digest: &Digest,
+        size: u64,
+        resume: Resume,
+    ) -> Result<BlobReader> {
+        let retry = self.inner.transport.retry();
+        BlobReader::open_from(self.clone(), digest.clone(), size, retry, Some(resume))
     }
 
     /// GETs `/v2/<repository>/<path>`, authenticating as the registry asks,

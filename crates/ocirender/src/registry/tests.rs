@@ -4,6 +4,7 @@
 
 use super::test_server::{response, OnTls, Reply, Request, Server, TlsServer};
 use super::*;
+use crate::blob::digest::Hasher;
 use std::fmt::Display;
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -459,6 +460,74 @@ fn a_wrong_range_is_an_error() {
         .blob(&sha256(BLOB), BLOB.len() as u64)
         .unwrap_err();
     assert!(text(e).contains("asked for the bytes from 4"));
+}
+
+/// A download that picks up `kept` bytes of `BLOB` an earlier run kept
+/// (claimed to be `prefix`), from a server answering with `reply`.
+fn resumed(
+    prefix: &[u8],
+    reply: fn(&Request) -> Vec<u8>,
+) -> (Server, std::io::Result<Vec<u8>>, u64) {
+    let server = Server::start(move |request| Reply::Send(reply(request)));
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    hasher.update(prefix);
+    let resume = Resume {
+        offset: prefix.len() as u64,
+        prefix: hasher,
+    };
+    let mut reader = registry(&server)
+        .blob_reader_from(&sha256(RESUMED), RESUMED.len() as u64, resume)
+        .unwrap();
+    let start = reader.start();
+    let mut bytes = Vec::new();
+    let read = reader.read_to_end(&mut bytes).map(|_| bytes);
+    (server, read, start)
+}
+
+const RESUMED: &[u8] = b"a layer an earlier run began";
+
+fn rest_from_12(request: &Request) -> Vec<u8> {
+    assert_eq!(request.header("range"), Some("bytes=12-"));
+    let range = format!("bytes 12-{}/{}", RESUMED.len() - 1, RESUMED.len());
+    response(
+        "206 Partial Content",
+        &[("Content-Range", &range)],
+        &RESUMED[12..],
+    )
+}
+
+#[test]
+fn a_download_resumed_from_kept_bytes_asks_for_the_rest_and_checks_the_whole() {
+    let (server, read, start) = resumed(&RESUMED[..12], rest_from_12);
+    assert_eq!(read.unwrap(), &RESUMED[12..]);
+    assert_eq!(start, 12);
+    assert_eq!(server.requests().len(), 1);
+
+    // Kept bytes that are wrong fail the digest at the end.
+    let (_, read, _) = resumed(b"a LAYER an e", rest_from_12);
+    let e = read.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData);
+    assert!(text(e).contains("digest mismatch"));
+}
+
+#[test]
+fn a_server_ignoring_the_first_range_starts_the_download_over() {
+    // Kept bytes that are wrong do not matter then: they are not used.
+    let (_, read, start) = resumed(b"a LAYER an e", |_| response("200 OK", &[], RESUMED));
+    assert_eq!(read.unwrap(), RESUMED);
+    assert_eq!(start, 0);
+}
+
+#[test]
+fn kept_bytes_that_are_the_whole_blob_are_only_checked() {
+    let (server, read, start) = resumed(RESUMED, |_| unreachable!("no request"));
+    assert_eq!(read.unwrap(), b"");
+    assert_eq!(start, RESUMED.len() as u64);
+    assert!(server.requests().is_empty());
+    let mut wrong = RESUMED.to_vec();
+    wrong[0] ^= 1;
+    let (_, read, _) = resumed(&wrong, |_| unreachable!("no request"));
+    assert_eq!(read.unwrap_err().kind(), ErrorKind::InvalidData);
 }
 
 #[test]
