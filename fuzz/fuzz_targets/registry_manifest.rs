@@ -66,10 +66,9 @@ impl BlobSource for Served {
 
     fn layer(&self, position: usize, descriptor: &Descriptor, digest: &Digest) -> Result<LayerRef> {
         Ok(LayerRef {
-            path: PathBuf::from(format!("/pipes/layer-{position:03}")),
-            range: None,
             size: Some(descriptor.size),
             digest: Some(digest.clone()),
+            ..LayerRef::file(PathBuf::from(format!("/pipes/layer-{position:03}")))
         })
     }
 }

@@ -51,10 +51,8 @@ fn run(dir: &Path, input: &Input) {
         let path = dir.join(format!("layer{i}.tar"));
         let digest = write_layer(&mut renderer, spec, &path);
         refs.push(LayerRef {
-            path,
-            range: None,
-            size: None,
             digest: (input.flags & 0x10 != 0).then_some(digest),
+            ..LayerRef::file(path)
         });
     }
     for layer in &refs {
