@@ -4,14 +4,14 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ocirender::cli;
-use ocirender::fetch::{self, prune, Request};
-use ocirender::image::listing;
-use ocirender::image::name::{ImageName, Transport};
-use ocirender::image::platform::PlatformRequest;
-use ocirender::image::Selection;
-use ocirender::registry::mirrors::{Mirror, RegistriesConf};
-use ocirender::registry::reference::Reference;
-use ocirender::registry::{ClientOptions, Endpoints, Warn};
+use ocirender::source::fetch::{self, prune, Request};
+use ocirender::source::image::listing;
+use ocirender::source::image::name::{ImageName, Transport};
+use ocirender::source::image::platform::PlatformRequest;
+use ocirender::source::image::Selection;
+use ocirender::source::reference::Reference;
+use ocirender::source::registry::mirrors::{Mirror, RegistriesConf};
+use ocirender::source::registry::{ClientOptions, Endpoints, Warn};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -329,7 +329,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::fs::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     if args.prune {
         return run_prune(&args);
     }

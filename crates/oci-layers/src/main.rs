@@ -5,10 +5,10 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ocirender::cli;
-use ocirender::image::name::{ImageName, Transport};
-use ocirender::image::platform::PlatformRequest;
-use ocirender::image::{inventory, listing, resolve_name, Selection};
-use ocirender::registry::reference::{looks_like_reference, Reference};
+use ocirender::source::image::name::{ImageName, Transport};
+use ocirender::source::image::platform::PlatformRequest;
+use ocirender::source::image::{inventory, listing, resolve_name, Selection};
+use ocirender::source::reference::{looks_like_reference, Reference};
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -70,7 +70,7 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 /// printing an error as one prefixed line.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     let outcome = body();
-    if crate::temporaries::interrupted() {
+    if crate::fs::temporaries::interrupted() {
         // The signal handler is cleaning up and will end the process with
         // the signal; whatever the body returned is a consequence of it.
         loop {

@@ -33,14 +33,11 @@
 
 pub mod blob;
 pub mod cli;
-pub mod fetch;
+pub mod fs;
 pub mod generate;
-pub mod image;
 pub mod merge;
 pub mod progress;
-pub mod registry;
 pub mod runtime;
 pub mod sink;
+pub mod source;
 pub mod tar;
-pub mod temporaries;
-pub mod unpack;

@@ -17,8 +17,8 @@ mod common;
 
 use ocirender::blob::digest::{Algorithm, Digest};
 use ocirender::blob::layer_ref::LayerRef;
-use ocirender::tar::forward::forward_for_mksquashfs;
-use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
+use ocirender::sink::directory::{unpack_to_new_dir, UnpackOptions};
+use ocirender::sink::stream_check::forward_for_mksquashfs;
 use proptest::prelude::*;
 use tar::EntryType;
 use testkit::{gzip, has_end_marker, Layer, Raw};

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::cli;
 use ocirender::sink::builder::timestamp_from_env;
-use ocirender::unpack::{unpack_to_new_dir, UnpackOptions};
+use ocirender::sink::directory::{unpack_to_new_dir, UnpackOptions};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::fs::temporaries::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
     // A descriptor of our own, so large files can be spliced from it.
     let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);

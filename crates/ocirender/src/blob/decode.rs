@@ -160,7 +160,7 @@ impl Seek for DecodedLayer {
 /// served through a named pipe is waited for only while its server lives.
 fn open_stored(layer: &LayerRef) -> Result<Box<dyn Read + Send>> {
     let mut file = match &layer.server {
-        Some(server) => crate::fetch::session::open_served(&layer.path, server),
+        Some(server) => crate::blob::served::open_served(&layer.path, server),
         None => File::open(&layer.path),
     }
     .context("cannot open")?;

@@ -23,7 +23,7 @@
 //! * `server=PATH`: the layer is a named pipe served by a running process
 //!   (`oci-fetch`) that holds the named pipe PATH open while it lives; the
 //!   reader waits for the layer only as long as it does (see
-//!   [`crate::fetch::session`]).
+//!   [`crate::blob::served`]).
 //!
 //! Paths are bytes and may hold anything but a newline or a tab; those two
 //! cannot be represented and are refused when a line is written.

@@ -9,3 +9,4 @@ pub mod decode;
 pub mod digest;
 pub mod gzip;
 pub mod layer_ref;
+pub mod served;

@@ -14,8 +14,8 @@
 //! resolution allows for numeric ids.
 
 use super::error::Error;
-use crate::fetch::nofollow::regular_size;
-use crate::unpack::root::{c_path, existing_type, Root};
+use crate::fs::nofollow::regular_size;
+use crate::fs::root::{c_path, existing_type, Root};
 use rustix::fs::{self as rfs, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fs::File;

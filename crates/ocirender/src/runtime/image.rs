@@ -3,7 +3,7 @@
 //! on them).
 
 use super::error::Error;
-use crate::image::store::MAX_SMALL_BLOB;
+use crate::source::image::store::MAX_SMALL_BLOB;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -8,21 +8,21 @@
 //!   `SOURCE_DATE_EPOCH` (both builders would clamp every file time to it;
 //!   the sinks pass the build time explicitly) and with `TMPDIR` beside the
 //!   destination (whatever the builder spills goes there, not to a small
-//!   `/tmp`); it forwards the stream through [`crate::tar::forward`],
+//!   `/tmp`); it forwards the stream through [`crate::sink::stream_check`],
 //!   captures what the builder prints, and renames the image into place
 //!   only when both the stream and the builder succeeded;
 //! * when both fail, the input's error wins: a truncated stream makes any
 //!   builder fail too, and what it says about that explains nothing;
 //! * a signal kills the builder and removes the temporary
-//!   ([`crate::temporaries`]);
+//!   ([`crate::fs::temporaries`]);
 //! * on success the builder's output is dropped (it is a report of block
 //!   sizes and of owners mapped through this host's passwd, which says
 //!   nothing true about the image); on failure its own explanation (its
 //!   stderr, else the end of its stdout) is part of the one error line.
 
 use crate::cli::human_size as human;
-use crate::sink::staged::Staged;
-use crate::tar::forward::{forward, ForwardOptions, ForwardStats};
+use crate::fs::staged::Staged;
+use crate::sink::stream_check::{forward, ForwardOptions, ForwardStats};
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
@@ -217,7 +217,7 @@ pub fn build_image(
     let mut child = command
         .spawn()
         .with_context(|| format!("{}: cannot start", tool.path.display()))?;
-    let _child_registration = crate::temporaries::register_child(child.id());
+    let _child_registration = crate::fs::temporaries::register_child(child.id());
     let output = Captured::collect(&mut child, name);
     let child_stdin = child.stdin.take().expect("piped stdin");
     crate::cli::enlarge_pipe(std::os::fd::AsFd::as_fd(&child_stdin));

@@ -25,7 +25,7 @@
 
 pub use crate::sink::builder::Version;
 use crate::sink::builder::{self, build_image, Built, Run, Tool, ToolSpec};
-use crate::tar::forward::ForwardOptions;
+use crate::sink::stream_check::ForwardOptions;
 use anyhow::{bail, Result};
 use std::ffi::OsString;
 use std::io::Read;

@@ -6,12 +6,13 @@
 //! how its times read ([`times`]), so all three build the same tree or
 //! refuse alike; outputs [`staged`]
 //! beside their destination and renamed on success, and removed when a
-//! signal interrupts ([`crate::temporaries`]).
+//! signal interrupts ([`crate::fs::temporaries`]).
 
 pub mod builder;
+pub mod directory;
 pub mod erofs;
 pub mod listing;
 pub mod squashfs;
-pub mod staged;
+pub mod stream_check;
 pub mod times;
 pub mod xattrs;

@@ -10,7 +10,7 @@
 
 pub use crate::sink::builder::Version;
 use crate::sink::builder::{self, build_image, Built, Run, Tool, ToolSpec};
-use crate::tar::forward::{ForwardOptions, SQUASHFS_MAX_TIME};
+use crate::sink::stream_check::{ForwardOptions, SQUASHFS_MAX_TIME};
 use anyhow::{bail, Result};
 use std::ffi::OsString;
 use std::io::Read;

@@ -5,7 +5,6 @@
 //! names into canonical paths; [`limits`] bounds what a header may describe.
 
 pub mod entry;
-pub mod forward;
 pub mod limits;
 pub mod path;
 pub mod path_tree;
