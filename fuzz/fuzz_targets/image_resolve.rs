@@ -1,4 +1,4 @@
-//! `ocirender::image::resolve` on fuzzed image metadata.
+//! `ocirender::source::image::resolve` on fuzzed image metadata.
 //!
 //! Input: a flags byte, then pieces separated by `ocirender_fuzz::SEPARATOR`:
 //!
@@ -37,8 +37,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::image::platform::PlatformRequest;
-use ocirender::image::{resolve, Selection};
+use ocirender::source::image::platform::PlatformRequest;
+use ocirender::source::image::{resolve, Selection};
 use ocirender_fuzz::placeholders::{substitute, Blob};
 use ocirender_fuzz::{empty_dir, sha256_hex, split, Scratch, Storage};
 use std::collections::HashSet;

@@ -1,5 +1,5 @@
 //! The registry client's parsers of what a registry's authentication says
-//! (`ocirender::registry::auth`): `WWW-Authenticate` challenges and the
+//! (`ocirender::source::registry::auth`): `WWW-Authenticate` challenges and the
 //! token service's JSON answer.
 //!
 //! Input: `WWW-Authenticate` header values, then `SEPARATOR`, then a token
@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::registry::auth::{parse_challenges, parse_token, Challenge};
+use ocirender::source::registry::auth::{parse_challenges, parse_token, Challenge};
 use ocirender_fuzz::split;
 
 fuzz_target!(|data: &[u8]| {

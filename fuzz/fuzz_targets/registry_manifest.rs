@@ -1,5 +1,5 @@
 //! The manifests and indexes a registry sends, through the selection
-//! `oci-fetch` applies to them (`ocirender::image::manifest::
+//! `oci-fetch` applies to them (`ocirender::source::image::manifest::
 //! resolve_entries` over a registry-like source: blobs fetched by digest,
 //! layers streamed through pipes of a declared size).
 //!
@@ -26,11 +26,11 @@ use anyhow::{anyhow, Result};
 use libfuzzer_sys::fuzz_target;
 use ocirender::blob::digest::Digest;
 use ocirender::blob::layer_ref::LayerRef;
-use ocirender::image::manifest::resolve_entries;
-use ocirender::image::platform::PlatformRequest;
-use ocirender::image::source::BlobSource;
-use ocirender::image::spec::{self, Descriptor};
-use ocirender::image::Selection;
+use ocirender::source::image::manifest::resolve_entries;
+use ocirender::source::image::platform::PlatformRequest;
+use ocirender::source::image::source::BlobSource;
+use ocirender::source::spec::{self, Descriptor};
+use ocirender::source::image::Selection;
 use ocirender_fuzz::placeholders::{substitute, Blob};
 use ocirender_fuzz::split;
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! The image reference parser of `oci-fetch`
-//! (`ocirender::registry::reference`), on fuzzed text.
+//! (`ocirender::source::reference`), on fuzzed text.
 //!
 //! Properties: no panic; whatever parses prints (`Display`) to a reference
 //! that parses back to the same value and prints the same (the printed
@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::registry::reference::{looks_like_reference, Reference};
+use ocirender::source::reference::{looks_like_reference, Reference};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

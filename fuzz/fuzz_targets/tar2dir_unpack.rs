@@ -1,4 +1,4 @@
-//! `ocirender::unpack::unpack_into`, the heart of `tar2dir`, on fuzzed
+//! `ocirender::sink::directory::unpack_into`, the heart of `tar2dir`, on fuzzed
 //! bytes, with both path resolvers (`openat2(RESOLVE_IN_ROOT)` and the
 //! component walk).
 //!
@@ -21,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::unpack::{unpack_into, UnpackOptions};
+use ocirender::sink::directory::{unpack_into, UnpackOptions};
 use ocirender_fuzz::{listing, read_complete_tar, Scratch};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;

@@ -1,4 +1,4 @@
-//! `ocirender::tar::forward::forward_for_mksquashfs`, the stream check
+//! `ocirender::sink::stream_check::forward_for_mksquashfs`, the stream check
 //! `tar2sqfs` puts in front of `mksquashfs -tar`, on fuzzed bytes.
 //!
 //! Properties: no panic. On success: the whole input was read; the output
@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::tar::forward::forward_for_mksquashfs;
+use ocirender::sink::stream_check::forward_for_mksquashfs;
 use ocirender_fuzz::check_forwarded;
 use std::collections::HashSet;
 use tar::EntryType;

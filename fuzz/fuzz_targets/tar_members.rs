@@ -19,7 +19,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ocirender::blob::digest::Digest;
 use ocirender::blob::layer_ref::LayerRef;
-use ocirender::tar::forward::forward_for_mksquashfs;
+use ocirender::sink::stream_check::forward_for_mksquashfs;
 use ocirender_fuzz::members::{LayerSpec, Renderer};
 use ocirender_fuzz::merge::{merge_and_check, Flags};
 use ocirender_fuzz::{check_forwarded, Kept, Scratch};

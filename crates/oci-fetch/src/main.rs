@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::source::fetch::{self, prune, Request};
 use ocirender::source::image::listing;
 use ocirender::source::image::name::{ImageName, Transport};
@@ -12,6 +11,7 @@ use ocirender::source::image::Selection;
 use ocirender::source::reference::Reference;
 use ocirender::source::registry::mirrors::{Mirror, RegistriesConf};
 use ocirender::source::registry::{ClientOptions, Endpoints, Warn};
+use ocirender_cli as cli;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -324,7 +324,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

@@ -4,11 +4,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::source::image::name::{ImageName, Transport};
 use ocirender::source::image::platform::PlatformRequest;
 use ocirender::source::image::{inventory, listing, resolve_name, Selection};
 use ocirender::source::reference::{looks_like_reference, Reference};
+use ocirender_cli as cli;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -113,7 +113,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

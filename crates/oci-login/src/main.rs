@@ -4,11 +4,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::source::registry::auth_file::{AuthFile, Change, Key};
 use ocirender::source::registry::credentials::{self, Secret};
 use ocirender::source::registry::login::{self, Verdict};
 use ocirender::source::registry::ClientOptions;
+use ocirender_cli as cli;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,7 +139,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

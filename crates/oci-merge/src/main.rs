@@ -4,9 +4,10 @@
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use ocirender::blob::layer_ref::{self, LayerRef};
-use ocirender::cli;
 use ocirender::merge::{merge_with_progress, MergeOptions, DEFAULT_READ_AHEAD_MIB};
-use ocirender::progress::{summary, Progress, Style};
+use ocirender::progress::Observer;
+use ocirender_cli as cli;
+use ocirender_cli::progress::{summary, Progress, Style};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
@@ -133,7 +134,7 @@ enum ProgressWhen {
 impl ProgressWhen {
     fn style(self) -> Option<Style> {
         match self {
-            ProgressWhen::Auto => stderr_is_a_terminal().then_some(Style::Line),
+            ProgressWhen::Auto => cli::stderr_is_a_terminal().then_some(Style::Line),
             ProgressWhen::Always => Some(Style::Line),
             ProgressWhen::Never => None,
             ProgressWhen::Json => Some(Style::Json),
@@ -141,13 +142,8 @@ impl ProgressWhen {
     }
 }
 
-/// A terminal that can redraw a line: not `TERM=dumb`.
-fn stderr_is_a_terminal() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
-}
-
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 
@@ -162,7 +158,7 @@ fn run(args: Args) -> Result<()> {
     let progress = args
         .progress
         .style()
-        .map(|style| Progress::start(PROGRAM, style, &layers));
+        .map(|style| Progress::new(PROGRAM, style));
     let quiet = args.quiet;
     let mut warn = |message: &str| {
         if !quiet {
@@ -173,10 +169,8 @@ fn run(args: Args) -> Result<()> {
         }
     };
     let started = std::time::Instant::now();
-    let (_, stats) = merge_with_progress(&layers, out, &options, &mut warn, progress.as_ref())?;
-    if let Some(progress) = progress {
-        progress.finish(&stats);
-    }
+    let observer = progress.as_ref().map(|p| p as &dyn Observer);
+    let (_, stats) = merge_with_progress(&layers, out, &options, &mut warn, observer)?;
     if args.stats {
         cli::note(PROGRAM, &summary(&stats, started.elapsed()));
     }

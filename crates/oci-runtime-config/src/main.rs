@@ -3,10 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::runtime::{
     read_image_config, runtime_config, Options, MAX_ETC_FILE, MAX_IMAGE_CONFIG,
 };
+use ocirender_cli as cli;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

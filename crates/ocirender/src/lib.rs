@@ -32,12 +32,20 @@
 #![deny(missing_docs)]
 
 pub mod blob;
-pub mod cli;
 pub mod fs;
-pub mod generate;
 pub mod merge;
 pub mod progress;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod tar;
+pub mod text;
+
+/// The library's version and the gzip inflate engine it was built with
+/// (`0.1.0 (gzip inflate: ISA-L)`), for a program's `--version`.
+pub const BUILD: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (gzip inflate: ",
+    crate::blob::gzip::inflate_engine!(),
+    ")"
+);

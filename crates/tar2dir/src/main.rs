@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::sink::builder::timestamp_from_env;
 use ocirender::sink::directory::{unpack_to_new_dir, UnpackOptions};
+use ocirender_cli as cli;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +64,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

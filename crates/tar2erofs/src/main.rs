@@ -2,11 +2,11 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::sink::builder::timestamp_from_env;
 use ocirender::sink::erofs::{
     inode_count, parse_size, write_erofs, ErofsOptions, DEFAULT_CLUSTER_SIZE, MKFS_EROFS,
 };
+use ocirender_cli as cli;
 use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -108,7 +108,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

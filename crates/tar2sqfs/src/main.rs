@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ocirender::cli;
 use ocirender::sink::builder::timestamp_from_env;
 use ocirender::sink::squashfs::{inode_count, write_squashfs, SquashOptions, MKSQUASHFS};
+use ocirender_cli as cli;
 use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -86,7 +86,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = ocirender::generate::parse_or_generate::<Args>();
+    let args = ocirender_cli::generate::parse_or_generate::<Args>();
     cli::run(PROGRAM, || run(args))
 }
 

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ocirender::cli::run("decode-floor", run)
+    ocirender_cli::run("decode-floor", run)
 }
 
 fn run() -> Result<()> {

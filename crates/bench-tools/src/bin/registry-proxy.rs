@@ -325,7 +325,7 @@ impl Throttle {
 }
 
 fn main() -> ExitCode {
-    ocirender::cli::run(PROGRAM, run)
+    ocirender_cli::run(PROGRAM, run)
 }
 
 fn run() -> Result<()> {
@@ -450,7 +450,7 @@ fn accept(listener: TcpListener, which: Listener, proxy: &Arc<Proxy>) {
         std::thread::spawn(move || {
             if let Err(err) = serve(&proxy, which, client) {
                 if !is_disconnect(&err) {
-                    ocirender::cli::warn(PROGRAM, &format!("{err:#}"));
+                    ocirender_cli::warn(PROGRAM, &format!("{err:#}"));
                 }
             }
         });

@@ -5,6 +5,7 @@
 //! must remove ([`temporaries`]).
 
 pub mod nofollow;
+pub mod pipe;
 pub mod root;
 pub mod staged;
 pub mod temporaries;

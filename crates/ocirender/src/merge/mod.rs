@@ -33,7 +33,8 @@ use crate::blob::decode::{DecodedLayer, Prefetcher};
 use crate::blob::layer_ref::LayerRef;
 use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
-use crate::progress::{LayerDone, Progress};
+pub use crate::progress::MergeStats;
+use crate::progress::{ByteCounter, Event, LayerDone, Observer};
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::header_problem;
 use crate::tar::limits::HeldRecords;
@@ -69,25 +70,6 @@ impl Default for MergeOptions {
     }
 }
 
-/// Counts describing a finished merge.
-#[derive(Debug, Clone, Default)]
-pub struct MergeStats {
-    /// Layers merged.
-    pub layers: usize,
-    /// Tar members read from all layers.
-    pub members_read: u64,
-    /// Entries written to the output.
-    pub entries_written: u64,
-    /// Bytes of output, end-of-archive marker included.
-    pub bytes_written: u64,
-    /// Bytes of layer blobs read (compressed, as stored).
-    pub stored_bytes_read: u64,
-    /// Warnings issued.
-    pub warnings: u64,
-    /// Distinct paths seen.
-    pub paths: usize,
-}
-
 /// Merges `layers` (base first) into one tar written to `out`.
 ///
 /// Warnings (one line each, without a program prefix) go to `warn`. On
@@ -102,23 +84,30 @@ pub fn merge<W: Write>(
     merge_with_progress(layers, out, options, warn, None)
 }
 
-/// [`merge`], reporting to `progress`: the stored bytes its reader threads
-/// read (not those of a second read, see [`reread`]), and each layer as it
-/// starts and finishes. Finishing `progress` is the caller's.
+/// [`merge`], telling `observer` what it does (see [`Event`]): the stored
+/// bytes its reader threads read (not those of a second read, see
+/// [`reread`]), each layer as it starts and finishes, and the end of a
+/// merge that succeeded.
 pub fn merge_with_progress<W: Write>(
     layers: &[LayerRef],
     out: W,
     options: &MergeOptions,
     warn: &mut dyn FnMut(&str),
-    progress: Option<&Progress>,
+    observer: Option<&dyn Observer>,
 ) -> Result<(W, MergeStats)> {
     if layers.is_empty() {
         bail!("no layers to merge: the layer list is empty");
     }
     let mut merger = Merger::new(layers, out, warn);
-    merger.progress = progress;
+    merger.observer = observer;
     match merger.merge_all(options) {
-        Ok(()) => merger.finish(),
+        Ok(()) => {
+            let (out, stats) = merger.finish()?;
+            if let Some(observer) = observer {
+                observer.event(Event::Done(&stats));
+            }
+            Ok((out, stats))
+        }
         Err(err) => {
             merger.out.abandon();
             Err(err)
@@ -243,7 +232,7 @@ struct Merger<'a, W: Write> {
     /// What `links` decided and is not carried out yet; reused.
     actions: Vec<Action>,
     warn: &'a mut dyn FnMut(&str),
-    progress: Option<&'a Progress>,
+    observer: Option<&'a dyn Observer>,
     stats: MergeStats,
     reserved_skipped: u64,
 }
@@ -262,7 +251,7 @@ impl<'a, W: Write> Merger<'a, W> {
             parents: Vec::new(),
             actions: Vec::new(),
             warn,
-            progress: None,
+            observer: None,
             stats: MergeStats {
                 layers: layers.len(),
                 ..MergeStats::default()
@@ -287,28 +276,37 @@ impl<'a, W: Write> Merger<'a, W> {
 
     fn merge_all(&mut self, options: &MergeOptions) -> Result<()> {
         let layers = self.layers;
-        let counter = self.progress.map(|p| p.counter().clone());
+        let counter = self.observer.map(|observer| {
+            let counter = ByteCounter::default();
+            observer.started(layers, &counter);
+            counter
+        });
         let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.parallel_layers)
             .counting(counter)
             .read_ahead(options.read_ahead_bytes);
         for index in (0..layers.len() as u32).rev() {
             let stream = prefetch.next_layer().expect("one stream per layer");
-            if let Some(progress) = self.progress {
-                progress.layer_started(index, &layers[index as usize]);
+            if let Some(observer) = self.observer {
+                observer.event(Event::LayerStarted {
+                    layer: index as usize + 1,
+                    layers: layers.len(),
+                    source: &layers[index as usize],
+                });
             }
             let before = self.stats.clone();
             let label = self.label(index);
             self.merge_layer(index, stream).context(label)?;
             self.commit_masks(index);
-            if let Some(progress) = self.progress {
-                progress.layer_finished(
-                    index,
-                    LayerDone {
+            if let Some(observer) = self.observer {
+                observer.event(Event::LayerFinished {
+                    layer: index as usize + 1,
+                    layers: layers.len(),
+                    done: LayerDone {
                         stored_bytes: self.stats.stored_bytes_read - before.stored_bytes_read,
                         members_read: self.stats.members_read - before.members_read,
                         entries_written: self.stats.entries_written - before.entries_written,
                     },
-                );
+                });
             }
         }
         self.links.drop_unresolved(&mut self.actions);

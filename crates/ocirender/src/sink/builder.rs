@@ -20,9 +20,9 @@
 //!   nothing true about the image); on failure its own explanation (its
 //!   stderr, else the end of its stdout) is part of the one error line.
 
-use crate::cli::human_size as human;
 use crate::fs::staged::Staged;
 use crate::sink::stream_check::{forward, ForwardOptions, ForwardStats};
+use crate::text::human_size as human;
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
@@ -220,7 +220,7 @@ pub fn build_image(
     let _child_registration = crate::fs::temporaries::register_child(child.id());
     let output = Captured::collect(&mut child, name);
     let child_stdin = child.stdin.take().expect("piped stdin");
-    crate::cli::enlarge_pipe(std::os::fd::AsFd::as_fd(&child_stdin));
+    crate::fs::pipe::enlarge_pipe(std::os::fd::AsFd::as_fd(&child_stdin));
     let mut stdin = BufWriter::with_capacity(1 << 20, child_stdin);
     let forwarded = forward(input, &mut stdin, &run.forwarding);
     let closed = drop_flushed(stdin);
@@ -229,7 +229,7 @@ pub fn build_image(
             closed.with_context(|| format!("cannot finish writing to {name}"))?;
             stats
         }
-        Err(err) if crate::cli::is_broken_pipe(&err) => {
+        Err(err) if crate::fs::pipe::is_broken_pipe(&*err) => {
             // The builder stopped reading: its own report explains why.
             let status = child.wait()?;
             bail!(

@@ -30,7 +30,7 @@ pub mod zlib_rs;
 pub(crate) const MAGIC: &[u8] = &[0x1f, 0x8b];
 
 /// The name of the inflate engine this build has, as a literal (for
-/// `concat!`, see [`crate::cli::LONG_VERSION`]).
+/// `concat!`, see [`crate::BUILD`]).
 #[cfg(feature = "isal")]
 macro_rules! inflate_engine {
     () => {
@@ -38,7 +38,7 @@ macro_rules! inflate_engine {
     };
 }
 /// The name of the inflate engine this build has, as a literal (for
-/// `concat!`, see [`crate::cli::LONG_VERSION`]).
+/// `concat!`, see [`crate::BUILD`]).
 #[cfg(not(feature = "isal"))]
 macro_rules! inflate_engine {
     () => {

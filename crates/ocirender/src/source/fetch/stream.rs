@@ -141,7 +141,7 @@ impl LayerServer {
                 }
             };
             let _sending = Sending::count(&self.sending);
-            crate::cli::enlarge_pipe(pipe.as_fd());
+            crate::fs::pipe::enlarge_pipe(pipe.as_fd());
             if let Err(e) = self.replace_pipe().and_then(|()| self.send(&mut pipe)) {
                 let _ = errors.send(e.context(self.label.clone()));
                 return;

@@ -85,7 +85,7 @@ pub fn inventory_table(images: &[ListedImage]) -> Vec<u8> {
             [] => vec![format!("@{}", image.position)],
             names => names
                 .iter()
-                .map(|n| crate::cli::one_line(super::tags::familiar(n)))
+                .map(|n| crate::text::one_line(super::tags::familiar(n)))
                 .collect(),
         };
         for (at, name) in names.into_iter().enumerate() {
@@ -107,13 +107,13 @@ pub fn inventory_table(images: &[ListedImage]) -> Vec<u8> {
 /// A manifest's line, its NAME left for the caller.
 fn manifest_row(manifest: &ListedManifest) -> [String; 5] {
     let (layers, size) = match &manifest.contents {
-        Some(c) => (c.layers.to_string(), crate::cli::human_size(c.size)),
+        Some(c) => (c.layers.to_string(), crate::text::human_size(c.size)),
         None => ("?".into(), "?".into()),
     };
     let platform = manifest
         .platform
         .as_ref()
-        .map_or("-".into(), |p| crate::cli::one_line(&p.to_string()));
+        .map_or("-".into(), |p| crate::text::one_line(&p.to_string()));
     let digest = short(manifest.digest.as_ref());
     [String::new(), digest, platform, layers, size]
 }

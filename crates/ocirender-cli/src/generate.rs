@@ -28,7 +28,7 @@ pub fn parse_or_generate<P: Parser>() -> P {
             generate(&mut P::command(), &kind, &mut stdout).and_then(|()| Ok(stdout.flush()?));
         if let Err(e) = result {
             let name = P::command().get_name().to_owned();
-            crate::cli::print_line(&format!("{name}: error: {e:#}"));
+            crate::print_line(&format!("{name}: error: {e:#}"));
             std::process::exit(2);
         }
         std::process::exit(0);
