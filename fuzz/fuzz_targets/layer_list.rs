@@ -2,8 +2,8 @@
 //! `oci-layers` to `oci-merge`.
 //!
 //! Properties: parsing never panics; whatever parses is printed back by
-//! `to_line` (unless its path holds a newline, the one byte a line cannot
-//! carry that `parse_line` lets through) and parses again to the same
+//! `to_line` (unless its path or server field holds a newline, the one
+//! byte a line cannot carry that `parse_line` lets through) and parses again to the same
 //! value; `to_line` is canonical (printing a reparsed line gives the same
 //! bytes); a list parses to one reference per non-empty line, each as
 //! `parse_line` gives it, and round-trips through `to_line` joined by
@@ -41,12 +41,13 @@ fn check_line(line: &[u8]) {
             "overflowing range parsed"
         );
     }
+    let server = layer.server.as_ref().map(|s| s.as_os_str().as_bytes());
     let printed = match layer.to_line() {
         Ok(printed) => printed,
         Err(_) => {
             assert!(
-                path.contains(&b'\n'),
-                "to_line refused {layer:?}, whose path has no newline or tab"
+                path.contains(&b'\n') || server.is_some_and(|s| s.contains(&b'\n')),
+                "to_line refused {layer:?}, whose path and server have no newline or tab"
             );
             return;
         }

@@ -347,12 +347,12 @@ fn run(args: Args) -> Result<()> {
         .registry_mirror
         .iter()
         .map(|text| Mirror::from_flag(text))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<ocirender::Result<Vec<_>>>()?;
     let plan = RegistriesConf::load(args.registries_conf.as_deref())?.plan(&reference, &mirrors)?;
     let warn: Warn = Arc::new(|message: &str| cli::warn(PROGRAM, message));
     let registry = Endpoints::new(&reference, &plan, &options, warn.clone())?;
     if let Some(output) = inspect(&args, &registry, &reference)? {
-        return write_stdout(&output);
+        return Ok(write_stdout(&output)?);
     }
     let request = Request {
         reference,
@@ -366,9 +366,10 @@ fn run(args: Args) -> Result<()> {
     };
     let mut print = write_stdout;
     match &request.store {
-        Some(dir) => fetch::store(&registry, &request, dir, &mut print, warn),
-        None => fetch::stream(&registry, &request, &mut print),
+        Some(dir) => fetch::store(&registry, &request, dir, &mut print, warn)?,
+        None => fetch::stream(&registry, &request, &mut print)?,
     }
+    Ok(())
 }
 
 /// `--store DIR --prune`: prints nothing unless asked to.
@@ -380,20 +381,21 @@ fn run_prune(args: &Args) -> Result<()> {
     };
     let report = prune::prune(dir, &options)?;
     if args.json {
-        write_stdout(&report.json()?)
+        Ok(write_stdout(&report.json()?)?)
     } else if args.dry_run {
-        write_stdout(&report.lines())
+        Ok(write_stdout(&report.lines())?)
     } else {
         Ok(())
     }
 }
 
-fn write_stdout(bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to stdout, for the library to print through.
+fn write_stdout(bytes: &[u8]) -> ocirender::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(bytes)
         .and_then(|()| stdout.flush())
-        .context("cannot write to stdout")
+        .map_err(|e| ocirender::Error::from(e).context("cannot write to stdout"))
 }
 
 /// What --list, --list-tags or --config print, if one was asked for.

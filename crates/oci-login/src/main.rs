@@ -237,7 +237,7 @@ fn username(args: &Args) -> Result<String> {
 /// with echo off.
 fn password(args: &Args) -> Result<String> {
     if args.password_stdin {
-        return login::read_password(std::io::stdin().lock());
+        return Ok(login::read_password(std::io::stdin().lock())?);
     }
     if !std::io::stdin().is_terminal() {
         bail!(

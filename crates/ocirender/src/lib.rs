@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod error;
 pub mod fs;
 pub mod merge;
 pub mod progress;
@@ -40,6 +41,8 @@ pub mod sink;
 pub mod source;
 pub mod tar;
 pub mod text;
+
+pub use error::{Error, ErrorKind, LayerPosition, RegistryErrorKind, Result};
 
 /// The library's version and the gzip inflate engine it was built with
 /// (`0.1.0 (gzip inflate: ISA-L)`), for a program's `--version`.

@@ -30,11 +30,11 @@ fn run() -> Result<()> {
         }
     }
     if sequential {
-        return layers
+        return Ok(layers
             .iter()
-            .try_for_each(|layer| DecodedLayer::spawn(layer).finish().map(drop));
+            .try_for_each(|layer| DecodedLayer::spawn(layer).finish().map(drop))?);
     }
-    std::thread::scope(|scope| {
+    Ok(std::thread::scope(|scope| {
         let drains: Vec<_> = layers
             .iter()
             .map(|layer| scope.spawn(move || DecodedLayer::spawn(layer).finish()))
@@ -42,5 +42,5 @@ fn run() -> Result<()> {
         drains
             .into_iter()
             .try_for_each(|d| d.join().expect("drain thread").map(drop))
-    })
+    })?)
 }

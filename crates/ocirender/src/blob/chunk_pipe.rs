@@ -14,35 +14,13 @@
 //! whichever layer needs it.
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
-use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 enum Message<T> {
     Data(Vec<u8>),
-    End(anyhow::Result<T>),
-}
-
-/// A failure reported by the producer (I/O, corrupt data, digest
-/// mismatch), carried through `io::Error` to the consumer.
-#[derive(Debug)]
-pub struct ProducerError(String);
-
-impl fmt::Display for ProducerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ProducerError {}
-
-impl ProducerError {
-    /// True if `err` carries a producer's failure.
-    pub fn is_in(err: &io::Error) -> bool {
-        err.get_ref()
-            .is_some_and(|inner| inner.is::<ProducerError>())
-    }
+    End(crate::error::Result<T>),
 }
 
 /// Buffers that pipes may use beyond their own, shared between all the
@@ -209,7 +187,7 @@ impl<T> ChunkWriter<T> {
     }
 
     /// Sends the producer's result; nothing may follow.
-    pub fn finish(self, result: anyhow::Result<T>) {
+    pub fn finish(self, result: crate::error::Result<T>) {
         // A consumer that has gone away no longer needs the result.
         let _ = self.messages.send(Message::End(result));
     }
@@ -234,7 +212,7 @@ impl<T> ChunkReader<T> {
 
     /// Reads (and discards) whatever is left, then returns the producer's
     /// result.
-    pub fn finish(mut self) -> anyhow::Result<T> {
+    pub fn finish(mut self) -> crate::error::Result<T> {
         while self.result.is_none() {
             self.pos = self.current.len();
             self.next_chunk()?;
@@ -287,10 +265,10 @@ impl<T> ChunkReader<T> {
                 self.result = Some(result);
                 Ok(false)
             }
-            Ok(Message::End(Err(err))) => Err(io::Error::other(ProducerError(format!("{err:#}")))),
-            Err(_) => Err(io::Error::other(ProducerError(
-                "the producing thread died".into(),
-            ))),
+            // The producer's error, whole (kind, source, layer), carried
+            // through `io::Error`: `Error::from` gets it back.
+            Ok(Message::End(Err(err))) => Err(err.into()),
+            Err(_) => Err(crate::error::err!("the producing thread died").into()),
         }
     }
 }
@@ -389,9 +367,10 @@ mod tests {
     #[test]
     fn producer_errors_surface_as_read_errors() {
         let (w, mut r) = chunk_pipe::<()>(4, 2);
-        w.finish(Err(anyhow::anyhow!("corrupt")));
+        w.finish(Err(crate::error::err!("corrupt")));
         let err = r.read(&mut [0; 4]).unwrap_err();
-        assert!(ProducerError::is_in(&err));
+        assert!(crate::error::carries_ours(&err));
         assert_eq!(err.to_string(), "corrupt");
+        assert_eq!(crate::error::Error::from(err).to_string(), "corrupt");
     }
 }

@@ -23,8 +23,9 @@ use crate::blob::chunk_pipe::{
 use crate::blob::compression::Compression;
 use crate::blob::digest::{Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
+use crate::error::ErrorKind;
+use crate::error::{bail, err, Context, Result};
 use crate::progress::ByteCounter;
-use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
@@ -59,7 +60,7 @@ struct Stored {
 
 /// The decoded bytes of one layer, readable as a stream. Errors from the
 /// background threads (I/O, corrupt data, digest mismatch) surface as read
-/// errors carrying a [`crate::blob::chunk_pipe::ProducerError`].
+/// errors carrying the producing thread's [`crate::Error`].
 pub struct DecodedLayer {
     decoded: ChunkReader<LayerSummary>,
     /// The sniffed compression, set before the first decoded byte is sent.
@@ -183,9 +184,7 @@ fn read_stored(layer: &LayerRef, counter: Option<ByteCounter>, mut out: ChunkWri
         let mut hasher = layer.digest.as_ref().map(|d| Hasher::new(d.algorithm()));
         let mut bytes = 0;
         loop {
-            let mut buf = out
-                .buffer()
-                .map_err(|Closed| anyhow!("the decoder stopped"))?;
+            let mut buf = out.buffer().map_err(|Closed| err!("the decoder stopped"))?;
             let n = fill(&mut *input, &mut buf, out.chunk_size()).context("cannot read")?;
             if n == 0 {
                 break;
@@ -198,7 +197,7 @@ fn read_stored(layer: &LayerRef, counter: Option<ByteCounter>, mut out: ChunkWri
                 counter.add(n as u64);
             }
             out.send(buf)
-                .map_err(|Closed| anyhow!("the decoder stopped"))?;
+                .map_err(|Closed| err!("the decoder stopped"))?;
         }
         let expected = layer.range.map(|(_, size)| size).or(layer.size);
         match expected {
@@ -227,7 +226,7 @@ fn decode(
     mut out: ChunkWriter<LayerSummary>,
 ) {
     let result = (|| {
-        let compression = Compression::sniff(stored.fill_buf().map_err(anyhow::Error::new)?);
+        let compression = Compression::sniff(stored.fill_buf().map_err(crate::error::Error::from)?);
         let _ = sniffed.set(compression);
         let mut decoder = compression
             .decoder(&mut stored)
@@ -235,21 +234,29 @@ fn decode(
         loop {
             let mut buf = out
                 .buffer()
-                .map_err(|Closed| anyhow!("the merge stopped reading"))?;
+                .map_err(|Closed| err!("the merge stopped reading"))?;
             let n = fill(&mut *decoder, &mut buf, DECODED_CHUNK)
                 .map_err(|e| stored_or_decode_error(e, compression))?;
             if n == 0 {
                 break;
             }
             out.send(buf)
-                .map_err(|Closed| anyhow!("the merge stopped reading"))?;
+                .map_err(|Closed| err!("the merge stopped reading"))?;
         }
         drop(decoder);
         // Trailing bytes the decoder did not need still count for the digest.
         let read = stored.finish()?;
         if let (Some(expected), Some(actual)) = (&layer.digest, &read.digest) {
             if expected != actual {
-                bail!("digest mismatch: expected {expected}, content has {actual}");
+                let kind = ErrorKind::DigestMismatch {
+                    blob: layer.describe(),
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                };
+                bail!(
+                    kind = kind,
+                    "digest mismatch: expected {expected}, content has {actual}"
+                );
             }
         }
         Ok(LayerSummary {
@@ -263,11 +270,11 @@ fn decode(
 
 /// A read error from the stored stream speaks for itself; anything else
 /// the decoder reports means the compressed data is bad.
-fn stored_or_decode_error(err: io::Error, compression: Compression) -> anyhow::Error {
-    if crate::blob::chunk_pipe::ProducerError::is_in(&err) {
-        anyhow::Error::new(err)
+fn stored_or_decode_error(err: io::Error, compression: Compression) -> crate::error::Error {
+    if crate::error::carries_ours(&err) {
+        crate::error::Error::from(err)
     } else {
-        anyhow::Error::new(err).context(format!("corrupt or truncated {compression} data"))
+        crate::error::Error::from(err).context(format!("corrupt or truncated {compression} data"))
     }
 }
 

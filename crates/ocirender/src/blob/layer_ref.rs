@@ -29,7 +29,7 @@
 //! cannot be represented and are refused when a line is written.
 
 use crate::blob::digest::Digest;
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;

@@ -9,8 +9,8 @@
 //! [`Staged::commit`]. Dropping a [`Staged`] without committing removes it,
 //! so no error path can forget to.
 
+use crate::error::{err, Context, Result};
 use crate::fs::temporaries::{self, Registration};
-use anyhow::{anyhow, Context, Result};
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ impl Staged {
     /// A temporary file `DEST.tmp-XXXXXX` beside `dest`, for an image.
     pub fn file(dest: &Path) -> Result<Staged> {
         if dest.is_dir() {
-            anyhow::bail!("{}: is a directory", dest.display());
+            crate::error::bail!("{}: is a directory", dest.display());
         }
         let (dir, name) = split(dest)?;
         let temp = tempfile::Builder::new()
@@ -78,7 +78,7 @@ impl Staged {
                 .with_context(|| format!("{}: cannot set the mode", self.temp.display()))?;
         }
         std::fs::rename(&self.temp, &self.dest)
-            .map_err(|e| anyhow!(e))
+            .map_err(|e| err!(e))
             .with_context(|| {
                 format!("{}: cannot move the output into place", self.dest.display())
             })?;

@@ -27,10 +27,10 @@ pub mod reread;
 pub mod tree;
 pub mod whiteout;
 
-use crate::blob::chunk_pipe::ProducerError;
 use crate::blob::compression::Compression;
 use crate::blob::decode::{DecodedLayer, Prefetcher};
 use crate::blob::layer_ref::LayerRef;
+use crate::error::{bail, err, Context, Error, ErrorKind, LayerPosition, Result};
 use crate::merge::links::{Action, DirectorySeen, Inode, LinkToDirectory, Links, Noticed};
 use crate::merge::tree::{Claim, LayerVersion, NodeId, Tree, ROOT};
 pub use crate::progress::MergeStats;
@@ -40,7 +40,6 @@ use crate::tar::header_problem;
 use crate::tar::limits::HeldRecords;
 use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
-use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -132,9 +131,9 @@ pub(crate) fn layer_label(layers: &[LayerRef], index: u32) -> String {
 /// words, and at the start of the layer it means the layer is no tar at
 /// all: the `tar` crate's own message would quote the bytes it tried to
 /// parse as a checksum.
-fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) -> anyhow::Error {
-    if ProducerError::is_in(&err) {
-        return anyhow::Error::new(err);
+fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) -> Error {
+    if crate::error::carries_ours(&err) {
+        return Error::from(err);
     }
     // Running out of data inside an entry is not a header's fault (that
     // error is the stream's own, see `DecodedLayer::seek`), nor is a long
@@ -154,14 +153,33 @@ fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) ->
                 Some(Compression::None) | None => String::new(),
                 Some(compression) => format!(" of the {compression}-decompressed data"),
             };
-            anyhow!("not a tar archive (no valid header at byte 0{decoded})")
+            err!(
+                kind = ErrorKind::Invalid,
+                "not a tar archive (no valid header at byte 0{decoded})"
+            )
         }
-        Some((offset, problem)) => anyhow!(
+        Some((offset, problem)) => err!(
+            kind = ErrorKind::Invalid,
             "invalid tar stream after {}: no valid header at byte {offset} ({problem})",
             members(ordinal)
         ),
-        None => anyhow::Error::new(err)
-            .context(format!("invalid tar stream after {}", members(ordinal))),
+        None => {
+            // What the tar reader reports on its own (a short stream, a bad
+            // checksum, a header over a limit) is the layer's fault.
+            let malformed = matches!(
+                err.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::Other
+            );
+            let err = Error::from(err);
+            let err = if malformed {
+                err.with_kind(ErrorKind::Invalid)
+            } else {
+                err
+            };
+            err.context(format!("invalid tar stream after {}", members(ordinal)))
+        }
     }
 }
 
@@ -295,7 +313,13 @@ impl<'a, W: Write> Merger<'a, W> {
             }
             let before = self.stats.clone();
             let label = self.label(index);
-            self.merge_layer(index, stream).context(label)?;
+            let position = LayerPosition {
+                index: index as usize,
+                layers: layers.len(),
+                offset: None,
+            };
+            self.merge_layer(index, stream)
+                .map_err(|err| err.in_layer(position).context(label))?;
             self.commit_masks(index);
             if let Some(observer) = self.observer {
                 observer.event(Event::LayerFinished {
@@ -327,26 +351,40 @@ impl<'a, W: Write> Merger<'a, W> {
                 Some(Err(err)) => break Some(err),
                 Some(Ok(entry)) => entry,
             };
-            if let Member::Entry {
+            let at_header = LayerPosition {
+                index: layer as usize,
+                layers: self.layers.len(),
+                offset: Some(entry.raw_header_position()),
+            };
+            let Member::Entry {
                 path,
                 meta,
                 storage,
-            } = read_member(&mut entry)?
-            {
-                self.apply(
-                    layer,
-                    ordinal,
-                    &path,
-                    meta,
-                    &mut storage.contents(&mut entry),
-                )
-                .with_context(|| entry_label(&path))?;
-            }
+            } = read_member(&mut entry).map_err(|err| err.in_layer(at_header))?
+            else {
+                ordinal += 1;
+                continue;
+            };
+            self.apply(
+                layer,
+                ordinal,
+                &path,
+                meta,
+                &mut storage.contents(&mut entry),
+            )
+            .map_err(|err| err.in_layer(at_header))
+            .with_context(|| entry_label(&path))?;
             ordinal += 1;
         };
         let stream = archive.into_inner();
         if let Some(err) = failed {
-            return Err(tar_stream_error(err, ordinal, &stream));
+            let err = tar_stream_error(err, ordinal, &stream);
+            let offset = stream.last_block().map(|(offset, _)| offset);
+            return Err(err.in_layer(LayerPosition {
+                index: layer as usize,
+                layers: self.layers.len(),
+                offset,
+            }));
         }
         self.stats.members_read += u64::from(ordinal);
         let summary = stream.finish()?;
@@ -605,14 +643,14 @@ impl<'a, W: Write> Merger<'a, W> {
     }
 
     /// The error for a hard link naming a directory.
-    fn link_to_directory(&self, err: LinkToDirectory) -> anyhow::Error {
+    fn link_to_directory(&self, err: LinkToDirectory) -> crate::error::Error {
         let dir = display(&self.tree.path(err.dir));
         match err.seen {
-            DirectorySeen::Entry => anyhow!("hard link to the directory {dir:?}"),
+            DirectorySeen::Entry => err!("hard link to the directory {dir:?}"),
             DirectorySeen::Implied => {
-                anyhow!("hard link to the directory {dir:?} (implied by entries below it)")
+                err!("hard link to the directory {dir:?} (implied by entries below it)")
             }
-            DirectorySeen::Later => anyhow!("a hard link names the directory {dir:?}"),
+            DirectorySeen::Later => err!("a hard link names the directory {dir:?}"),
         }
     }
 

@@ -10,10 +10,10 @@
 
 use crate::blob::decode::DecodedLayer;
 use crate::blob::layer_ref::LayerRef;
+use crate::error::{Context, Result};
 use crate::merge::layer_label;
 use crate::merge::links::{GroupId, Reread};
 use crate::tar::entry::{read_member, EntryMeta, Kind, Member};
-use anyhow::{Context, Result};
 use std::io::Read;
 
 /// Reads every layer that `wanted` names once more (`wanted` sorted by
@@ -40,7 +40,7 @@ fn reread_layer(
     wanted: &[Reread],
     found: &mut dyn FnMut(GroupId, &EntryMeta, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    let changed = || anyhow::anyhow!("the layer changed between reads");
+    let changed = || crate::error::err!("the layer changed between reads");
     let mut archive = tar::Archive::new(DecodedLayer::spawn(layer));
     let mut wanted = wanted.iter().peekable();
     for (ordinal, entry) in archive.entries_with_seek()?.enumerate() {

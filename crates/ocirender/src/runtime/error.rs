@@ -2,7 +2,7 @@
 //!
 //! Each message says what is wrong; the cause (the JSON parser's
 //! position, an I/O error with its kind) is the error's `source`, which
-//! `anyhow`'s `{:#}` appends.
+//! `{:#}` appends.
 
 use std::fmt;
 use std::io;
@@ -144,6 +144,21 @@ impl fmt::Display for Error {
                 write!(f, "--rootless: cannot inspect the host's /etc/resolv.conf")
             }
         }
+    }
+}
+
+impl From<Error> for crate::error::Error {
+    fn from(err: Error) -> Self {
+        let io_kind = match &err {
+            Error::Read(e) | Error::HostResolvConf(e) => Some(e.kind()),
+            Error::Rootfs { source, .. } | Error::EtcFile { source, .. } => Some(source.kind()),
+            _ => None,
+        };
+        let kind = io_kind.map_or(
+            crate::error::ErrorKind::Invalid,
+            crate::error::ErrorKind::Io,
+        );
+        crate::error::Error::from_source(kind, err)
     }
 }
 

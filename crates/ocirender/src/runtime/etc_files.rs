@@ -188,7 +188,7 @@ mod tests {
         fn passwd(&self, force_walk: bool) -> Result<Option<String>, String> {
             read_etc_files(&self.rootfs(), force_walk)
                 .map(|files| files.passwd.map(|b| String::from_utf8(b).unwrap()))
-                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+                .map_err(|e| format!("{:#}", crate::error::Error::from(e)))
         }
     }
 
@@ -291,7 +291,7 @@ mod tests {
         let file = File::create(tree.rootfs().join("etc/group")).unwrap();
         file.set_len(MAX_ETC_FILE + 1).unwrap();
         let err = read_etc_files(&tree.rootfs(), false).unwrap_err();
-        let err = format!("{:#}", anyhow::Error::from(err));
+        let err = format!("{:#}", crate::error::Error::from(err));
         assert_eq!(
             err,
             format!("cannot read /etc/group of the rootfs: larger than {MAX_ETC_FILE} bytes")
@@ -314,7 +314,7 @@ mod tests {
         let missing = tree.dir.path().join("nope");
         let err = read_etc_files(&missing, false).unwrap_err();
         assert_eq!(
-            format!("{:#}", anyhow::Error::from(err)),
+            format!("{:#}", crate::error::Error::from(err)),
             format!(
                 "cannot open the rootfs {}: No such file or directory (os error 2)",
                 missing.display()

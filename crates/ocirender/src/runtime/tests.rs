@@ -107,7 +107,7 @@ fn an_unknown_user_names_itself_and_the_file() {
     let image = TYPICAL_IMAGE.replace(r#""User": "app""#, r#""User": "nobody""#);
     let err = runtime_config(image.as_bytes(), &options(dir.path().join("rootfs"))).unwrap_err();
     assert_eq!(
-        format!("{:#}", anyhow::Error::from(err)),
+        format!("{:#}", crate::error::Error::from(err)),
         "Config.User \"nobody\": no user \"nobody\" in /etc/passwd"
     );
 }

@@ -20,10 +20,10 @@
 //!   nothing true about the image); on failure its own explanation (its
 //!   stderr, else the end of its stdout) is part of the one error line.
 
+use crate::error::{bail, err, Context, Error, ErrorKind, Result};
 use crate::fs::staged::Staged;
 use crate::sink::stream_check::{forward, ForwardOptions, ForwardStats};
 use crate::text::human_size as human;
-use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufWriter, Read};
@@ -94,7 +94,7 @@ impl ToolSpec {
         let path = match explicit {
             Some(path) => path.to_path_buf(),
             None => find_on_path(self.program)
-                .ok_or_else(|| anyhow!("{} is not on PATH: {how}", self.program))?,
+                .ok_or_else(|| err!("{} is not on PATH: {how}", self.program))?,
         };
         let output = Command::new(&path)
             .arg(self.version_option)
@@ -103,7 +103,7 @@ impl ToolSpec {
             .with_context(|| format!("{}: cannot run: {how}", path.display()))?;
         let banner = String::from_utf8_lossy(&output.stdout);
         let version = Version::parse_after(&banner, self.version_marker).ok_or_else(|| {
-            anyhow!(
+            err!(
                 "{}: cannot tell its version from `{}`: {how}",
                 path.display(),
                 self.version_option
@@ -229,13 +229,10 @@ pub fn build_image(
             closed.with_context(|| format!("cannot finish writing to {name}"))?;
             stats
         }
-        Err(err) if crate::fs::pipe::is_broken_pipe(&*err) => {
+        Err(err) if crate::fs::pipe::is_broken_pipe(&err) => {
             // The builder stopped reading: its own report explains why.
             let status = child.wait()?;
-            bail!(
-                "{name} failed ({status}) while reading the stream{}",
-                output.report()
-            );
+            return Err(output.failed(status, " while reading the stream"));
         }
         Err(err) => {
             // The input is at fault; that error wins over whatever the
@@ -249,7 +246,7 @@ pub fn build_image(
         .wait()
         .with_context(|| format!("cannot wait for {name}"))?;
     if !status.success() {
-        bail!("{name} failed ({status}){}", output.report());
+        return Err(output.failed(status, ""));
     }
     drop(output);
     let image_bytes = staged
@@ -286,10 +283,10 @@ impl Captured {
         }
     }
 
-    /// `": PROGRAM said: <its stderr, else its stdout>"` flattened to one
-    /// line, or nothing when it said nothing. A long message (a usage
-    /// text) is cut after its first lines, which say what went wrong.
-    fn report(self) -> String {
+    /// What the builder said (its stderr, else its stdout) flattened to
+    /// one line, empty when it said nothing. A long message (a usage text)
+    /// is cut after its first lines, which say what went wrong.
+    fn said(self) -> String {
         let lines = |reader: Option<std::thread::JoinHandle<Vec<u8>>>| {
             let bytes = reader.and_then(|r| r.join().ok()).unwrap_or_default();
             String::from_utf8_lossy(&bytes)
@@ -300,14 +297,29 @@ impl Captured {
         };
         let (stdout, stderr) = (lines(self.stdout), lines(self.stderr));
         let said = if stderr.is_empty() { stdout } else { stderr };
-        if said.is_empty() {
-            return String::new();
-        }
         let mut text = said[..said.len().min(REPORT_LINES)].join(" ");
         if said.len() > REPORT_LINES {
             text += &format!(" [{} more lines]", said.len() - REPORT_LINES);
         }
-        format!(": {} said: {text}", self.program)
+        text
+    }
+
+    /// The error for a builder that exited with `status`: `PROGRAM failed
+    /// (STATUS)WHILE: PROGRAM said: ...`.
+    fn failed(self, status: std::process::ExitStatus, while_doing: &str) -> Error {
+        let program = self.program;
+        let said = self.said();
+        let report = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {program} said: {said}")
+        };
+        let message = format!("{program} failed ({status}){while_doing}{report}");
+        let kind = ErrorKind::BuilderFailed {
+            program: program.to_owned(),
+            said,
+        };
+        Error::new(kind, message)
     }
 }
 

@@ -23,10 +23,10 @@
 //! Either way it is gone on every exit path. With `--comp none` nothing
 //! needs staging: data goes straight to its place (`--sort=none`).
 
+use crate::error::{bail, Result};
 pub use crate::sink::builder::Version;
 use crate::sink::builder::{self, build_image, Built, Run, Tool, ToolSpec};
 use crate::sink::stream_check::ForwardOptions;
-use anyhow::{bail, Result};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;

@@ -8,10 +8,10 @@
 //! contiguous for fast random access), a root-owned 0755 root directory,
 //! and reproducible timestamps.
 
+use crate::error::{bail, Result};
 pub use crate::sink::builder::Version;
 use crate::sink::builder::{self, build_image, Built, Run, Tool, ToolSpec};
 use crate::sink::stream_check::{ForwardOptions, SQUASHFS_MAX_TIME};
-use anyhow::{bail, Result};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;

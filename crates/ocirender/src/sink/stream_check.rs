@@ -37,6 +37,7 @@
 //!   otherwise make it 0777, owned by whoever runs it, stamped with the
 //!   build time).
 
+use crate::error::{bail, Context, Result};
 use crate::sink::listing::{hard_link_target, Listing};
 use crate::sink::times::modification_time;
 use crate::sink::xattrs::stored_name;
@@ -47,7 +48,6 @@ use crate::tar::path;
 use crate::tar::path_tree::Order;
 use crate::tar::writer::TarWriter;
 use crate::tar::BLOCK;
-use anyhow::{bail, Context, Result};
 use std::borrow::Cow;
 use std::io::{self, BufReader, Read, Write};
 
@@ -162,7 +162,7 @@ impl Forwarder<'_> {
     fn forward_entries<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<()> {
         for entry in archive.entries().context("cannot read the tar stream")? {
             let mut entry = entry.map_err(|err| {
-                anyhow::Error::new(err)
+                crate::error::Error::from(err)
                     .context(format!("invalid tar header after {} entries", self.entries))
             })?;
             let Member::Entry {
@@ -290,7 +290,7 @@ fn check_end_marker(source: &mut impl Read) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             bail!("the tar stream ends without its end-of-archive marker")
         }
-        Err(e) => Err(anyhow::Error::new(e).context("cannot read input")),
+        Err(e) => Err(crate::error::Error::from(e).context("cannot read input")),
     }
 }
 
@@ -320,7 +320,7 @@ impl<R: Read> Counted<R> {
 
     /// Says where in the input things went wrong; when the input ended
     /// early, every error comes down to that.
-    fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+    fn explain(&self, err: crate::error::Error) -> crate::error::Error {
         let at = self.bytes;
         if self.ended {
             err.context(format!(

@@ -10,7 +10,7 @@
 //! form whatever the user typed.
 
 use crate::blob::digest::Digest;
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use std::fmt;
 use std::str::FromStr;
 
@@ -116,7 +116,7 @@ pub(crate) fn looks_like_host(component: &str) -> bool {
 }
 
 impl FromStr for Reference {
-    type Err = anyhow::Error;
+    type Err = crate::error::Error;
 
     fn from_str(text: &str) -> Result<Reference> {
         parse(text).with_context(|| format!("invalid image reference {text:?}"))

@@ -1,8 +1,8 @@
 //! The JSON documents of OCI layouts and `docker save` archives, and the
 //! media types that tell them apart.
 
+use crate::error::{err, Result};
 use crate::source::image::platform::Platform;
-use anyhow::{anyhow, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -76,9 +76,9 @@ pub fn check_document_size(what: &str, kind: &str, size: u64) -> Result<()> {
 
 /// The error for a document over [`MAX_DOCUMENT`], of `size` bytes if
 /// that is known.
-pub fn document_too_large(what: &str, kind: &str, size: Option<u64>) -> anyhow::Error {
+pub fn document_too_large(what: &str, kind: &str, size: Option<u64>) -> crate::error::Error {
     let size = size.map_or_else(String::new, |size| format!(" {size} bytes,"));
-    anyhow!(
+    err!(
         "{what}: the {kind} is{size} over the {} MiB limit for indexes, manifests and configs",
         MAX_DOCUMENT >> 20
     )

@@ -8,10 +8,10 @@
 //! `SCHILY.xattr.*` (file capabilities, SELinux labels) and sub-second
 //! `mtime`.
 
+use crate::error::{bail, Context, Result};
 use crate::tar::limits::{self, Limit};
 use crate::tar::path::abbreviate;
 use crate::tar::sparse::{Expanded, PaxSparse, SparseMap};
-use anyhow::{bail, Context, Result};
 use std::io::Read;
 use tar::EntryType;
 

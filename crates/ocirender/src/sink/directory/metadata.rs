@@ -3,11 +3,11 @@
 //! times must come last), skipping what an unprivileged run cannot do.
 
 use super::{io_err, UnpackStats};
+use crate::error::{Context, Result};
 use crate::fs::root::c_path;
 use crate::sink::{times, xattrs};
 use crate::tar::entry::EntryMeta;
 use crate::tar::path::display;
-use anyhow::{Context, Result};
 use rustix::fs::{self as rfs, AtFlags, Mode, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -22,13 +22,13 @@
 mod input;
 mod metadata;
 
+use crate::error::{bail, err, Context, Result};
 use crate::fs::root::{c_path, existing_type, Root};
 use crate::fs::staged::Staged;
 use crate::sink::listing::{hard_link_target, Listing};
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::path::display;
 use crate::tar::path_tree::Order;
-use anyhow::{anyhow, bail, Context, Result};
 use input::SharedInput;
 use metadata::{creation_umask, our_ids, set_metadata, Target};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
@@ -96,7 +96,7 @@ pub fn unpack_to_new_dir(dest: &Path, input: File, options: &UnpackOptions) -> R
 fn check_destination(dest: &Path) -> Result<()> {
     match std::fs::symlink_metadata(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow!(e).context(format!("{}: cannot inspect", dest.display()))),
+        Err(e) => Err(err!(e).context(format!("{}: cannot inspect", dest.display()))),
         Ok(meta) if !meta.is_dir() => bail!(
             "{}: exists and is not a directory; refusing to replace it",
             dest.display()
@@ -368,6 +368,6 @@ fn copy_exact(data: &mut dyn Read, out: &mut File, size: u64, buffer: &mut [u8])
     Ok(())
 }
 
-pub(super) fn io_err(errno: Errno) -> anyhow::Error {
-    anyhow::Error::new(io::Error::from(errno))
+pub(super) fn io_err(errno: Errno) -> crate::error::Error {
+    crate::error::Error::from(io::Error::from(errno))
 }

@@ -39,7 +39,7 @@
 use super::readers::{timespec, OutputPipe, Watched};
 use super::session::Session;
 use super::stream::Server;
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use rustix::event::{poll, PollFd, PollFlags};
 use std::time::{Duration, Instant};
 

@@ -24,12 +24,12 @@ pub mod store;
 pub mod stream;
 
 use crate::blob::digest::Hasher;
+use crate::error::{bail, Context, Result};
 use crate::source::image::inventory::{self, ListedImage};
 use crate::source::image::{listing, manifest, ResolvedImage, Selection};
 use crate::source::reference::Reference;
 use crate::source::registry::{Endpoints, Fetched, Resume};
 use crate::source::spec::{self, Descriptor};
-use anyhow::{bail, Context, Result};
 use serde_json::json;
 use source::{LayerPlace, RegistrySource};
 use std::collections::BTreeMap;

@@ -23,10 +23,10 @@
 //! since the kernel drops a lock only with its last holder. Another user's
 //! directories are never touched, and nothing in them is followed.
 
+use crate::error::{bail, Context, Result};
 use crate::fs::nofollow;
 use crate::fs::root::c_path;
 use crate::fs::temporaries::{self, Registration};
-use anyhow::{bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::File;

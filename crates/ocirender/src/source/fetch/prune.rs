@@ -30,11 +30,11 @@
 use super::partial::{partial_digest, still_named, try_lock};
 use super::store::{self, is_temporary_name, INDEX, LOCK};
 use crate::blob::digest::{Algorithm, Digest};
+use crate::error::{bail, Context, Result};
 use crate::fs::nofollow;
 use crate::fs::root::c_path;
 use crate::source::image::store::MAX_SMALL_BLOB;
 use crate::source::spec::{self, MAX_DOCUMENT};
-use anyhow::{bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, OFlags, Stat};
 use serde_json::{json, Value};
 use std::collections::HashSet;

@@ -12,7 +12,7 @@
 //! reader of another (non-root) user could not open this user's private
 //! pipes, so serving it is refused up front.
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::FileType;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};

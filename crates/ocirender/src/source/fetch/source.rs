@@ -4,10 +4,10 @@
 use super::store::LayoutStore;
 use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
+use crate::error::Result;
 use crate::source::image::source::BlobSource;
 use crate::source::registry::{Endpoints, Fetched};
 use crate::source::spec::{self, Descriptor};
-use anyhow::Result;
 use std::path::PathBuf;
 
 /// Where the layers of a registry image will be read from.

@@ -41,10 +41,10 @@
 
 use super::partial::Partial;
 use crate::blob::digest::{Algorithm, Digest, Hasher};
+use crate::error::{bail, err, Context, Error, Result};
 use crate::fs::nofollow;
 use crate::source::image::store::MAX_SMALL_BLOB;
 use crate::source::spec;
-use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{FlockOperation, OFlags};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -431,9 +431,9 @@ pub(super) fn lock(
 /// How a download into a blob's file ended, if not with the blob.
 enum Failure {
     /// The bytes are wrong (their size or digest): the file is no use.
-    Bad(anyhow::Error),
+    Bad(crate::error::Error),
     /// The download stopped: the file keeps what arrived, to resume.
-    Stopped(anyhow::Error),
+    Stopped(crate::error::Error),
 }
 
 impl Failure {
@@ -443,7 +443,7 @@ impl Failure {
 
     /// The same failure, its error naming the file `path`.
     fn context(self, path: &Path) -> Failure {
-        let name = |e: anyhow::Error| e.context(format!("{}: cannot store", path.display()));
+        let name = |e: crate::error::Error| e.context(format!("{}: cannot store", path.display()));
         match self {
             Failure::Bad(e) => Failure::Bad(name(e)),
             Failure::Stopped(e) => Failure::Stopped(name(e)),
@@ -468,7 +468,7 @@ fn fill_after(
     let hashed = hash_through(&mut (&*file).take(*kept), &mut hasher, &mut |_| Ok(()))
         .map_err(|stop| Failure::Stopped(stop.into_error()))?;
     if hashed != *kept {
-        return Err(Failure::Stopped(anyhow!(
+        return Err(Failure::Stopped(err!(
             "{hashed} bytes read of the {kept} kept"
         )));
     }
@@ -478,7 +478,7 @@ fn fill_after(
         let (mut reader, start) = origin(*kept, &hasher).map_err(Failure::Stopped)?;
         if start != *kept {
             if start != 0 {
-                return Err(Failure::Bad(anyhow!(
+                return Err(Failure::Bad(err!(
                     "the source sent the blob from byte {start}, not {kept}"
                 )));
             }
@@ -490,14 +490,14 @@ fn fill_after(
             .map_err(Stop::into_failure)?;
     }
     if total != size {
-        return Err(Failure::Bad(anyhow!(
+        return Err(Failure::Bad(err!(
             "{digest}: size mismatch: expected {size} bytes, got {total}"
         )));
     }
     let actual = hasher.finish();
     if &actual != digest {
-        return Err(Failure::Bad(anyhow!(
-            "{digest}: digest mismatch: content has {actual}"
+        return Err(Failure::Bad(Error::digest_mismatch(
+            digest, digest, &actual,
         )));
     }
     Ok(())
@@ -512,10 +512,10 @@ enum Stop {
 }
 
 impl Stop {
-    fn into_error(self) -> anyhow::Error {
+    fn into_error(self) -> crate::error::Error {
         match self {
-            Stop::Read(e) => anyhow!(e),
-            Stop::Write(e) => anyhow!(e).context("cannot write"),
+            Stop::Read(e) => err!(e),
+            Stop::Write(e) => err!(e).context("cannot write"),
         }
     }
 

@@ -12,9 +12,9 @@
 
 use super::pipe_dir::{self, Identity, PipeDir};
 use crate::blob::digest::Digest;
+use crate::error::{err, Context, Result};
 use crate::source::image::ResolvedImage;
 use crate::source::registry::Endpoints;
-use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,7 +37,7 @@ pub fn pipe_path(dir: &Path, position: usize) -> PathBuf {
 
 /// The download threads serving an image's pipes.
 pub struct Server {
-    failed: Receiver<anyhow::Error>,
+    failed: Receiver<crate::error::Error>,
     sending: Arc<AtomicUsize>,
 }
 
@@ -77,7 +77,7 @@ impl Server {
     }
 
     /// The first error a serving thread met, if any has.
-    pub fn failed(&self) -> Option<anyhow::Error> {
+    pub fn failed(&self) -> Option<crate::error::Error> {
         self.failed.try_recv().ok()
     }
 
@@ -128,7 +128,7 @@ struct LayerServer {
 impl LayerServer {
     /// Serves the blob each time the pipe is opened, until a download
     /// fails or the pipe is removed.
-    fn run(mut self, errors: &Sender<anyhow::Error>) {
+    fn run(mut self, errors: &Sender<crate::error::Error>) {
         loop {
             // Blocks until a reader opens the pipe.
             let mut pipe = match pipe_dir::open_pipe(self.dir.as_fd(), &self.name, self.made) {
@@ -136,7 +136,7 @@ impl LayerServer {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return,
                 Err(e) => {
                     let _ = errors
-                        .send(anyhow!("{}: {e}", self.path.display()).context(self.label.clone()));
+                        .send(err!("{}: {e}", self.path.display()).context(self.label.clone()));
                     return;
                 }
             };
@@ -179,12 +179,14 @@ impl LayerServer {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(anyhow::Error::new(e)),
+                Err(e) => return Err(crate::error::Error::from(e)),
             };
             match pipe.write_all(&buf[..n]) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                Err(e) => return Err(anyhow::Error::new(e).context("cannot write to the pipe")),
+                Err(e) => {
+                    return Err(crate::error::Error::from(e).context("cannot write to the pipe"))
+                }
             }
         }
     }

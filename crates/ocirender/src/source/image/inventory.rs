@@ -18,8 +18,8 @@ use super::store::Store;
 use super::{catalog, image_at, read_index, read_save_manifest, resolve_saved, tags, Catalog};
 use super::{ResolvedImage, Selection};
 use crate::blob::digest::Digest;
+use crate::error::Result;
 use crate::source::spec::Descriptor;
-use anyhow::Result;
 
 /// One image of a source: an entry of `index.json` or `manifest.json`, or
 /// what a registry reference names.

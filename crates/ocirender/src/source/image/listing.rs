@@ -6,7 +6,7 @@
 use super::inventory::{ListedImage, ListedManifest};
 use super::ResolvedImage;
 use crate::blob::digest::Digest;
-use anyhow::Result;
+use crate::error::Result;
 use serde_json::json;
 
 /// One layer reference a line, base first.

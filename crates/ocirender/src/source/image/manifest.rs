@@ -7,8 +7,8 @@ use super::platform::Platform;
 use super::source::BlobSource;
 use super::{ResolvedImage, ResolvedLayer, Selection};
 use crate::blob::digest::Digest;
+use crate::error::{bail, err, Context, Error, ErrorKind, Result};
 use crate::source::spec::{self, Config, Descriptor, Index, Manifest};
-use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 
 /// Nested indexes followed before giving up (a loop would never end).
@@ -33,10 +33,14 @@ pub fn resolve_entries(
             .iter()
             .filter_map(|(p, _)| p.as_ref().map(Platform::to_string))
             .collect();
+        let requested = selection.platform.platform.to_string();
         bail!(
-            "{}: no manifest for platform {} (available: {})",
+            kind = ErrorKind::NoSuchPlatform {
+                requested: requested.clone(),
+                available: available.clone(),
+            },
+            "{}: no manifest for platform {requested} (available: {})",
             source.name(),
-            selection.platform.platform,
             available.join(", ")
         );
     };
@@ -45,7 +49,7 @@ pub fn resolve_entries(
 
 /// Parses JSON read from `what` (named in the message).
 pub(super) fn parse_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| anyhow!("{what}: malformed JSON: {e}"))
+    serde_json::from_slice(bytes).map_err(|e| err!("{what}: malformed JSON: {e}"))
 }
 
 /// Rejects a schema version other than 2.
@@ -91,10 +95,11 @@ pub fn read_blob(source: &dyn BlobSource, descriptor: &Descriptor) -> Result<(Di
     }
     let actual = Digest::of_bytes(digest.algorithm(), &bytes);
     if actual != digest {
-        bail!(
-            "{}: digest mismatch: content has {actual}",
-            source.describe(&digest)
-        );
+        return Err(Error::digest_mismatch(
+            source.describe(&digest),
+            &digest,
+            &actual,
+        ));
     }
     Ok((digest, bytes))
 }
@@ -220,9 +225,13 @@ pub(super) fn check_platform(
         .choose(&[(Some(declared.clone()), ())])
         .is_none()
     {
+        let requested = selection.platform.platform.to_string();
         bail!(
-            "{name}: the image is for {declared}, not {} (choose with --platform)",
-            selection.platform.platform
+            kind = ErrorKind::NoSuchPlatform {
+                requested: requested.clone(),
+                available: vec![declared.to_string()],
+            },
+            "{name}: the image is for {declared}, not {requested} (choose with --platform)"
         );
     }
     Ok(())

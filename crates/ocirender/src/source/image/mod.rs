@@ -20,8 +20,8 @@ pub mod tags;
 use crate::blob::compression::Compression;
 use crate::blob::digest::{Algorithm, Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
+use crate::error::{bail, Context, Error, ErrorKind, Result};
 use crate::source::spec::{self, Config, Descriptor, DockerSaveEntry, Index, LayoutMarker};
-use anyhow::{bail, Context, Result};
 use manifest::{check_platform, check_schema, diff_ids, is_image, parse_json};
 use name::{ImageName, Transport};
 use platform::{Platform, PlatformRequest};
@@ -91,7 +91,7 @@ pub fn resolve_name(name: &ImageName, selection: &Selection) -> Result<ResolvedI
                 // names both); a broken image is an error however it is
                 // named.
                 Err(e)
-                    if e.is::<tags::NoSuchImage>()
+                    if matches!(e.kind(), crate::error::ErrorKind::NoSuchImage { .. })
                         && name.transport == Transport::Path
                         && store.exists("manifest.json") =>
                 {
@@ -124,6 +124,9 @@ pub(crate) fn catalog(store: &Store, transport: Transport) -> Result<Catalog> {
         _ if store.exists("index.json") => Catalog::Layout,
         _ if store.exists("manifest.json") => Catalog::Save,
         _ => bail!(
+            kind = ErrorKind::NotAnImage {
+                path: store.root().to_owned()
+            },
             "{}: not an image: no index.json (OCI layout) or manifest.json (docker save)",
             store.root().display()
         ),
@@ -133,6 +136,9 @@ pub(crate) fn catalog(store: &Store, transport: Transport) -> Result<Catalog> {
 fn check_layout_marker(store: &Store) -> Result<()> {
     if !store.exists("oci-layout") {
         bail!(
+            kind = ErrorKind::NotAnImage {
+                path: store.root().to_owned()
+            },
             "{}: not an OCI layout: the oci-layout file is missing",
             store.root().display()
         );
@@ -237,10 +243,8 @@ pub(crate) fn resolve_saved(
     let config_digest = Digest::of_bytes(Algorithm::Sha256, &config_bytes);
     if let Some(declared) = declared_digest(&chosen.config) {
         if declared != config_digest {
-            bail!(
-                "{}: digest mismatch: content has {config_digest}",
-                store.describe(&chosen.config)
-            );
+            let blob = store.describe(&chosen.config);
+            return Err(Error::digest_mismatch(blob, &declared, &config_digest));
         }
     }
     let config: Config = parse_json(&store.describe(&chosen.config), &config_bytes)?;

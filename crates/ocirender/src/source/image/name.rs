@@ -18,7 +18,7 @@
 //! [`ImageName::from_arg`]), and `./oci:x` is a path however it looks.
 
 use super::store::Store;
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -193,7 +193,7 @@ fn check_reference(
         if transport == Transport::OciArchive {
             bail!("{text}: oci-archive: takes a ref.name, not an @index");
         }
-        super::tags::position(Some(reference)).map_err(|e| anyhow::anyhow!("{text}: {e}"))?;
+        super::tags::position(Some(reference)).map_err(|e| crate::error::err!("{text}: {e}"))?;
         return Ok(Some(reference.to_owned()));
     }
     match transport {
@@ -213,8 +213,9 @@ fn check_docker_name(text: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         bail!("{text}: no name after the path (docker-archive:FILE[:NAME])");
     }
-    let parsed: crate::source::reference::Reference =
-        name.parse().map_err(|e| anyhow::anyhow!("{text}: {e:#}"))?;
+    let parsed: crate::source::reference::Reference = name
+        .parse()
+        .map_err(|e| crate::error::err!("{text}: {e:#}"))?;
     if parsed.digest.is_some() {
         bail!("{text}: docker-archive: takes a name and tag, not a digest");
     }

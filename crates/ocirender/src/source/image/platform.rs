@@ -5,7 +5,7 @@
 //! A request without a variant accepts any variant, preferring an entry
 //! that matches exactly.
 
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

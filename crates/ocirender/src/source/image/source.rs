@@ -8,8 +8,8 @@
 use super::store::Store;
 use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
+use crate::error::{bail, Context, Result};
 use crate::source::spec::{read_at_most, Descriptor};
-use anyhow::{bail, Context, Result};
 
 /// A place holding an image's blobs: a layout on disk, or a registry.
 pub trait BlobSource {

@@ -17,8 +17,8 @@
 use crate::blob::compression::Compression;
 use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
+use crate::error::{bail, err, Context, Result};
 use crate::fs::root::c_path;
-use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -204,7 +204,7 @@ fn find_in_dir(root: &Path, rel: &str) -> Result<Vec<u8>, Find> {
             Some(_) => return Err(Find::Absent),
         }
     }
-    Err(Find::Unusable(anyhow!("too many levels of links")))
+    Err(Find::Unusable(err!("too many levels of links")))
 }
 
 /// Opens a file `find_in_dir` found, with the same no-follow walk, so
@@ -233,7 +233,7 @@ fn open_dir_beneath(root: &OwnedFd, dir: &[u8]) -> Result<OwnedFd, Find> {
         match lookup(&cur, name)? {
             Some(FileType::Directory) => {}
             Some(FileType::Symlink) => {
-                return Err(Find::Unusable(anyhow!(
+                return Err(Find::Unusable(err!(
                     "a symlinked directory on the way (only a file may be a link, to another file of the image)"
                 )))
             }
@@ -262,16 +262,16 @@ fn link_target(parent: &OwnedFd, dir: &[u8], name: &[u8]) -> Result<Vec<u8>, Fin
     let target = target.as_bytes();
     // An absolute link names a host path; honest images link relatively.
     if target.starts_with(b"/") {
-        return Err(Find::Unusable(anyhow!(
+        return Err(Find::Unusable(err!(
             "a symlink to an absolute path, outside the image"
         )));
     }
     resolve_inside(dir, target)
-        .ok_or_else(|| Find::Unusable(anyhow!("a symlink pointing outside the image")))
+        .ok_or_else(|| Find::Unusable(err!("a symlink pointing outside the image")))
 }
 
 fn failed(what: &str, errno: Errno) -> Find {
-    Find::Unusable(anyhow::Error::new(std::io::Error::from(errno)).context(what.to_owned()))
+    Find::Unusable(crate::error::Error::from(std::io::Error::from(errno)).context(what.to_owned()))
 }
 
 /// A relative path from an image's metadata, checked to stay inside it.
@@ -325,24 +325,26 @@ impl ArchiveIndex {
                 Some(ArchivedFile::File { offset, size }) => return Ok((*offset, *size)),
                 Some(ArchivedFile::Link(target)) => key = target.clone(),
                 Some(ArchivedFile::Unusable(why)) => {
-                    return Err(Find::Unusable(anyhow::anyhow!(*why)))
+                    return Err(Find::Unusable(crate::error::err!(*why)))
                 }
             }
         }
-        Err(Find::Unusable(anyhow::anyhow!("too many levels of links")))
+        Err(Find::Unusable(crate::error::err!(
+            "too many levels of links"
+        )))
     }
 }
 
 /// Why a file of an image cannot be read.
 enum Find {
     Absent,
-    Unusable(anyhow::Error),
+    Unusable(crate::error::Error),
 }
 
 impl Find {
-    fn into_error(self) -> anyhow::Error {
+    fn into_error(self) -> crate::error::Error {
         match self {
-            Find::Absent => anyhow!("not in the image"),
+            Find::Absent => err!("not in the image"),
             Find::Unusable(why) => why,
         }
     }

@@ -13,8 +13,8 @@
 //! distinct images are left to choose from (no `--tag`, or a tag naming
 //! more than one) the choice is an error that lists them, never a guess.
 
+use crate::error::{bail, ErrorKind, Result};
 use crate::source::spec::{self, Descriptor, DockerSaveEntry};
-use anyhow::{bail, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -68,6 +68,16 @@ impl fmt::Display for NoSuchImage {
 
 impl std::error::Error for NoSuchImage {}
 
+impl From<NoSuchImage> for crate::error::Error {
+    fn from(missing: NoSuchImage) -> Self {
+        let kind = crate::error::ErrorKind::NoSuchImage {
+            requested: missing.tag.clone(),
+            available: missing.names.clone(),
+        };
+        crate::error::Error::new(kind, missing)
+    }
+}
+
 impl NoSuchImage {
     /// No image of `root`, whose images are named `names`, is tagged `tag`.
     pub(super) fn new(root: &Path, tag: Option<&str>, names: Vec<String>) -> NoSuchImage {
@@ -99,10 +109,16 @@ pub(super) fn choose<T>(
         (1, _) => Ok(distinct.remove(0).item),
         (0, _) => Err(NoSuchImage::new(root, tag, all_names).into()),
         (_, None) => bail!(
+            kind = ErrorKind::AmbiguousImage {
+                choices: labels.clone()
+            },
             "{root_name}: holds several images; choose one with --tag: {}",
             labels.join(", ")
         ),
         (_, Some(tag)) => bail!(
+            kind = ErrorKind::AmbiguousImage {
+                choices: labels.clone()
+            },
             "{root_name}: {tag:?} names several images; choose one with --tag and a full name: {}",
             labels.join(", ")
         ),
@@ -131,7 +147,7 @@ pub(super) fn at_position<'a, T>(
     position: usize,
 ) -> Result<&'a T> {
     items.get(position).ok_or_else(|| {
-        anyhow::anyhow!(
+        crate::error::err!(
             "{}: no @{position}: {file} has {} {}, from @0",
             root.display(),
             items.len(),
@@ -398,7 +414,15 @@ mod tests {
         let untagged = || vec![candidate(&["a"], false, "1")];
         for (tag, candidates) in [(Some("x"), untagged()), (None, Vec::new())] {
             let err = choose(Path::new("/img"), tag, candidates).unwrap_err();
-            assert!(err.is::<NoSuchImage>(), "{err}");
+            let kind = crate::error::ErrorKind::NoSuchImage {
+                requested: tag.map(str::to_owned),
+                available: if tag.is_some() {
+                    vec!["a".to_owned()]
+                } else {
+                    Vec::new()
+                },
+            };
+            assert_eq!(err.kind(), &kind, "{err}");
         }
     }
 }

@@ -20,8 +20,8 @@
 use super::credentials::{self, Found, Secret};
 use super::origin;
 use super::transport::{lock, read_capped, url_host, Transport};
+use crate::error::{bail, err, Result};
 use crate::source::reference::Reference;
-use anyhow::{anyhow, bail, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -82,6 +82,15 @@ impl fmt::Display for AccessDenied {
 }
 
 impl std::error::Error for AccessDenied {}
+
+impl From<AccessDenied> for crate::error::Error {
+    fn from(denied: AccessDenied) -> Self {
+        crate::error::Error::new(
+            crate::error::ErrorKind::Registry(crate::error::RegistryErrorKind::AccessDenied),
+            denied,
+        )
+    }
+}
 
 /// What a `WWW-Authenticate` header asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,7 +227,7 @@ impl Auth {
 
     /// The error for a 401 or 403 that authenticating did not fix: an
     /// [`AccessDenied`].
-    pub(super) fn refused(&self, status: u16) -> anyhow::Error {
+    pub(super) fn refused(&self, status: u16) -> crate::error::Error {
         match self.credentials() {
             Ok(credentials) => AccessDenied(self.refusal(&credentials, status)).into(),
             Err(e) => e,
@@ -401,8 +410,8 @@ impl Auth {
         let until = retry.deadline().map(|deadline| deadline.at());
         match response.status() {
             200..=299 => parse_token(response, until).map_err(|problem| match retry.expired() {
-                Some(deadline) => anyhow!(deadline.message(&what)),
-                None => anyhow!("{what}: {problem}"),
+                Some(deadline) => err!(deadline.message(&what)),
+                None => err!("{what}: {problem}"),
             }),
             status @ (401 | 403) => Err(self.refused(status)),
             status => bail!("{what}: HTTP {status}"),

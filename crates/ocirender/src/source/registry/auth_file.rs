@@ -19,10 +19,10 @@
 //! made for it are 0700 whatever the umask.
 
 use super::credentials::{normalize_key, Secret};
+use crate::error::{bail, err, Context, Result};
 use crate::fs::nofollow;
 use crate::fs::root::c_path;
 use crate::source::reference::{self, Reference};
-use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
@@ -309,7 +309,7 @@ impl AuthFile {
 
     /// Applies `change` to the document; the number of entries removed.
     fn edit(&self, document: &mut Map<String, Value>, change: &Change) -> Result<usize> {
-        apply_change(document, change).map_err(|e| anyhow!("{}: {e}", self.path.display()))
+        apply_change(document, change).map_err(|e| err!("{}: {e}", self.path.display()))
     }
 
     /// Replaces the file with `document`: a new file, mode 0600, written

@@ -20,7 +20,7 @@ use super::retry::{GiveUp, Retry};
 use super::transport::{describe_io, is_timeout, url_host};
 use super::{content_length, Registry};
 use crate::blob::digest::{Digest, Hasher};
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 use std::io::{self, Read};
 
 /// Bytes of a blob already at hand, from an earlier download.
@@ -258,10 +258,8 @@ impl BlobReader {
         let hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.digest.algorithm()));
         let actual = hasher.finish();
         if actual != self.digest {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: digest mismatch: content has {actual}", self.what),
-            ));
+            let mismatch = crate::error::Error::digest_mismatch(&self.what, &self.digest, &actual);
+            return Err(mismatch.into());
         }
         self.verified = true;
         Ok(())

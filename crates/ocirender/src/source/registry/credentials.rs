@@ -8,8 +8,8 @@
 //! remembers where each credential came from so an "access denied" can say
 //! which file or helper to fix. Secrets never reach a `Debug` or an error.
 
+use crate::error::{bail, err, Context, Result};
 use crate::source::reference::Reference;
-use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -190,7 +190,7 @@ impl Environment {
             }
         }
         self.runtime_auth_file()
-            .ok_or_else(|| anyhow!("no auth file: give --authfile"))
+            .ok_or_else(|| err!("no auth file: give --authfile"))
     }
 
     /// One file: a registry's `credHelpers` entry, then `auths` from the
@@ -229,7 +229,7 @@ impl Environment {
     fn run_helper(&self, name: &str, reference: &Reference, file: &Path) -> Result<Option<Found>> {
         let program = format!("docker-credential-{name}");
         let path = self.find_program(&program).ok_or_else(|| {
-            anyhow!(
+            err!(
                 "credential helper {program} (named in {}) is not installed in PATH",
                 file.display()
             )
@@ -248,7 +248,7 @@ impl Environment {
             );
         }
         let reply: HelperReply = serde_json::from_slice(&output.stdout)
-            .map_err(|_| anyhow!("credential helper {program} printed no valid credential JSON"))?;
+            .map_err(|_| err!("credential helper {program} printed no valid credential JSON"))?;
         let secret = if reply.username == "<token>" {
             Secret::IdentityToken(reply.secret)
         } else {
@@ -420,11 +420,11 @@ fn decode_auth(auth: &str) -> Result<Secret> {
     );
     let bytes = LENIENT
         .decode(auth.trim())
-        .map_err(|_| anyhow!("not base64"))?;
-    let text = String::from_utf8(bytes).map_err(|_| anyhow!("not UTF-8 once decoded"))?;
+        .map_err(|_| err!("not base64"))?;
+    let text = String::from_utf8(bytes).map_err(|_| err!("not UTF-8 once decoded"))?;
     let (username, password) = text
         .split_once(':')
-        .ok_or_else(|| anyhow!("not \"user:password\" once decoded"))?;
+        .ok_or_else(|| err!("not \"user:password\" once decoded"))?;
     Ok(Secret::Basic {
         username: username.to_owned(),
         password: password.to_owned(),

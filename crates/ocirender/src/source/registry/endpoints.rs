@@ -27,8 +27,8 @@
 use super::mirrors::Plan;
 use super::{BlobReader, ClientOptions, Fetched, Registry, Resume};
 use crate::blob::digest::Digest;
+use crate::error::Result;
 use crate::source::reference::Reference;
-use anyhow::Result;
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,7 +215,7 @@ impl Endpoints {
 
     /// Gives up the mirror at `index`, warning once (threads that find it
     /// failing at the same time say nothing more).
-    fn give_up(&self, index: usize, error: &anyhow::Error) {
+    fn give_up(&self, index: usize, error: &crate::error::Error) {
         let endpoints = &self.inner.endpoints;
         let endpoint = &endpoints[index];
         if endpoint.given_up.swap(true, Ordering::SeqCst) {

@@ -12,12 +12,12 @@
 //! may not go to is not asked anonymously instead: that would check
 //! nothing, so it is an error.
 
-use super::auth::{AccessDenied, Auth, Authorization};
+use super::auth::{Auth, Authorization};
 use super::auth_file::Key;
 use super::credentials::{Found, Secret};
 use super::transport::{self, Transport};
 use super::ClientOptions;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{bail, err, Context, ErrorKind, RegistryErrorKind, Result};
 use std::fmt;
 use std::io::Read;
 
@@ -56,6 +56,12 @@ impl fmt::Display for Denied {
 }
 
 impl std::error::Error for Denied {}
+
+impl From<Denied> for crate::error::Error {
+    fn from(denied: Denied) -> Self {
+        crate::error::Error::new(ErrorKind::Registry(RegistryErrorKind::AccessDenied), denied)
+    }
+}
 
 /// Asks `key`'s registry whether it accepts `username` and `password`.
 /// A refusal is a [`Denied`] error; any other failure (the registry cannot
@@ -99,7 +105,7 @@ pub fn verify(
             (200..=299, Some(_)) => return accepted(&auth, username, key),
             (401, None) => match auth.answer(&transport, &response, None) {
                 Ok(answer) => authorization = Some(answer),
-                Err(e) if e.is::<AccessDenied>() => {
+                Err(e) if e.kind() == &ErrorKind::Registry(RegistryErrorKind::AccessDenied) => {
                     return Err(refused(&auth, username, key, denied()))
                 }
                 Err(e) => return Err(e),
@@ -126,15 +132,15 @@ fn accepted(auth: &Auth, username: &str, key: &Key) -> Result<Verdict> {
 
 /// The error for a refusal: [`Denied`], unless the credentials were
 /// withheld from the token service (then nothing was said of them).
-fn refused(auth: &Auth, username: &str, key: &Key, denied: Denied) -> anyhow::Error {
+fn refused(auth: &Auth, username: &str, key: &Key, denied: Denied) -> crate::error::Error {
     match auth.withheld() {
         Some(realm) => withheld(username, key, &realm),
         None => denied.into(),
     }
 }
 
-fn withheld(username: &str, key: &Key, realm: &str) -> anyhow::Error {
-    anyhow!(
+fn withheld(username: &str, key: &Key, realm: &str) -> crate::error::Error {
+    err!(
         "user {username}'s credentials cannot be checked at {}: its token service \
          {realm} is plain HTTP off this machine, which credentials are never sent to",
         key.registry()
@@ -153,8 +159,7 @@ pub fn read_password(input: impl Read) -> Result<String> {
     if bytes.len() as u64 > MAX_PASSWORD {
         bail!("the password on stdin is longer than {MAX_PASSWORD} bytes");
     }
-    let text =
-        String::from_utf8(bytes).map_err(|_| anyhow!("the password on stdin is not UTF-8"))?;
+    let text = String::from_utf8(bytes).map_err(|_| err!("the password on stdin is not UTF-8"))?;
     let password: String = text
         .split('\n')
         .map(|line| line.strip_suffix('\r').unwrap_or(line))

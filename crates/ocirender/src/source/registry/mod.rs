@@ -47,11 +47,12 @@ pub use blob::{BlobReader, Resume};
 pub use endpoints::{Endpoints, Warn};
 
 use crate::blob::digest::{Algorithm, Digest};
+use crate::error::{Error, ErrorKind};
 pub use crate::source::spec::MAX_DOCUMENT;
 
+use crate::error::{bail, err, Context, Result};
 use crate::source::reference::{self, Reference};
 use crate::source::spec::{self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use anyhow::{anyhow, bail, Context, Result};
 use auth::Auth;
 use retry::Retry;
 use serde::Deserialize;
@@ -196,7 +197,7 @@ impl Registry {
                 Ok(None) => return Err(spec::document_too_large(&what, "manifest", None)),
                 Err(e) => retry.wait(None).map_err(|gave_up| {
                     let problem = format!("{what}: {}", transport::describe_io(&e));
-                    anyhow!(gave_up.message(&what, &problem))
+                    err!(gave_up.message(&what, &problem))
                 })?,
             }
         };
@@ -249,7 +250,7 @@ impl Registry {
                     ),
                     Err(e) => retry.wait(None).map_err(|gave_up| {
                         let problem = format!("{what}: {}", transport::describe_io(&e));
-                        anyhow!(gave_up.message(&what, &problem))
+                        err!(gave_up.message(&what, &problem))
                     })?,
                 }
             };
@@ -338,7 +339,7 @@ fn verify_manifest(
     if let Some(expected) = expected {
         let actual = Digest::of_bytes(expected.algorithm(), bytes);
         if actual != expected {
-            bail!("{what}: digest mismatch: content has {actual}");
+            return Err(Error::digest_mismatch(what, &expected, &actual));
         }
         return Ok(expected);
     }
@@ -351,7 +352,15 @@ fn verify_manifest(
         .with_context(|| format!("{what}: the registry's Docker-Content-Digest"))?;
     let actual = Digest::of_bytes(claimed.algorithm(), bytes);
     if actual != claimed {
-        bail!("{what}: digest mismatch: the registry says {claimed}, content has {actual}");
+        let kind = ErrorKind::DigestMismatch {
+            blob: what.to_owned(),
+            expected: claimed.clone(),
+            actual: actual.clone(),
+        };
+        bail!(
+            kind = kind,
+            "{what}: digest mismatch: the registry says {claimed}, content has {actual}"
+        );
     }
     Ok(claimed)
 }

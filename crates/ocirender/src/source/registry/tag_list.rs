@@ -15,7 +15,7 @@
 //! error. Bounds: each page at most [`super::MAX_DOCUMENT`], at most
 //! [`MAX_PAGES`] pages and [`MAX_TAGS`] tags, no page asked twice.
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -69,7 +69,7 @@ impl Pages {
     /// Adds the page `body`, whose answer had the `Link` header `link`.
     pub(super) fn add(&mut self, what: &str, body: &[u8], link: Option<&str>) -> Result<()> {
         let page: Page = serde_json::from_slice(body)
-            .map_err(|e| anyhow::anyhow!("{what}: malformed tag list: {e}"))?;
+            .map_err(|e| crate::error::err!("{what}: malformed tag list: {e}"))?;
         for tag in page.tags.unwrap_or_default().into_iter().flatten() {
             if tag.is_empty() || looks_like_digest(&tag) {
                 continue;

@@ -26,8 +26,8 @@
 use super::redirect;
 use super::retry::{Deadline, Retry, RetryPolicy};
 use super::ClientOptions;
+use crate::error::{bail, err, Result};
 use crate::source::reference::{split_host_port, Reference};
-use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -300,7 +300,7 @@ impl Transport {
             };
             retry
                 .wait(retry_after)
-                .map_err(|gave_up| anyhow!(gave_up.message(what, &problem)))?;
+                .map_err(|gave_up| err!(gave_up.message(what, &problem)))?;
         }
     }
 
@@ -611,7 +611,7 @@ fn parse_proxy(variable: &str, url: &str) -> Result<ureq::Proxy> {
     if !scheme.eq_ignore_ascii_case("http") {
         bail!("{variable}: only http:// proxies are supported, not {scheme}://");
     }
-    ureq::Proxy::new(url).map_err(|_| anyhow!("{variable}: not a valid proxy URL"))
+    ureq::Proxy::new(url).map_err(|_| err!("{variable}: not a valid proxy URL"))
 }
 
 #[cfg(test)]

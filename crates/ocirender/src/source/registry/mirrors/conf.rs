@@ -10,7 +10,7 @@
 //! ignored, as containers/image ignores them.
 
 use super::location::{Location, Mirror, PullFromMirror};
-use anyhow::{anyhow, bail, Result};
+use crate::error::{bail, err, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -75,7 +75,7 @@ pub fn parse(text: &str, file: &Path, kind: FileKind) -> Result<Vec<RegistryEntr
     let at = |span: Range<usize>| format!("{}:{}", file.display(), line_of(text, span.start));
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |span| line_of(text, span.start));
-        anyhow!("{}:{line}: {}", file.display(), one_line(e.message()))
+        err!("{}:{line}: {}", file.display(), one_line(e.message()))
     })?;
     let v1 = raw.registries.as_ref().filter(|v1| !v1.is_empty());
     let entries = match v1 {
@@ -84,7 +84,7 @@ pub fn parse(text: &str, file: &Path, kind: FileKind) -> Result<Vec<RegistryEntr
             .iter()
             .map(|table| {
                 let origin = at(table.span());
-                entry(table.get_ref(), &origin).map_err(|e| anyhow!("{origin}: {e:#}"))
+                entry(table.get_ref(), &origin).map_err(|e| err!("{origin}: {e:#}"))
             })
             .collect::<Result<Vec<_>>>()?,
         Some(_) if kind == FileKind::DropIn => bail!(
@@ -332,7 +332,7 @@ impl RawV1 {
         for (host, insecure, blocked) in flagged {
             let host = trim_slashes(host);
             let origin = format!("{file} (v1 [registries.*])");
-            let location = Location::parse(host).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+            let location = Location::parse(host).map_err(|e| err!("{origin}: {e:#}"))?;
             match entries
                 .iter_mut()
                 .find(|e| e.location.as_ref() == Some(&location))

@@ -19,7 +19,7 @@
 //! replaces an earlier one with the same prefix whole, mirrors included.
 
 use super::conf::{self, FileKind, RegistryEntry};
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -146,7 +146,7 @@ fn read_capped(file: &Path, required: bool) -> Result<Option<String>> {
     if metadata.is_dir() {
         bail!("{name}: is a directory, not a registries.conf file");
     }
-    let too_large = || anyhow::anyhow!("{name}: larger than {} KiB, refused", MAX_FILE >> 10);
+    let too_large = || crate::error::err!("{name}: larger than {} KiB, refused", MAX_FILE >> 10);
     if metadata.is_file() && metadata.len() > MAX_FILE {
         return Err(too_large());
     }
@@ -160,7 +160,7 @@ fn read_capped(file: &Path, required: bool) -> Result<Option<String>> {
     }
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| anyhow::anyhow!("{name}: not UTF-8 text"))
+        .map_err(|_| crate::error::err!("{name}: not UTF-8 text"))
 }
 
 /// The `*.conf` files of `dir` in byte order of their names; none if it

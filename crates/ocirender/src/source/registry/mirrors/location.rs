@@ -1,8 +1,8 @@
 //! Where images are pulled from: a registries.conf `location`, a
 //! `[[registry.mirror]]`, or a `--registry-mirror`.
 
+use crate::error::{bail, Context, Result};
 use crate::source::reference::{check_registry, check_repository, Reference};
-use anyhow::{bail, Context, Result};
 
 /// `host[:port][/path]`: a registry and a repository path inside it under
 /// which the rest of an image's name goes.

@@ -15,8 +15,8 @@
 use super::conf::{Prefix, RegistryEntry};
 use super::files::{self, Environment, Sources};
 use super::location::{Mirror, PullFromMirror};
+use crate::error::{bail, Result};
 use crate::source::reference::{split_host_port, Reference};
-use anyhow::{bail, Result};
 use std::path::Path;
 
 /// The `[[registry]]` entries in force.
