@@ -22,7 +22,7 @@
 //! size its descriptor declares.
 #![no_main]
 
-use anyhow::{anyhow, Result};
+use ocirender::{Error, Result};
 use libfuzzer_sys::fuzz_target;
 use ocirender::blob::digest::Digest;
 use ocirender::blob::layer_ref::LayerRef;
@@ -61,7 +61,7 @@ impl BlobSource for Served {
         self.blobs
             .get(&digest.to_string())
             .cloned()
-            .ok_or_else(|| anyhow!("{}: not found", self.describe(digest)))
+            .ok_or_else(|| Error::msg(format!("{}: not found", self.describe(digest))))
     }
 
     fn layer(&self, position: usize, descriptor: &Descriptor, digest: &Digest) -> Result<LayerRef> {

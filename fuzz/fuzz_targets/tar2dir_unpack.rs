@@ -21,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocirender::sink::directory::{unpack_into, UnpackOptions};
+use ocirender::sink::{unpack_into, UnpackOptions};
 use ocirender_fuzz::{listing, read_complete_tar, Scratch};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;

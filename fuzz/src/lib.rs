@@ -597,7 +597,7 @@ pub mod merge {
 /// success a complete tar, whose entries are returned; on failure, no
 /// complete tar. Printed first when verbose.
 pub fn check_forwarded(
-    result: &anyhow::Result<ocirender::sink::stream_check::ForwardStats>,
+    result: &ocirender::Result<ocirender::sink::stream_check::ForwardStats>,
     output: &[u8],
 ) -> Option<Vec<EntryInfo>> {
     if verbose() {
@@ -623,7 +623,7 @@ pub fn check_forwarded(
 }
 
 /// Prints what resolving an image gave, when verbose.
-pub fn show_resolved(result: &anyhow::Result<ocirender::source::image::ResolvedImage>) {
+pub fn show_resolved(result: &ocirender::Result<ocirender::source::image::ResolvedImage>) {
     if verbose() {
         match result {
             Ok(image) => eprintln!("resolve: ok: {} layers", image.layers.len()),

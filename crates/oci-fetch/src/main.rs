@@ -3,14 +3,14 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::source::fetch::{self, prune, Request};
-use ocirender::source::image::listing;
-use ocirender::source::image::name::{ImageName, Transport};
-use ocirender::source::image::platform::PlatformRequest;
-use ocirender::source::image::Selection;
-use ocirender::source::reference::Reference;
-use ocirender::source::registry::mirrors::{Mirror, RegistriesConf};
-use ocirender::source::registry::{ClientOptions, Endpoints, Warn};
+use ocirender::image::listing;
+use ocirender::image::PlatformRequest;
+use ocirender::image::Selection;
+use ocirender::image::{ImageName, Transport};
+use ocirender::registry::fetch::{self, prune, Request};
+use ocirender::registry::mirrors::{Mirror, RegistriesConf};
+use ocirender::registry::Reference;
+use ocirender::registry::{ClientOptions, Endpoints, Warn};
 use ocirender_cli as cli;
 use std::io::Write;
 use std::path::PathBuf;
@@ -329,7 +329,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::fs::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::process::remove_on_signal().context("cannot install signal handlers")?;
     if args.prune {
         return run_prune(&args);
     }

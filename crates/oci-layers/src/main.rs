@@ -4,10 +4,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::source::image::name::{ImageName, Transport};
-use ocirender::source::image::platform::PlatformRequest;
-use ocirender::source::image::{inventory, listing, resolve_name, Selection};
-use ocirender::source::reference::{looks_like_reference, Reference};
+use ocirender::image::PlatformRequest;
+use ocirender::image::{inventory, listing, resolve_name, Selection};
+use ocirender::image::{ImageName, Transport};
+use ocirender::registry::{looks_like_reference, Reference};
 use ocirender_cli as cli;
 use std::io::Write;
 use std::process::ExitCode;

@@ -4,10 +4,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::source::registry::auth_file::{AuthFile, Change, Key};
-use ocirender::source::registry::credentials::{self, Secret};
-use ocirender::source::registry::login::{self, Verdict};
-use ocirender::source::registry::ClientOptions;
+use ocirender::registry::auth_file::{AuthFile, Change, Key};
+use ocirender::registry::credentials::{self, Secret};
+use ocirender::registry::login::{self, Verdict};
+use ocirender::registry::ClientOptions;
 use ocirender_cli as cli;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;

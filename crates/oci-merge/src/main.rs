@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use ocirender::blob::layer_ref::{self, LayerRef};
+use ocirender::layer::{self as layer_ref, LayerRef};
 use ocirender::merge::{merge_with_progress, MergeOptions, DEFAULT_READ_AHEAD_MIB};
 use ocirender::progress::Observer;
 use ocirender_cli as cli;

@@ -15,9 +15,9 @@ pub fn with_limits(after_help: &str) -> String {
 }
 
 /// The LIMITS section: every bound a tar header is held to (see
-/// [`ocirender::tar::limits`]), with the values the code enforces.
+/// [`ocirender::limits`]), with the values the code enforces.
 fn limits_section() -> String {
-    use ocirender::tar::limits::Limit;
+    use ocirender::limits::Limit;
     format!(
         "\
 LIMITS
@@ -51,7 +51,7 @@ LIMITS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocirender::tar::limits::Limit;
+    use ocirender::limits::Limit;
 
     #[test]
     fn the_limits_section_goes_before_the_exit_status() {

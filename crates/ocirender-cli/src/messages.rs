@@ -7,8 +7,8 @@
 //! stops quietly with the status a SIGPIPE death would give (141), so
 //! `set -o pipefail` still sees that the output was cut short.
 
-use ocirender::fs::pipe::is_broken_pipe;
-use ocirender::text::one_line;
+use ocirender::process::is_broken_pipe;
+use ocirender::process::one_line;
 use std::io;
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 /// printing an error as one prefixed line.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     let outcome = body();
-    if ocirender::fs::temporaries::interrupted() {
+    if ocirender::process::interrupted() {
         // The signal handler is cleaning up and will end the process with
         // the signal; whatever the body returned is a consequence of it.
         loop {

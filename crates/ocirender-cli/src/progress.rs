@@ -20,7 +20,7 @@
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ocirender::blob::layer_ref::LayerRef;
+use ocirender::layer::LayerRef;
 use ocirender::progress::{ByteCounter, Event, MergeStats, Observer};
 use serde_json::{json, Value};
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! Pipe and terminal etiquette: no binary data to a terminal, no
 //! terminal for a tar stream, large pipe buffers, unbuffered stdout.
 
-use ocirender::fs::pipe::enlarge_pipe;
+use ocirender::process::enlarge_pipe;
 use std::io::{self, IsTerminal};
 
 /// Fails when stdout is a terminal: binary data there helps nobody.

@@ -127,7 +127,7 @@ pub struct LayerPosition {
     pub offset: Option<u64>,
 }
 
-/// The library's error. See the [module](self) documentation.
+/// The library's error. See the `module` documentation.
 pub struct Error(Box<Inner>);
 
 struct Inner {
@@ -350,12 +350,6 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-impl From<crate::tar::limits::LimitError> for Error {
-    fn from(err: crate::tar::limits::LimitError) -> Error {
-        Error::new(ErrorKind::Limit(err.limit), &err)
-    }
-}
-
 impl From<tempfile::PathPersistError> for Error {
     fn from(err: tempfile::PathPersistError) -> Error {
         err.error.into()
@@ -369,22 +363,19 @@ impl From<rustix::io::Errno> for Error {
 }
 
 /// Errors of the crate's small parsers, which say what is wrong with their
-/// input in their own words.
+/// input in their own words: each module that defines one says so where it
+/// defines it, so this module depends on none of them.
 macro_rules! invalid_input_errors {
     ($($ty:ty),* $(,)?) => {$(
-        impl From<$ty> for Error {
-            fn from(err: $ty) -> Error {
-                Error::new(ErrorKind::Invalid, &err)
+        impl From<$ty> for $crate::error::Error {
+            fn from(err: $ty) -> $crate::error::Error {
+                $crate::error::Error::new($crate::error::ErrorKind::Invalid, &err)
             }
         }
     )*};
 }
+pub(crate) use invalid_input_errors;
 invalid_input_errors!(
-    crate::blob::digest::DigestError,
-    crate::tar::path::PathError,
-    crate::tar::sparse::SparseError,
-    crate::sink::listing::ListingError,
-    crate::merge::whiteout::BareWhiteout,
     url::ParseError,
     std::num::ParseIntError,
     std::str::Utf8Error,

@@ -11,27 +11,8 @@
 //! atomic add, so a merge does the same work observed or not. An observer
 //! that wants a rate or an ETA samples the counter on a timer of its own.
 
+pub use crate::blob::counter::ByteCounter;
 use crate::blob::layer_ref::LayerRef;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-/// Stored (compressed) bytes read so far, shared by the reader threads of
-/// every layer and whoever samples it.
-#[derive(Debug, Clone, Default)]
-pub struct ByteCounter(Arc<AtomicU64>);
-
-impl ByteCounter {
-    /// Counts `n` more bytes.
-    #[inline]
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The bytes counted so far.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// What a finished layer contributed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -15,10 +15,10 @@
 
 mod common;
 
-use ocirender::blob::digest::{Algorithm, Digest};
-use ocirender::blob::layer_ref::LayerRef;
-use ocirender::sink::directory::{unpack_to_new_dir, UnpackOptions};
+use ocirender::layer::LayerRef;
+use ocirender::layer::{Algorithm, Digest};
 use ocirender::sink::stream_check::forward_for_mksquashfs;
+use ocirender::sink::{unpack_to_new_dir, UnpackOptions};
 use proptest::prelude::*;
 use tar::EntryType;
 use testkit::{gzip, has_end_marker, Layer, Raw};

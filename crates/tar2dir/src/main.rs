@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::sink::builder::timestamp_from_env;
-use ocirender::sink::directory::{unpack_to_new_dir, UnpackOptions};
+use ocirender::sink::{unpack_to_new_dir, UnpackOptions};
 use ocirender_cli as cli;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::fs::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::process::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
     // A descriptor of our own, so large files can be spliced from it.
     let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);

@@ -113,7 +113,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::fs::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::process::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2erofs OUT")?;
     let stdin = std::io::stdin();
     let tool = MKFS_EROFS.find(args.mkfs_erofs.as_deref())?;

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    ocirender::fs::temporaries::remove_on_signal().context("cannot install signal handlers")?;
+    ocirender::process::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2sqfs OUT")?;
     let stdin = std::io::stdin();
     let tool = MKSQUASHFS.find(args.mksquashfs.as_deref())?;

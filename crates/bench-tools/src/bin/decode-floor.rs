@@ -7,8 +7,8 @@
 //! another, as a merge that streams newest-first with bounded memory must.
 
 use anyhow::{Context, Result};
-use ocirender::blob::decode::DecodedLayer;
-use ocirender::blob::layer_ref::parse_list;
+use ocirender::layer::parse_list;
+use ocirender::layer::DecodedLayer;
 use std::io::Read;
 use std::process::ExitCode;
 

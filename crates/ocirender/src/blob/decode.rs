@@ -25,7 +25,7 @@ use crate::blob::digest::{Digest, Hasher};
 use crate::blob::layer_ref::LayerRef;
 use crate::error::ErrorKind;
 use crate::error::{bail, err, Context, Result};
-use crate::progress::ByteCounter;
+use crate::blob::counter::ByteCounter;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
@@ -81,11 +81,22 @@ impl DecodedLayer {
         counter: Option<ByteCounter>,
         budget: Option<Budget>,
     ) -> Self {
+        DecodedLayer::spawn_gated(layer, counter, budget, None)
+    }
+
+    /// Like [`DecodedLayer::spawn_with`], the reader thread first passing
+    /// `gate` (waiting until the layer's bytes are there).
+    pub(crate) fn spawn_gated(
+        layer: &LayerRef,
+        counter: Option<ByteCounter>,
+        budget: Option<Budget>,
+        gate: Option<Gate>,
+    ) -> Self {
         let (stored_tx, stored_rx) = chunk_pipe(STORED_CHUNK, STORED_BUFFERS);
         let (decoded_tx, decoded_rx) = chunk_pipe_on_budget(DECODED_CHUNK, DECODED_BUFFERS, budget);
         let compression = Arc::new(OnceLock::new());
         let for_reader = layer.clone();
-        std::thread::spawn(move || read_stored(&for_reader, counter, stored_tx));
+        std::thread::spawn(move || read_stored(&for_reader, gate, counter, stored_tx));
         let for_decoder = layer.clone();
         let sniffed = Arc::clone(&compression);
         std::thread::spawn(move || decode(&for_decoder, &sniffed, stored_rx, decoded_tx));
@@ -178,8 +189,16 @@ fn open_stored(layer: &LayerRef) -> Result<Box<dyn Read + Send>> {
 
 /// The reader thread: stored bytes in chunks, hashed and counted on the
 /// way.
-fn read_stored(layer: &LayerRef, counter: Option<ByteCounter>, mut out: ChunkWriter<Stored>) {
+fn read_stored(
+    layer: &LayerRef,
+    gate: Option<Gate>,
+    counter: Option<ByteCounter>,
+    mut out: ChunkWriter<Stored>,
+) {
     let result = (|| {
+        if let Some(gate) = gate {
+            gate()?;
+        }
         let mut input = open_stored(layer)?;
         let mut hasher = layer.digest.as_ref().map(|d| Hasher::new(d.algorithm()));
         let mut bytes = 0;
@@ -274,7 +293,9 @@ fn stored_or_decode_error(err: io::Error, compression: Compression) -> crate::er
     if crate::error::carries_ours(&err) {
         crate::error::Error::from(err)
     } else {
-        crate::error::Error::from(err).context(format!("corrupt or truncated {compression} data"))
+        crate::error::Error::from(err)
+            .with_kind(ErrorKind::Invalid)
+            .context(format!("corrupt or truncated {compression} data"))
     }
 }
 
@@ -297,10 +318,14 @@ fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, size: usize) -> io::Result<usi
     Ok(filled)
 }
 
+/// What a layer's reader thread passes before it opens the layer: a wait
+/// for a layer that is still arriving (see [`crate::merge::feed`]).
+pub(crate) type Gate = Box<dyn FnOnce() -> Result<()> + Send>;
+
 /// Hands out decoded layers in a fixed order while keeping the next few
 /// decoding in the background.
 pub struct Prefetcher {
-    pending: VecDeque<LayerRef>,
+    pending: VecDeque<(LayerRef, Option<Gate>)>,
     started: VecDeque<DecodedLayer>,
     depth: usize,
     counter: Option<ByteCounter>,
@@ -309,8 +334,12 @@ pub struct Prefetcher {
 
 impl Prefetcher {
     /// Decodes `layers` in the given order, at most `depth` at a time (at
-    /// least one).
-    pub fn new(layers: impl IntoIterator<Item = LayerRef>, depth: usize) -> Self {
+    /// least one), each layer's reader thread passing its gate, if it has
+    /// one, before it opens the layer.
+    pub(crate) fn gated(
+        layers: impl IntoIterator<Item = (LayerRef, Option<Gate>)>,
+        depth: usize,
+    ) -> Self {
         Prefetcher {
             pending: layers.into_iter().collect(),
             started: VecDeque::new(),
@@ -344,11 +373,15 @@ impl Prefetcher {
 
     fn top_up(&mut self) {
         while self.started.len() < self.depth {
-            let Some(layer) = self.pending.pop_front() else {
+            let Some((layer, gate)) = self.pending.pop_front() else {
                 break;
             };
-            let decoded =
-                DecodedLayer::spawn_with(&layer, self.counter.clone(), self.budget.clone());
+            let decoded = DecodedLayer::spawn_gated(
+                &layer,
+                self.counter.clone(),
+                self.budget.clone(),
+                gate,
+            );
             self.started.push_back(decoded);
         }
     }

@@ -79,6 +79,7 @@ impl fmt::Display for DigestError {
 }
 
 impl std::error::Error for DigestError {}
+crate::error::invalid_input_errors!(DigestError);
 
 impl Digest {
     /// Builds a digest from an algorithm and its lowercase hex encoding.

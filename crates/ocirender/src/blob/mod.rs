@@ -4,6 +4,7 @@
 //! digest while it streams ([`digest`]).
 
 pub mod chunk_pipe;
+pub mod counter;
 pub mod compression;
 pub mod decode;
 pub mod digest;

@@ -3,7 +3,7 @@
 //! Layers are read newest first. The first time a path is seen is then its
 //! final version, so it can be written at once and the output streams while
 //! older layers are still being decoded. What a newer layer did to older
-//! content is recorded in the [`Tree`] as it goes:
+//! content is recorded in the `Tree` as it goes:
 //!
 //! * an entry *claims* its path, so older versions are dropped;
 //! * a `.wh.NAME` whiteout hides NAME and everything below it, an opaque
@@ -17,15 +17,17 @@
 //! * directory entries carry no data, so they are kept and written last,
 //!   parents first, where extractors apply their metadata after the
 //!   contents (see `write_directories`);
-//! * hard links wait in groups for the inode they name: [`crate::merge::links`]
+//! * hard links wait in groups for the inode they name: `crate::merge::links`
 //!   decides what to write for them, this module writes it, and
-//!   [`crate::merge::reread`] fetches the data of links promoted from a target
+//!   `crate::merge::reread` fetches the data of links promoted from a target
 //!   that was skipped in their own layer.
 
-pub mod links;
-pub mod reread;
-pub mod tree;
-pub mod whiteout;
+pub mod feed;
+mod job;
+internal!(links, reread, tree, whiteout);
+
+pub use feed::{layer_feed, Arrivals, LayerFeed};
+pub use job::Merge;
 
 use crate::blob::compression::Compression;
 use crate::blob::decode::{DecodedLayer, Prefetcher};
@@ -37,7 +39,7 @@ pub use crate::progress::MergeStats;
 use crate::progress::{ByteCounter, Event, LayerDone, Observer};
 use crate::tar::entry::{entry_label, read_member, EntryMeta, Kind, Member};
 use crate::tar::header_problem;
-use crate::tar::limits::HeldRecords;
+use crate::tar::held_records::HeldRecords;
 use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
 use std::borrow::Cow;
@@ -85,7 +87,7 @@ pub fn merge<W: Write>(
 
 /// [`merge`], telling `observer` what it does (see [`Event`]): the stored
 /// bytes its reader threads read (not those of a second read, see
-/// [`reread`]), each layer as it starts and finishes, and the end of a
+/// `reread`), each layer as it starts and finishes, and the end of a
 /// merge that succeeded.
 pub fn merge_with_progress<W: Write>(
     layers: &[LayerRef],
@@ -94,11 +96,34 @@ pub fn merge_with_progress<W: Write>(
     warn: &mut dyn FnMut(&str),
     observer: Option<&dyn Observer>,
 ) -> Result<(W, MergeStats)> {
+    merge_arriving(layers, out, options, warn, observer, None)
+}
+
+/// [`merge_with_progress`], each layer read only once `arrivals` says it
+/// is there.
+fn merge_arriving<W: Write>(
+    layers: &[LayerRef],
+    out: W,
+    options: &MergeOptions,
+    warn: &mut dyn FnMut(&str),
+    observer: Option<&dyn Observer>,
+    arrivals: Option<&Arrivals>,
+) -> Result<(W, MergeStats)> {
     if layers.is_empty() {
         bail!("no layers to merge: the layer list is empty");
     }
+    if let Some(arrivals) = arrivals {
+        if arrivals.len() != layers.len() {
+            bail!(
+                "the layer feed was made for {} layers, the merge has {}",
+                arrivals.len(),
+                layers.len()
+            );
+        }
+    }
     let mut merger = Merger::new(layers, out, warn);
     merger.observer = observer;
+    merger.arrivals = arrivals;
     match merger.merge_all(options) {
         Ok(()) => {
             let (out, stats) = merger.finish()?;
@@ -163,23 +188,19 @@ fn tar_stream_error(err: std::io::Error, ordinal: u32, stream: &DecodedLayer) ->
             "invalid tar stream after {}: no valid header at byte {offset} ({problem})",
             members(ordinal)
         ),
-        None => {
-            // What the tar reader reports on its own (a short stream, a bad
-            // checksum, a header over a limit) is the layer's fault.
-            let malformed = matches!(
-                err.kind(),
-                std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::InvalidData
-                    | std::io::ErrorKind::Other
-            );
-            let err = Error::from(err);
-            let err = if malformed {
-                err.with_kind(ErrorKind::Invalid)
-            } else {
-                err
-            };
-            err.context(format!("invalid tar stream after {}", members(ordinal)))
-        }
+        None => malformed(Error::from(err))
+            .context(format!("invalid tar stream after {}", members(ordinal))),
+    }
+}
+
+/// What the tar reader reports on its own about a layer's bytes (a short
+/// stream, a field that is no number, a header over a limit) is the
+/// layer's fault: [`ErrorKind::Invalid`], not an I/O error.
+fn malformed(err: Error) -> Error {
+    use std::io::ErrorKind::{InvalidData, Other, UnexpectedEof};
+    match err.io_kind() {
+        Some(InvalidData | Other | UnexpectedEof) => err.with_kind(ErrorKind::Invalid),
+        _ => err,
     }
 }
 
@@ -251,6 +272,8 @@ struct Merger<'a, W: Write> {
     actions: Vec<Action>,
     warn: &'a mut dyn FnMut(&str),
     observer: Option<&'a dyn Observer>,
+    /// Where layers still arriving are waited for, if any are.
+    arrivals: Option<&'a Arrivals>,
     stats: MergeStats,
     reserved_skipped: u64,
 }
@@ -270,6 +293,7 @@ impl<'a, W: Write> Merger<'a, W> {
             actions: Vec::new(),
             warn,
             observer: None,
+            arrivals: None,
             stats: MergeStats {
                 layers: layers.len(),
                 ..MergeStats::default()
@@ -299,7 +323,11 @@ impl<'a, W: Write> Merger<'a, W> {
             observer.started(layers, &counter);
             counter
         });
-        let mut prefetch = Prefetcher::new(layers.iter().rev().cloned(), options.parallel_layers)
+        let newest_first = layers.iter().enumerate().rev().map(|(index, layer)| {
+            let gate = self.arrivals.map(|arrivals| arrivals.gate(index));
+            (layer.clone(), gate)
+        });
+        let mut prefetch = Prefetcher::gated(newest_first, options.parallel_layers)
             .counting(counter)
             .read_ahead(options.read_ahead_bytes);
         for index in (0..layers.len() as u32).rev() {
@@ -360,7 +388,7 @@ impl<'a, W: Write> Merger<'a, W> {
                 path,
                 meta,
                 storage,
-            } = read_member(&mut entry).map_err(|err| err.in_layer(at_header))?
+            } = read_member(&mut entry).map_err(|err| malformed(err).in_layer(at_header))?
             else {
                 ordinal += 1;
                 continue;

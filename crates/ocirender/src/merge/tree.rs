@@ -183,11 +183,6 @@ impl Tree {
         self.paths.len()
     }
 
-    /// Always false: the root exists.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// The node for a canonical path, created (with its ancestors) if new.
     pub fn lookup(&mut self, path: &[u8]) -> NodeId {
         self.paths.lookup(path)

@@ -40,6 +40,7 @@ impl fmt::Display for BareWhiteout {
 }
 
 impl std::error::Error for BareWhiteout {}
+crate::error::invalid_input_errors!(BareWhiteout);
 
 /// Classifies a canonical (non-root) path.
 pub fn classify(path: &[u8]) -> Result<Marker<'_>, BareWhiteout> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 /// The largest image config read: the limit on every config, manifest and
-/// index read into memory ([`MAX_SMALL_BLOB`]).
+/// index read into memory (`MAX_SMALL_BLOB`).
 pub const MAX_IMAGE_CONFIG: u64 = MAX_SMALL_BLOB;
 
 /// Reads an image config's bytes, refusing more than [`MAX_IMAGE_CONFIG`].

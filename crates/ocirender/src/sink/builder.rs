@@ -4,7 +4,7 @@
 //! * [`ToolSpec::find`] finds the program and refuses a version too old,
 //!   saying what to install;
 //! * [`build_image`] runs it on a temporary sibling of the destination
-//!   ([`Staged`]), with only stdin, stdout and stderr open, without
+//!   (`Staged`), with only stdin, stdout and stderr open, without
 //!   `SOURCE_DATE_EPOCH` (both builders would clamp every file time to it;
 //!   the sinks pass the build time explicitly) and with `TMPDIR` beside the
 //!   destination (whatever the builder spills goes there, not to a small
@@ -14,7 +14,7 @@
 //! * when both fail, the input's error wins: a truncated stream makes any
 //!   builder fail too, and what it says about that explains nothing;
 //! * a signal kills the builder and removes the temporary
-//!   ([`crate::fs::temporaries`]);
+//!   (`crate::fs::temporaries`);
 //! * on success the builder's output is dropped (it is a report of block
 //!   sizes and of owners mapped through this host's passwd, which says
 //!   nothing true about the image); on failure its own explanation (its

@@ -58,7 +58,8 @@ macro_rules! tree_rules_help {
 use crate::tar::entry::{EntryMeta, Kind};
 #[cfg(doc)]
 use crate::tar::limits::Limit;
-use crate::tar::limits::{HeldRecords, LimitError};
+use crate::tar::held_records::HeldRecords;
+use crate::tar::limits::LimitError;
 use crate::tar::path::{self, display, PathError};
 use crate::tar::path_tree::{NodeId, Order, PathTree, ROOT};
 use std::fmt;
@@ -137,6 +138,7 @@ impl fmt::Display for ListingError {
 }
 
 impl std::error::Error for ListingError {}
+crate::error::invalid_input_errors!(ListingError);
 
 fn kind_in_words(kind: Kind) -> &'static str {
     match kind {

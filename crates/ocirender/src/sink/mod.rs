@@ -2,17 +2,17 @@
 //! ([`squashfs`], [`erofs`]) run through what they share ([`builder`]:
 //! version checks, the stream checked while forwarded, captured output),
 //! and what every sink, `tar2dir` included, shares: the tree a stream may
-//! list ([`listing`]), the extended attributes it keeps ([`xattrs`]) and
-//! how its times read ([`times`]), so all three build the same tree or
-//! refuse alike; outputs [`staged`]
+//! list (`listing`), the extended attributes it keeps (`xattrs`) and
+//! how its times read (`times`), so all three build the same tree or
+//! refuse alike; outputs `staged`
 //! beside their destination and renamed on success, and removed when a
-//! signal interrupts ([`crate::fs::temporaries`]).
+//! signal interrupts (`crate::fs::temporaries`).
 
 pub mod builder;
-pub mod directory;
+pub(crate) mod directory;
 pub mod erofs;
-pub mod listing;
 pub mod squashfs;
 pub mod stream_check;
-pub mod times;
-pub mod xattrs;
+internal!(listing, times, xattrs);
+
+pub use directory::{unpack_into, unpack_to_new_dir, UnpackOptions, UnpackStats};

@@ -2,8 +2,8 @@
 //!
 //! `tar2sqfs` and `tar2erofs` feed their image builders (`mksquashfs -tar`,
 //! `mkfs.erofs --tar=f`) through this. The stream is read with
-//! the reader the merge uses (`tar::Archive` and [`read_member`]) and
-//! written again with [`TarWriter`], so one piece of code knows the format:
+//! the reader the merge uses (`tar::Archive` and `read_member`) and
+//! written again with `TarWriter`, so one piece of code knows the format:
 //!
 //! * every header checksum is verified, and the stream must end with its
 //!   end-of-archive marker (a truncated stream is an error, though
@@ -15,7 +15,7 @@
 //!   holes as zeros: mksquashfs 4.6.1 misreads many of them;
 //! * PAX global headers are consumed, other PAX records (xattrs,
 //!   sub-second times) are kept;
-//! * every entry is admitted to a [`Listing`] first, so both builders
+//! * every entry is admitted to a `Listing` first, so both builders
 //!   build the tree `tar2dir` builds, or the stream is refused: a path
 //!   listed twice, a path through a non-directory, a hard link to anything
 //!   but an earlier non-directory (mksquashfs would keep the first of two
@@ -26,7 +26,7 @@
 //!   `0755 root:root` and a given time (mksquashfs would otherwise stamp
 //!   them with the build time, and the image would not be reproducible);
 //! * extended attributes are renamed or dropped as every sink does it
-//!   ([`stored_name`]): overlayfs's own attributes are escaped, so an
+//!   (`stored_name`): overlayfs's own attributes are escaped, so an
 //!   image used as an overlay lower layer does not act on them; symlinks
 //!   are 0777, as Linux makes them;
 //! * with [`ForwardOptions::max_time`] (squashfs), a time the image cannot

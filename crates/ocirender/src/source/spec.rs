@@ -137,9 +137,6 @@ pub struct Descriptor {
 pub struct Index {
     /// Must be 2.
     pub schema_version: u32,
-    /// The index's own media type, if stated.
-    #[serde(default)]
-    pub media_type: Option<String>,
     /// The entries.
     pub manifests: Vec<Descriptor>,
 }

@@ -152,6 +152,12 @@ impl fmt::Display for LimitError {
 
 impl std::error::Error for LimitError {}
 
+impl From<LimitError> for crate::error::Error {
+    fn from(err: LimitError) -> crate::error::Error {
+        crate::error::Error::new(crate::error::ErrorKind::Limit(err.limit), &err)
+    }
+}
+
 impl From<LimitError> for io::Error {
     fn from(err: LimitError) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, err)
@@ -182,27 +188,6 @@ pub fn check_path(subject: &'static str, raw: &[u8]) -> Result<(), LimitError> {
 pub fn check_xattr(name: &[u8], value: &[u8]) -> Result<(), LimitError> {
     Limit::XattrNameBytes.check("xattr name", name.len() as u64)?;
     Limit::XattrValueBytes.check("xattr value", value.len() as u64)
-}
-
-/// The PAX records of the directory entries a reader holds until the end
-/// of its stream, counted against [`Limit::HeldDirectoryRecords`].
-#[derive(Debug, Default)]
-pub struct HeldRecords {
-    bytes: u64,
-}
-
-impl HeldRecords {
-    /// Counts the records of one more directory entry held, failing once
-    /// all of them pass the limit. An entry replaced later still counts:
-    /// the count only grows, so a stream cannot cycle past it.
-    pub fn hold(&mut self, records: &[crate::tar::entry::PaxRecord]) -> Result<(), LimitError> {
-        let size = std::mem::size_of::<crate::tar::entry::PaxRecord>();
-        self.bytes += records
-            .iter()
-            .map(|r| (size + r.key.len() + r.value.len()) as u64)
-            .sum::<u64>();
-        Limit::HeldDirectoryRecords.check("the directories' PAX records (xattrs)", self.bytes)
-    }
 }
 
 /// Checks a symlink's target, which is stored as it is.
@@ -247,25 +232,6 @@ mod tests {
         assert_eq!((name.limit, name.found), (Limit::XattrNameBytes, 256));
         let value = check_xattr(b"user.x", &[0; 65537]).unwrap_err();
         assert_eq!((value.limit, value.found), (Limit::XattrValueBytes, 65537));
-    }
-
-    #[test]
-    fn held_records_count_up_to_their_limit() {
-        use crate::tar::entry::PaxRecord;
-        let record = |len| PaxRecord {
-            key: b"SCHILY.xattr.user.x".to_vec(),
-            value: vec![0; len],
-        };
-        let mut held = HeldRecords::default();
-        for _ in 0..63 {
-            held.hold(&[record(1 << 20)]).unwrap();
-        }
-        let err = held.hold(&[record(1 << 20)]).unwrap_err();
-        assert_eq!(err.limit, Limit::HeldDirectoryRecords);
-        assert!(
-            err.to_string().contains("more than the limit of 67108864"),
-            "{err}"
-        );
     }
 
     #[test]

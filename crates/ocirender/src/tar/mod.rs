@@ -5,6 +5,7 @@
 //! names into canonical paths; [`limits`] bounds what a header may describe.
 
 pub mod entry;
+pub mod held_records;
 pub mod limits;
 pub mod path;
 pub mod path_tree;

@@ -32,6 +32,7 @@ impl fmt::Display for PathError {
 }
 
 impl std::error::Error for PathError {}
+crate::error::invalid_input_errors!(PathError);
 
 /// Normalises a raw tar name: strips leading `/`, drops `.` and empty
 /// components. Returns the empty vector for the root (`/`, `.`, `./`).
@@ -59,13 +60,6 @@ pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
 }
 
 /// Splits a canonical path into its parent and final component.
-/// The order in which directories are written: depth-first, so a parent
-/// comes before its children and before the siblings that sort after it
-/// (`a`, `a/b`, `a-c`: component-wise, not byte-wise).
-pub fn parents_first(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
-}
-
 /// The parent of a top-level name is the root (empty path).
 pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {

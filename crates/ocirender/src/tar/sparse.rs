@@ -82,6 +82,7 @@ impl fmt::Display for SparseError {
 }
 
 impl std::error::Error for SparseError {}
+crate::error::invalid_input_errors!(SparseError);
 
 /// A checked map: regions in order, inside `real_size`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,7 @@ impl SparseMap {
     }
 
     /// The regions, in order.
+    #[cfg(test)]
     pub fn regions(&self) -> &[Region] {
         &self.regions
     }

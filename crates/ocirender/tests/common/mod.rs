@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-use ocirender::blob::digest::{Algorithm, Digest};
-use ocirender::blob::layer_ref::LayerRef;
+use ocirender::layer::LayerRef;
+use ocirender::layer::{Algorithm, Digest};
 use ocirender::merge::{merge, MergeOptions};
 use std::collections::BTreeMap;
 use tar::EntryType;

@@ -3,7 +3,7 @@
 //! The reference's manifest or index is fetched (from the first of its
 //! endpoints that serves it, mirrors first: [`crate::source::registry::Endpoints`]),
 //! then the image is selected by the same policy as a local one
-//! ([`crate::source::image::manifest`]), through [`source::RegistrySource`]. Then
+//! (`crate::source::image::manifest`), through `source::RegistrySource`. Then
 //! either
 //! * [`stream`]: the list names named pipes that are fed from the network
 //!   while `oci-merge` reads them (nothing on disk), or
@@ -13,15 +13,15 @@
 //! [`prune`] (`--store DIR --prune`) removes from such a layout what no
 //! image recorded in it needs.
 
-pub mod lifetime;
+pub(crate) mod lifetime;
 mod partial;
-pub mod pipe_dir;
+pub(crate) mod pipe_dir;
 pub mod prune;
-pub mod readers;
-pub mod session;
-pub mod source;
-pub mod store;
-pub mod stream;
+pub(crate) mod readers;
+pub(crate) mod session;
+pub(crate) mod source;
+pub(crate) mod store;
+pub(crate) mod stream;
 
 use crate::blob::digest::Hasher;
 use crate::error::{bail, Context, Result};
@@ -53,7 +53,7 @@ pub struct Request {
 
 /// Streams `request`'s image: prints the list of pipes with `print`,
 /// then serves them until no reader can ask for a layer any more
-/// ([`lifetime`]). With `json`, only describes the image.
+/// (`lifetime`). With `json`, only describes the image.
 pub fn stream(
     registry: &Endpoints,
     request: &Request,

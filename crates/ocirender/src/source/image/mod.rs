@@ -72,12 +72,59 @@ pub struct ResolvedLayer {
     pub layer: LayerRef,
 }
 
+impl Default for Selection {
+    /// The image for this machine's platform, when the source holds one
+    /// image (or one per platform).
+    fn default() -> Selection {
+        Selection {
+            platform: PlatformRequest::new(None).expect("the host platform parses"),
+            tag: None,
+        }
+    }
+}
+
+impl Selection {
+    /// The image for `platform` (`os/arch[/variant]`): no other will do.
+    pub fn for_platform(mut self, platform: &str) -> Result<Selection> {
+        self.platform = PlatformRequest::new(Some(platform))?;
+        Ok(self)
+    }
+
+    /// The image tagged `tag` (a `ref.name`, a `RepoTags` name, or `@N`).
+    pub fn tagged(mut self, tag: impl Into<String>) -> Selection {
+        self.tag = Some(tag.into());
+        self
+    }
+}
+
+impl ResolvedImage {
+    /// The layers as a merge reads them, base first.
+    pub fn layer_refs(&self) -> Vec<LayerRef> {
+        self.layers.iter().map(|l| l.layer.clone()).collect()
+    }
+}
+
+/// Opens the image a user names, as `oci-layers` does: a path (an OCI
+/// layout, a `docker save`, as a directory or a tar file) or a
+/// containers-transports name (`oci:DIR[:REF]`, `oci-archive:FILE[:REF]`,
+/// `docker-archive:FILE[:NAME]`). A reference in the name is the tag, and
+/// must agree with the selection's.
+pub fn open(name: &str, selection: &Selection) -> Result<ResolvedImage> {
+    let parsed = ImageName::from_arg(name)?;
+    let tag = parsed.tag(selection.tag.clone())?;
+    let selection = Selection {
+        platform: selection.platform.clone(),
+        tag,
+    };
+    resolve_name(&parsed, &selection)
+}
+
 /// Resolves the image at `path`.
 pub fn resolve(path: &Path, selection: &Selection) -> Result<ResolvedImage> {
     resolve_name(&ImageName::path(path), selection)
 }
 
-/// Resolves the image a user named (see [`name`]): a transport's
+/// Resolves the image a user named (see `name`): a transport's
 /// reference is the tag, and the transport must fit what is found.
 pub fn resolve_name(name: &ImageName, selection: &Selection) -> Result<ResolvedImage> {
     let store = name.open()?;

@@ -10,7 +10,7 @@
 //! user's `~/.docker/config.json`.
 //!
 //! The file holds passwords and may live in a shared directory
-//! (`--authfile /tmp/…`), so it is handled as [`crate::fs::nofollow`]
+//! (`--authfile /tmp/…`), so it is handled as `crate::fs::nofollow`
 //! handles shared files: read through a descriptor of its directory with
 //! no-follow, and only if it is a regular file of this user's; never
 //! written in place, but replaced whole by a new file of mode 0600 made

@@ -75,7 +75,7 @@ pub struct Found {
 /// Looks up credentials for `reference`'s registry and repository.
 ///
 /// With `authfile` (`--authfile`) only that file is read; otherwise the
-/// usual files in the usual order (see [`candidate_files`]). Returns the
+/// usual files in the usual order (see `candidate_files`). Returns the
 /// first credential found and every file looked for, found or not, so a
 /// refusal can tell the user where credentials were expected.
 pub fn lookup(

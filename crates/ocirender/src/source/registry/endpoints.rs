@@ -111,7 +111,7 @@ impl Endpoints {
     }
 
     /// Fetches a manifest or index by tag or digest (see
-    /// [`Registry::manifest`]), with the name of the endpoint that served
+    /// `Registry::manifest`), with the name of the endpoint that served
     /// it (`registry/repository` there).
     pub fn manifest_and_source(&self, tag_or_digest: &str) -> Result<(Fetched, String)> {
         let (index, fetched) = self.first(&mut |client| client.manifest(tag_or_digest))?;
@@ -123,7 +123,7 @@ impl Endpoints {
         Ok(self.manifest_and_source(tag_or_digest)?.0)
     }
 
-    /// The tags of the repository (see [`Registry::tags`]), from the first
+    /// The tags of the repository (see `Registry::tags`), from the first
     /// endpoint that lists them.
     pub fn tags(&self) -> Result<Vec<String>> {
         Ok(self.first(&mut |client| client.tags())?.1)
@@ -135,7 +135,7 @@ impl Endpoints {
     }
 
     /// Starts streaming a blob from the first endpoint that answers for
-    /// it (see [`Registry::blob_reader`]); a failure after that is the
+    /// it (see `Registry::blob_reader`); a failure after that is the
     /// reader's.
     pub fn blob_reader(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
         Ok(self
@@ -160,9 +160,9 @@ impl Endpoints {
 
     /// [`Endpoints::read_blob`] for a consumer that may resume a download:
     /// `consume` gets an opener of the blob at the current endpoint, from
-    /// its start or (given a [`Resume`]) after bytes it already has, which
+    /// its start or (given a `Resume`) after bytes it already has, which
     /// returns the reader and the offset its bytes really start at (0 from
-    /// a registry that ignores `Range`; see [`BlobReader::start`]). If
+    /// a registry that ignores `Range`; see `BlobReader::start`). If
     /// opening or reading fails, the endpoint is given up and `consume`
     /// runs again with the next endpoint's opener; a failure of
     /// `consume`'s own is returned as it is.

@@ -5,10 +5,10 @@
 //! token only proves who the user is). The registry's 200 accepts them; a
 //! 401 or 403, from it or its token service, refuses them.
 //!
-//! The same client as every pull does this ([`super::auth`],
-//! [`super::transport`]), so the same rules hold: plain HTTP only to a
+//! The same client as every pull does this (`super::auth`,
+//! `super::transport`), so the same rules hold: plain HTTP only to a
 //! loopback registry or with `--plain-http`, and credentials only to a
-//! token service they may go to ([`super::origin`]). A token service they
+//! token service they may go to (`super::origin`). A token service they
 //! may not go to is not asked anonymously instead: that would check
 //! nothing, so it is an error.
 

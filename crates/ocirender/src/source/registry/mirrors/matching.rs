@@ -49,7 +49,7 @@ pub struct Plan {
 }
 
 impl RegistriesConf {
-    /// Reads the files [`Sources::choose`] picks for `--registries-conf`
+    /// Reads the files `Sources::choose` picks for `--registries-conf`
     /// (`explicit`) and this process's environment.
     pub fn load(explicit: Option<&Path>) -> Result<RegistriesConf> {
         let sources = Sources::choose(explicit, &Environment::from_process(), &|p| p.exists());
