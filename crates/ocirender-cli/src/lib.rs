@@ -10,6 +10,7 @@
 
 pub mod generate;
 mod help;
+pub mod image_sink;
 mod messages;
 pub mod progress;
 mod terminal;
