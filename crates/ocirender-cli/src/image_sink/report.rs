@@ -39,7 +39,8 @@ pub(super) struct Report {
 /// The line being drawn by its own thread.
 struct Line {
     stop: Sender<()>,
-    drawer: JoinHandle<()>,
+    /// Says whether it drew anything.
+    drawer: JoinHandle<bool>,
 }
 
 impl Report {
@@ -122,20 +123,26 @@ impl Line {
         let (stop, stopped) = channel::<()>();
         let started = Instant::now();
         let drawer = std::thread::spawn(move || {
+            let mut drawn = false;
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REDRAW) {
                 let elapsed = started.elapsed();
                 if elapsed >= LINE_DELAY {
                     draw(&format!("{label} {} s", elapsed.as_secs()));
+                    drawn = true;
                 }
             }
+            drawn
         });
         Line { stop, drawer }
     }
 
+    /// Stops drawing, and clears the line if it was drawn: a build too
+    /// quick to show one sends the terminal nothing at all.
     fn clear(self) {
         drop(self.stop);
-        let _ = self.drawer.join();
-        draw("");
+        if self.drawer.join().unwrap_or(true) {
+            draw("");
+        }
     }
 }
 
