@@ -57,6 +57,11 @@ struct Sink {
     bad_options: &'static [(&'static [&'static str], &'static [&'static str])],
     /// The number of inodes of an image, as the builder's own tools read it.
     inodes: fn(&Path) -> u64,
+    /// Every `--comp` value, in the order the sink lists them.
+    compressors: &'static [&'static str],
+    /// An option of the builder's own (after `--`) that it refuses, and
+    /// what the error line must then say.
+    refused_extra: (&'static str, &'static [&'static str]),
 }
 
 const TAR2SQFS: Sink = Sink {
@@ -99,6 +104,12 @@ const TAR2SQFS: Sink = Sink {
         ),
     ],
     inodes: squashfs_inodes,
+    compressors: &["zstd", "gzip", "xz", "lz4", "lzo", "lzma"],
+    // What mksquashfs says first, not the 200-line usage text after it.
+    refused_extra: (
+        "-bogus-option",
+        &["mksquashfs failed", "invalid option", "more lines"],
+    ),
 };
 
 const TAR2EROFS: Sink = Sink {
@@ -135,6 +146,11 @@ const TAR2EROFS: Sink = Sink {
         ),
     ],
     inodes: erofs_inodes,
+    compressors: &["lz4hc", "lz4", "zstd", "lzma", "deflate", "none"],
+    refused_extra: (
+        "--no-such-option",
+        &["mkfs.erofs failed", "mkfs.erofs said"],
+    ),
 };
 
 /// Every sink the contract holds for.
@@ -161,6 +177,7 @@ contract!(
     a_missing_builder_says_what_to_install,
     a_builder_too_old_is_refused,
     a_failing_builder_is_reported_in_its_own_words,
+    an_option_the_builder_refuses_is_reported_in_its_words,
     a_full_disk_fails_cleanly,
     a_signal_kills_the_builder_and_leaves_out_as_it_was,
     the_builder_gets_only_stdin_stdout_and_stderr,
@@ -175,6 +192,7 @@ contract!(
     progress_shows_one_line_for_the_builder_phase_never_its_output,
     progress_json_ends_with_done_once_out_exists,
     a_terminal_sees_one_line_while_the_builder_works_then_nothing,
+    completions_offer_every_compressor,
 );
 
 #[test]
@@ -695,6 +713,17 @@ fn a_failing_builder_is_reported_in_its_own_words(sink: &Sink) {
     );
 }
 
+/// Options after `--` are the builder's to refuse, in its own words, on
+/// one short line.
+fn an_option_the_builder_refuses_is_reported_in_its_words(sink: &Sink) {
+    let (option, needles) = sink.refused_extra;
+    let tar = rich_layer().tar();
+    let stderr = sink.assert_fails_cleanly(&format!("-- {option}"), needles, |dir, flags| {
+        sink.run(dir, &args(flags, &[OUT, "--", option]), &tar)
+    });
+    assert!(stderr.len() < 1000, "{stderr}");
+}
+
 /// A full disk: the builder cannot write, and says so.
 fn a_full_disk_fails_cleanly(sink: &Sink) {
     let dir = scratch();
@@ -1150,4 +1179,29 @@ fn a_terminal_sees_one_line_while_the_builder_works_then_nothing(sink: &Sink) {
         !raw.contains("BUILDER") && !raw.contains(".tmp-"),
         "{raw:?}"
     );
+}
+
+/// Shell completions offer `--comp`'s values, as `--help` lists them.
+fn completions_offer_every_compressor(sink: &Sink) {
+    let listed = sink.compressors.join(" ");
+    for shell in ["bash", "zsh"] {
+        let out = Command::new(bin(sink.program))
+            .args(["--generate", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains(&listed),
+            "{shell}: no {listed:?} in:\n{script}"
+        );
+    }
+    let help = Command::new(bin(sink.program))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let values = format!("[possible values: {}]", sink.compressors.join(", "));
+    let joined = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(joined.contains(&values), "--help lacks {values}:\n{help}");
 }

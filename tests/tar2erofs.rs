@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use support::fixtures::{sample_forms, sample_reference_rootfs};
 use support::mounted::Mounted;
 use support::snapshot::{assert_same_tree, snapshot, Compare};
@@ -146,13 +145,6 @@ fn implicit_parents_layer() -> Layer {
             ..Raw::default()
         },
     )
-}
-
-/// A small valid tar: the previous image that failed runs must keep.
-fn small_layer() -> Layer {
-    Layer::new()
-        .dir("old")
-        .file("old/file", b"previous image\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -518,20 +510,6 @@ fn other_compressors_levels_and_cluster_sizes() {
     }
 }
 
-/// Options of our own are checked before anything is read
-/// (tests/image_sinks.rs); mkfs.erofs's own are its to refuse, in its own
-/// words.
-#[test]
-fn options_mkfs_erofs_rejects_fail_cleanly() {
-    let tar = rich_layer().tar();
-    let stderr = assert_fails_cleanly("-- --no-such-option", &["mkfs.erofs"], |dir, flags| {
-        let mut args = flags.to_vec();
-        args.extend([OUT, "--", "--no-such-option"]);
-        run_tar2erofs(dir, &args, &tar)
-    });
-    assert!(stderr.contains("mkfs.erofs said"), "{stderr}");
-}
-
 #[test]
 fn extra_options_pass_through_to_mkfs_erofs() {
     let tar = rich_layer().tar();
@@ -547,9 +525,6 @@ fn extra_options_pass_through_to_mkfs_erofs() {
     assert_eq!((home.uid(), home.gid()), (0, 0), "--all-root");
 }
 
-// ---------------------------------------------------------------------------
-// 5. Failures leave OUT as it was.
-
 /// Temporary siblings tar2erofs may leave behind (it must not).
 fn assert_no_temporary_files(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
@@ -558,71 +533,6 @@ fn assert_no_temporary_files(dir: &Path) {
         .filter(|name| name.starts_with(&format!("{OUT}.tmp-")) || name.starts_with("tmp."))
         .collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
-}
-
-/// A failed run: non-zero exit and exactly one `tar2erofs: ` line on
-/// stderr, mentioning every needle (case-insensitively).
-fn assert_failed(what: &str, out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert!(!out.status.success(), "{what}: tar2erofs succeeded: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert!(
-        lines.len() == 1 && lines[0].starts_with("tar2erofs: "),
-        "{what}: expected one `tar2erofs: ` line, got: {err:?}"
-    );
-    for needle in needles {
-        assert!(
-            err.to_lowercase().contains(&needle.to_lowercase()),
-            "{what}: error does not mention {needle:?}: {err}"
-        );
-    }
-}
-
-/// A good image to leave in place before a failing run.
-fn previous_image() -> &'static [u8] {
-    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = scratch();
-        std::fs::read(build(dir.path(), &[OUT], &small_layer().tar())).unwrap()
-    })
-}
-
-/// Runs a failing scenario twice, in fresh directories: with OUT absent
-/// (it must stay absent) and with OUT a previous good image, to be
-/// replaced only on success (it must stay byte-identical, the same file).
-/// `run` gets the directory and the flags to pass (none, or `--force`).
-/// Returns the first run's stderr.
-fn assert_fails_cleanly(
-    what: &str,
-    needles: &[&str],
-    run: impl Fn(&Path, &[&str]) -> Output,
-) -> String {
-    let absent = scratch();
-    let out = run(absent.path(), &[]);
-    assert_failed(&format!("{what} (no previous OUT)"), &out, needles);
-    assert!(
-        !absent.path().join(OUT).exists(),
-        "{what}: a failed run created OUT"
-    );
-    assert_no_temporary_files(absent.path());
-
-    let present = scratch();
-    let image = present.path().join(OUT);
-    std::fs::write(&image, previous_image()).unwrap();
-    let inode = image.metadata().unwrap().ino();
-    let again = run(present.path(), &["--force"]);
-    assert_failed(&format!("{what} (previous OUT)"), &again, needles);
-    assert!(
-        std::fs::read(&image).unwrap() == previous_image(),
-        "{what}: a failed run changed the previous image"
-    );
-    assert_eq!(
-        image.metadata().unwrap().ino(),
-        inode,
-        "{what}: a failed run replaced the previous image"
-    );
-    assert_no_temporary_files(present.path());
-    stderr(&out)
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use support::mounted::Mounted;
 use support::tree_rules;
 use support::{bin, run_with_stdin, stderr};
@@ -162,13 +161,6 @@ fn named_owners_tar() -> Vec<u8> {
     tar.extend(named_entry("ustar-named", false).tar_without_end());
     tar.extend(named_entry("gnu-named", true).tar());
     tar
-}
-
-/// A small valid tar: the previous image that failed runs must keep.
-fn small_layer() -> Layer {
-    Layer::new()
-        .dir("old")
-        .file("old/file", b"previous image\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -337,53 +329,6 @@ fn assert_failed(what: &str, out: &Output, needles: &[&str]) {
             "{what}: error does not mention {needle:?}: {err}"
         );
     }
-}
-
-/// A good image to leave in place before a failing run.
-fn previous_image() -> &'static [u8] {
-    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = scratch();
-        std::fs::read(build(dir.path(), &[OUT], &small_layer().tar())).unwrap()
-    })
-}
-
-/// Runs a failing scenario twice, in fresh directories: with OUT absent
-/// (it must stay absent) and with OUT a previous good image, to be
-/// replaced only on success (it must stay byte-identical, the same file).
-/// `run` gets the directory and the flags to pass (none, or `--force`) and
-/// runs `tar2sqfs OUT` there; returns the first run's stderr.
-fn assert_fails_cleanly(
-    what: &str,
-    needles: &[&str],
-    run: impl Fn(&Path, &[&str]) -> Output,
-) -> String {
-    let absent = scratch();
-    let out = run(absent.path(), &[]);
-    assert_failed(&format!("{what} (no previous OUT)"), &out, needles);
-    assert!(
-        !absent.path().join(OUT).exists(),
-        "{what}: a failed run created OUT"
-    );
-    assert_no_temporary_files(absent.path());
-
-    let present = scratch();
-    let image = present.path().join(OUT);
-    std::fs::write(&image, previous_image()).unwrap();
-    let inode = image.metadata().unwrap().ino();
-    let again = run(present.path(), &["--force"]);
-    assert_failed(&format!("{what} (previous OUT)"), &again, needles);
-    assert!(
-        std::fs::read(&image).unwrap() == previous_image(),
-        "{what}: a failed run changed the previous image"
-    );
-    assert_eq!(
-        image.metadata().unwrap().ino(),
-        inode,
-        "{what}: a failed run replaced the previous image"
-    );
-    assert_no_temporary_files(present.path());
-    stderr(&out)
 }
 
 /// `tar2sqfs ARGS` on `stdin` in `dir`.
@@ -606,18 +551,6 @@ fn extra_options_pass_through_to_mksquashfs() {
     }
 }
 
-/// Options of our own are checked before anything is read
-/// (tests/image_sinks.rs); mksquashfs's own are its to refuse.
-#[test]
-fn options_mksquashfs_rejects_fail_cleanly() {
-    let tar = rich_layer().tar();
-    assert_fails_cleanly("-- -no-such-option", &["mksquashfs"], |dir, flags| {
-        let mut args = flags.to_vec();
-        args.extend([OUT, "--", "-no-such-option"]);
-        run_tar2sqfs(dir, &args, &tar)
-    });
-}
-
 // ---------------------------------------------------------------------------
 // 4. What it prints: nothing on success, and mksquashfs's own explanation
 // when it fails.
@@ -677,23 +610,6 @@ fn success_prints_nothing_though_mksquashfs_reported() {
     let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
     let build_args = args.lines().last().unwrap();
     assert!(build_args.contains("-no-progress"), "{build_args}");
-}
-
-/// The real mksquashfs, failing on an option it does not know: the error
-/// line carries what it says first, not the 200-line usage text after it
-/// (tests/image_sinks.rs checks what any builder's failure shows).
-#[test]
-fn a_failure_shows_what_mksquashfs_said_on_stderr() {
-    let stderr = assert_fails_cleanly(
-        "-- -bogus-option",
-        &["mksquashfs", "invalid option", "more lines"],
-        |dir, flags| {
-            let mut args = flags.to_vec();
-            args.extend([OUT, "--", "-bogus-option"]);
-            run_tar2sqfs(dir, &args, &rich_layer().tar())
-        },
-    );
-    assert!(stderr.len() < 1000, "{stderr}");
 }
 
 // ---------------------------------------------------------------------------
