@@ -2,14 +2,16 @@
 //! one-line messages prefixed with the program's name and the exit codes
 //! that go with them, terminal and pipe etiquette, the `--help` text every
 //! tar reader shares, the progress line (or JSON events) drawn from the
-//! library's [`ocirender::progress`] events, and man pages and shell
-//! completions generated from each binary's flags.
+//! library's [`ocirender::progress`] events, man pages and shell
+//! completions generated from each binary's flags, and the one `main` of
+//! the image-builder sinks ([`image_sink`]).
 //!
 //! The library below has no terminal code and no argument parsing; the
 //! binaries above stay thin: flags, then one call into the library.
 
 pub mod generate;
 mod help;
+pub mod image_sink;
 mod messages;
 pub mod progress;
 mod terminal;

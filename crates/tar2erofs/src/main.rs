@@ -1,18 +1,14 @@
 //! `tar2erofs OUT`: build an EROFS image from a tar stream on stdin.
 
-use anyhow::{Context, Result};
 use clap::Parser;
-use ocirender::sink::builder::timestamp_from_env;
-use ocirender::sink::erofs::{
-    inode_count, parse_size, write_erofs, ErofsOptions, DEFAULT_CLUSTER_SIZE, MKFS_EROFS,
-};
+use ocirender::sink::builder_options::BadOption;
+use ocirender::sink::erofs::{ErofsOptions, COMPRESSORS, DEFAULT_COMPRESSOR};
+use ocirender::sink::image_builder::ImageBuilder;
 use ocirender_cli as cli;
+use ocirender_cli::image_sink::{compressor_names, ImageSink, SinkArgs};
 use std::ffi::OsString;
-use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-const PROGRAM: &str = "tar2erofs";
 
 const AFTER_HELP: &str = concat!(
     "\
@@ -46,22 +42,29 @@ TEMPORARY SPACE
 OUTPUT
   Nothing on success: what mkfs.erofs prints is captured and dropped (it
   is shown, on one line, only when mkfs.erofs fails). --stats prints one
-  line instead: image size, inodes, the file data that went in and the
-  compression ratio (file data / image size). --progress lets mkfs.erofs
-  print its progress and summary on stderr.
+  line instead (at most 80 columns): image size, inodes, the file data
+  that went in and the compression ratio (file data / image size).
+  --progress (auto: when stderr is a terminal) shows one line once the
+  stream has ended, while mkfs.erofs finishes the image (tar2erofs:
+  building OUT with mkfs.erofs... 12 s), cleared when OUT is in place;
+  --progress json prints a `building` event then, and a `done` event
+  once OUT exists (image_bytes, inodes, entries, data_bytes, elapsed_ms).
 
 SAFETY
   The stream is checked as it is forwarded: a bad header or a missing
   end-of-archive marker (a truncated stream, a failed producer) fails the
   run. The image is built beside OUT and renamed over it only on success;
-  on failure OUT is left exactly as it was.
+  on failure OUT is left exactly as it was. An existing OUT is refused
+  unless --force is given. Option values (--comp, --level,
+  --cluster-size) are checked before the stream is read.
 
 ",
     ocirender::tree_rules_help!(),
     "\
 EXIT STATUS
-  0 when the image was built and renamed into place; 1 on any error (one
-  line on stderr), with OUT left as it was; 128+N when killed by signal N
+  0 when the image was built and renamed into place; 2 for a bad option
+  value or an existing OUT without --force, before anything is read; 1 on
+  any other error (one line on stderr), with OUT left as it was; 128+N when killed by signal N
   (mkfs.erofs is killed and the temporary image removed first).
 
 ENVIRONMENT
@@ -78,58 +81,53 @@ EXAMPLES
 
 /// Build an EROFS image from a tar stream on stdin.
 #[derive(Parser)]
-#[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
+#[command(name = "tar2erofs", version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
-    /// The image to write (replaced only on success).
-    out: PathBuf,
+    #[command(flatten)]
+    sink: SinkArgs,
     /// The mkfs.erofs to run (default: the one on PATH; 1.9 or newer).
     #[arg(long = "mkfs-erofs", value_name = "PATH")]
     mkfs_erofs: Option<PathBuf>,
-    /// Compressor: lz4hc, lz4, zstd, lzma, deflate, or none.
-    #[arg(long = "comp", default_value = ocirender::sink::erofs::DEFAULT_COMPRESSOR)]
+    /// Compressor (none: store file data as it is).
+    #[arg(long = "comp", default_value = DEFAULT_COMPRESSOR,
+          value_parser = compressor_names(COMPRESSORS))]
     compressor: String,
     /// Compression level (lz4hc 0-12, default 4; zstd 1-22; lzma 0-9;
     /// deflate 0-9).
     #[arg(long)]
     level: Option<u32>,
-    /// Largest compressed cluster, a multiple of 4 KiB: 4K, 64K, 1M.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size,
-          default_value_t = DEFAULT_CLUSTER_SIZE)]
-    cluster_size: u64,
-    /// Let mkfs.erofs print its progress and summary on stderr.
-    #[arg(long)]
-    progress: bool,
-    /// On success, print one line: image size, inodes, compression ratio.
-    #[arg(long, short = 'v')]
-    stats: bool,
+    /// Largest compressed cluster, a multiple of 4 KiB up to 1 MiB: 4K,
+    /// 64K (the default), 1M.
+    #[arg(long, value_name = "SIZE")]
+    cluster_size: Option<String>,
     /// Options passed to mkfs.erofs unchanged (after tar2erofs's own).
     #[arg(last = true, value_name = "MKFS-EROFS-OPTIONS")]
     extra: Vec<OsString>,
 }
 
-fn main() -> ExitCode {
-    let args = ocirender_cli::generate::parse_or_generate::<Args>();
-    cli::run(PROGRAM, || run(args))
+impl ImageSink for Args {
+    const PROGRAM: &'static str = "tar2erofs";
+
+    fn sink(&self) -> &SinkArgs {
+        &self.sink
+    }
+
+    fn tool_path(&self) -> Option<&Path> {
+        self.mkfs_erofs.as_deref()
+    }
+
+    fn builder(&self, timestamp: u64) -> Result<Box<dyn ImageBuilder>, BadOption> {
+        let options = ErofsOptions::new(
+            &self.compressor,
+            self.level,
+            self.cluster_size.as_deref(),
+            timestamp,
+            self.extra.clone(),
+        )?;
+        Ok(Box::new(options))
+    }
 }
 
-fn run(args: Args) -> Result<()> {
-    ocirender::process::remove_on_signal().context("cannot install signal handlers")?;
-    cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2erofs OUT")?;
-    let stdin = std::io::stdin();
-    let tool = MKFS_EROFS.find(args.mkfs_erofs.as_deref())?;
-    let options = ErofsOptions {
-        compressor: args.compressor,
-        level: args.level,
-        cluster_size: args.cluster_size,
-        timestamp: timestamp_from_env()?,
-        progress: args.progress,
-        extra: args.extra,
-    };
-    let mut input = BufReader::with_capacity(1 << 20, stdin.lock());
-    let built = write_erofs(&args.out, &mut input, &tool, &options)?;
-    if args.stats {
-        let inodes = inode_count(&args.out)?;
-        cli::note(PROGRAM, &built.summary(&args.out, inodes));
-    }
-    Ok(())
+fn main() -> ExitCode {
+    cli::image_sink::main::<Args>()
 }

@@ -22,9 +22,9 @@
 
 use crate::error::{bail, err, Context, Error, ErrorKind, Result};
 use crate::fs::staged::Staged;
-use crate::sink::stream_check::{forward, ForwardOptions, ForwardStats};
+use crate::sink::image_builder::ImageBuilder;
+use crate::sink::stream_check::{forward, ForwardStats};
 use crate::text::human_size as human;
-use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
@@ -145,16 +145,6 @@ pub fn timestamp_from_env() -> Result<u64> {
     }
 }
 
-/// How to run the builder, besides its arguments.
-#[derive(Debug, Clone, Copy)]
-pub struct Run {
-    /// How the stream is normalised on its way.
-    pub forwarding: ForwardOptions,
-    /// Let the builder draw its progress on our stderr (its stdout goes
-    /// there too) instead of capturing what it prints.
-    pub progress: bool,
-}
-
 /// What a successful build made.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -165,35 +155,59 @@ pub struct Built {
 }
 
 impl Built {
-    /// The `--stats` line: image size, inodes (as the image's superblock
+    /// The `--stats` line (after the program's name), at most 80 columns
+    /// with it: OUT, the image size, inodes (as the image's superblock
     /// counts them), the file data that went in and the compression ratio
-    /// (file data over image size).
-    pub fn summary(&self, out: &Path, inodes: u64) -> String {
+    /// (file data over image size). A long OUT is cut to its file name,
+    /// then shortened from the left, so the numbers always fit.
+    pub fn summary(&self, out: &Path, inodes: u64, room: usize) -> String {
         let data = self.forwarded.data_bytes;
         let ratio = if self.image_bytes == 0 {
             "n/a".to_owned()
         } else {
             format!("{:.2}", data as f64 / self.image_bytes as f64)
         };
-        format!(
-            "{}: {} bytes ({}), {inodes} inodes, {data} bytes of file data ({}), compression ratio {ratio}",
-            out.display(),
-            self.image_bytes,
+        let numbers = format!(
+            ": {}, {inodes} inodes, {} of file data, ratio {ratio}",
             human(self.image_bytes),
             human(data),
-        )
+        );
+        let name = fit_name(out, room.saturating_sub(numbers.chars().count()));
+        format!("{name}{numbers}")
     }
 }
 
-/// Builds `out` from the tar stream `input` with `tool`, run with the
-/// arguments `arguments(image)` gives for the temporary image path. On
-/// failure `out` is untouched.
+/// `out` as it was given if it fits in `room` characters, else its file
+/// name, else the end of that after an ellipsis.
+fn fit_name(out: &Path, room: usize) -> String {
+    let whole = out.display().to_string();
+    if whole.chars().count() <= room {
+        return whole;
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(whole);
+    let length = name.chars().count();
+    if length <= room {
+        return name;
+    }
+    let keep = room.saturating_sub(1);
+    let tail: String = name.chars().skip(length - keep).collect();
+    format!("\u{2026}{tail}")
+}
+
+/// Builds `out` from the tar stream `input` with `tool`, run as
+/// `builder` says; `stream_ended` is told what was forwarded once the
+/// whole stream has been, while the program still works. On failure `out` is
+/// untouched. What the program prints is captured, never shown on
+/// success: a progress line of its own would fight the caller's.
 pub fn build_image(
     out: &Path,
     input: &mut dyn Read,
     tool: &Tool,
-    run: &Run,
-    arguments: impl FnOnce(&Path) -> Vec<OsString>,
+    builder: &dyn ImageBuilder,
+    stream_ended: &mut dyn FnMut(&ForwardStats),
 ) -> Result<Built> {
     let name = tool.program;
     let staged = Staged::file(out)?;
@@ -204,15 +218,12 @@ pub fn build_image(
         .unwrap_or_else(|| PathBuf::from("."));
     let mut command = Command::new(&tool.path);
     command
-        .args(arguments(staged.path()))
+        .args(builder.arguments(staged.path()))
         .env_remove("SOURCE_DATE_EPOCH")
         .env("TMPDIR", &beside)
-        .stdin(Stdio::piped());
-    if run.progress {
-        command.stdout(std::io::stderr()).stderr(Stdio::inherit());
-    } else {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     only_standard_descriptors();
     let mut child = command
         .spawn()
@@ -222,7 +233,7 @@ pub fn build_image(
     let child_stdin = child.stdin.take().expect("piped stdin");
     crate::fs::pipe::enlarge_pipe(std::os::fd::AsFd::as_fd(&child_stdin));
     let mut stdin = BufWriter::with_capacity(1 << 20, child_stdin);
-    let forwarded = forward(input, &mut stdin, &run.forwarding);
+    let forwarded = forward(input, &mut stdin, &builder.stream_check());
     let closed = drop_flushed(stdin);
     let forwarded = match forwarded {
         Ok(stats) => {
@@ -242,6 +253,7 @@ pub fn build_image(
             return Err(err.context("input"));
         }
     };
+    stream_ended(&forwarded);
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {name}"))?;
@@ -406,9 +418,21 @@ mod tests {
             image_bytes: 1 << 20,
         };
         assert_eq!(
-            built.summary(Path::new("out.img"), 4),
-            "out.img: 1048576 bytes (1.0 MiB), 4 inodes, 3145728 bytes of file data (3.0 MiB), \
-             compression ratio 3.00"
+            built.summary(Path::new("dir/out.img"), 4, 70),
+            "dir/out.img: 1.0 MiB, 4 inodes, 3.0 MiB of file data, ratio 3.00"
+        );
+        // A long OUT gives way to the numbers: its file name, then its end.
+        let deep = format!("{}/out.img", "d".repeat(60));
+        assert_eq!(
+            built.summary(Path::new(&deep), 4, 70),
+            "out.img: 1.0 MiB, 4 inodes, 3.0 MiB of file data, ratio 3.00"
+        );
+        let long = format!("{}.img", "n".repeat(60));
+        let line = built.summary(Path::new(&long), 4, 70);
+        assert_eq!(line.chars().count(), 70, "{line}");
+        assert!(
+            line.starts_with("\u{2026}nnn") && line.ends_with("ratio 3.00"),
+            "{line}"
         );
     }
 

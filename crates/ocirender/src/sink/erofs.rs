@@ -23,12 +23,13 @@
 //! Either way it is gone on every exit path. With `--comp none` nothing
 //! needs staging: data goes straight to its place (`--sort=none`).
 
-use crate::error::{bail, Result};
+use crate::error::Result;
 pub use crate::sink::builder::Version;
-use crate::sink::builder::{self, build_image, Built, Run, Tool, ToolSpec};
+use crate::sink::builder::{self, ToolSpec};
+use crate::sink::builder_options::{BadOption, Compressor, SizeRule};
+use crate::sink::image_builder::ImageBuilder;
 use crate::sink::stream_check::ForwardOptions;
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::Path;
 
 /// The oldest erofs-utils whose `--tar=f` mode has no known faults.
@@ -63,72 +64,97 @@ pub const DEFAULT_CLUSTER_SIZE: u64 = 64 << 10;
 /// The filesystem block size.
 pub const BLOCK_SIZE: u64 = 4096;
 
-/// The compressors mkfs.erofs knows, and whether each takes a level.
-const COMPRESSORS: &[(&str, bool)] = &[
-    ("lz4", false),
-    ("lz4hc", true),
-    ("lzma", true),
-    ("deflate", true),
-    ("zstd", true),
-    ("none", false),
+/// The largest physical cluster mkfs.erofs makes.
+pub const MAX_CLUSTER_SIZE: u64 = 1 << 20;
+
+/// The cluster sizes it takes (`-C`): whole blocks, up to 1 MiB.
+pub const CLUSTER_SIZE: SizeRule = SizeRule {
+    option: "--cluster-size",
+    min: BLOCK_SIZE,
+    max: MAX_CLUSTER_SIZE,
+    power_of_two: false,
+};
+
+/// The compressors mkfs.erofs knows, the default first, and the levels
+/// each takes; `none` stores file data as it is.
+pub static COMPRESSORS: &[Compressor] = &[
+    Compressor {
+        name: "lz4hc",
+        levels: Some(0..=12),
+        default_level: Some(DEFAULT_LZ4HC_LEVEL),
+    },
+    Compressor {
+        name: "lz4",
+        levels: None,
+        default_level: None,
+    },
+    Compressor {
+        name: "zstd",
+        levels: Some(1..=22),
+        default_level: None,
+    },
+    Compressor {
+        name: "lzma",
+        levels: Some(0..=9),
+        default_level: None,
+    },
+    Compressor {
+        name: "deflate",
+        levels: Some(0..=9),
+        default_level: None,
+    },
+    Compressor {
+        name: "none",
+        levels: None,
+        default_level: None,
+    },
 ];
 
-/// How to build the image.
+/// How to build the image, checked.
 #[derive(Debug, Clone)]
 pub struct ErofsOptions {
-    /// Compressor name (`-z`), or `none`.
-    pub compressor: String,
-    /// Compression level, for compressors that have one.
-    pub level: Option<u32>,
-    /// Largest physical cluster (`-C`) in bytes, a multiple of the block
-    /// size.
-    pub cluster_size: u64,
-    /// Filesystem and root directory time.
-    pub timestamp: u64,
-    /// Let mkfs.erofs print its progress on our stderr.
-    pub progress: bool,
-    /// More mkfs.erofs arguments, passed unchanged after ours.
-    pub extra: Vec<OsString>,
+    compressor: &'static Compressor,
+    level: Option<u32>,
+    cluster_size: u64,
+    timestamp: u64,
+    extra: Vec<OsString>,
 }
 
 impl ErofsOptions {
-    /// The defaults, with the given timestamp.
-    pub fn new(timestamp: u64) -> ErofsOptions {
-        ErofsOptions {
-            compressor: DEFAULT_COMPRESSOR.to_owned(),
-            level: None,
-            cluster_size: DEFAULT_CLUSTER_SIZE,
+    /// Options from what a user gave: a compressor name (or `none`), a
+    /// level, the largest physical cluster (`64K`, `1M`; the default when
+    /// `None`), the build and root directory time, and more mkfs.erofs
+    /// arguments passed unchanged after ours. A value mkfs.erofs would
+    /// refuse, or a level it would ignore, is refused here.
+    pub fn new(
+        compressor: &str,
+        level: Option<u32>,
+        cluster_size: Option<&str>,
+        timestamp: u64,
+        extra: Vec<OsString>,
+    ) -> Result<ErofsOptions, BadOption> {
+        let compressor = Compressor::named(COMPRESSORS, compressor)?;
+        let cluster_size = match cluster_size {
+            Some(text) => CLUSTER_SIZE.parse(text)?,
+            None => DEFAULT_CLUSTER_SIZE,
+        };
+        Ok(ErofsOptions {
+            compressor,
+            level: compressor.level(level)?,
+            cluster_size,
             timestamp,
-            progress: false,
-            extra: Vec::new(),
-        }
+            extra,
+        })
+    }
+
+    /// The defaults, with the given timestamp.
+    pub fn defaults(timestamp: u64) -> ErofsOptions {
+        ErofsOptions::new(DEFAULT_COMPRESSOR, None, None, timestamp, Vec::new())
+            .expect("the defaults are valid")
     }
 
     /// The mkfs.erofs arguments before the image path.
-    pub fn arguments(&self) -> Result<Vec<OsString>> {
-        let Some(&(_, has_level)) = COMPRESSORS
-            .iter()
-            .find(|(name, _)| *name == self.compressor)
-        else {
-            let known: Vec<&str> = COMPRESSORS.iter().map(|(name, _)| *name).collect();
-            bail!(
-                "unknown compressor {:?} (known: {})",
-                self.compressor,
-                known.join(", ")
-            );
-        };
-        if self.level.is_some() && !has_level {
-            bail!(
-                "--level does not apply to the {} compressor",
-                self.compressor
-            );
-        }
-        if self.cluster_size == 0 || !self.cluster_size.is_multiple_of(BLOCK_SIZE) {
-            bail!(
-                "--cluster-size {} is not a multiple of the {BLOCK_SIZE}-byte block",
-                self.cluster_size
-            );
-        }
+    fn options(&self) -> Vec<OsString> {
         let mut args: Vec<String> = vec![
             "--tar=f".into(),
             format!("-b{BLOCK_SIZE}"),
@@ -136,18 +162,14 @@ impl ErofsOptions {
             "--mkfs-time".into(),
             format!("-U{FIXED_UUID}"),
         ];
-        if self.compressor == "none" {
+        if self.compressor.name == "none" {
             // Nothing to compress, so nothing to stage: each file's data
             // goes straight to its place, in the order of the stream.
             args.push("--sort=none".into());
             args.push("-Enoinline_data".into());
         } else {
-            let mut z = format!("-z{}", self.compressor);
-            let level = match (self.compressor.as_str(), self.level) {
-                ("lz4hc", None) => Some(DEFAULT_LZ4HC_LEVEL),
-                (_, level) => level,
-            };
-            if let Some(level) = level {
+            let mut z = format!("-z{}", self.compressor.name);
+            if let Some(level) = self.level {
                 z += &format!(",level={level}");
             }
             args.push(z);
@@ -155,53 +177,33 @@ impl ErofsOptions {
         }
         let mut args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
         args.extend(self.extra.iter().cloned());
-        Ok(args)
+        args
     }
 }
 
-/// Builds `out` from the tar stream `input`. On failure `out` is untouched.
-pub fn write_erofs(
-    out: &Path,
-    input: &mut dyn Read,
-    tool: &Tool,
-    options: &ErofsOptions,
-) -> Result<Built> {
-    let arguments = options.arguments()?;
-    let run = Run {
-        forwarding: ForwardOptions {
-            dir_time: options.timestamp,
-            describe_root: true,
-            max_time: None,
-        },
-        progress: options.progress,
-    };
-    build_image(out, input, tool, &run, |image| {
-        let mut args = arguments;
+impl ImageBuilder for ErofsOptions {
+    fn tool(&self) -> &'static ToolSpec {
+        &MKFS_EROFS
+    }
+
+    fn arguments(&self, image: &Path) -> Vec<OsString> {
+        let mut args = self.options();
         args.push(image.into());
         args
-    })
-}
+    }
 
-/// The number of inodes in the EROFS image at `path`, from its superblock
-/// (at 1024; `inos`, 64 bits at offset 16).
-pub fn inode_count(path: &Path) -> Result<u64> {
-    builder::read_le::<8>(path, 1024 + 16)
-}
+    fn stream_check(&self) -> ForwardOptions {
+        ForwardOptions {
+            dir_time: self.timestamp,
+            describe_root: true,
+            max_time: None,
+        }
+    }
 
-/// Reads a size: bytes, or with a `K`, `M` or `G` suffix (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, shift) = match text.char_indices().last() {
-        Some((at, 'k' | 'K')) => (&text[..at], 10),
-        Some((at, 'm' | 'M')) => (&text[..at], 20),
-        Some((at, 'g' | 'G')) => (&text[..at], 30),
-        _ => (text, 0),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("{text:?} is not a size (bytes, or with K, M or G)"))
+    /// From the superblock (at 1024): `inos`, 64 bits at offset 16.
+    fn inode_count(&self, image: &Path) -> Result<u64> {
+        builder::read_le::<8>(image, 1024 + 16)
+    }
 }
 
 #[cfg(test)]
@@ -210,16 +212,19 @@ mod tests {
 
     fn args(options: &ErofsOptions) -> Vec<String> {
         options
-            .arguments()
-            .unwrap()
+            .arguments(Path::new("out"))
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
     }
 
+    fn options(comp: &str, level: Option<u32>, cluster: Option<&str>) -> ErofsOptions {
+        ErofsOptions::new(comp, level, cluster, 0, vec![]).unwrap()
+    }
+
     #[test]
     fn defaults_are_reproducible_and_compressed() {
-        let got = args(&ErofsOptions::new(1234));
+        let got = args(&ErofsOptions::defaults(1234));
         for want in [
             "--tar=f",
             "-b4096",
@@ -232,27 +237,28 @@ mod tests {
             assert!(got.iter().any(|a| a == want), "{want} missing from {got:?}");
         }
         assert!(!got.iter().any(|a| a.starts_with("--sort")), "{got:?}");
+        assert_eq!(got.last().unwrap(), "out", "the image path comes last");
     }
 
     #[test]
     fn levels_apply_only_where_they_mean_something() {
-        let mut o = ErofsOptions::new(0);
-        o.compressor = "zstd".into();
-        o.level = Some(9);
-        assert!(args(&o).contains(&"-zzstd,level=9".to_owned()));
-        o.compressor = "lz4".into();
-        assert!(o.arguments().is_err());
-        o.compressor = "bogus".into();
-        o.level = None;
-        let err = o.arguments().unwrap_err().to_string();
-        assert!(err.contains("bogus") && err.contains("lz4hc"), "{err}");
+        assert!(args(&options("zstd", Some(9), None)).contains(&"-zzstd,level=9".to_owned()));
+        for (comp, level) in [("lz4", 5), ("zstd", 99), ("lz4hc", 13), ("none", 1)] {
+            let bad = ErofsOptions::new(comp, Some(level), None, 0, vec![]).unwrap_err();
+            assert_eq!(bad.option, "--level", "{comp} {level}");
+        }
+        let err = ErofsOptions::new("bogus", None, None, 0, vec![])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--comp bogus: expected one of lz4hc, lz4, zstd, lzma, deflate, none"
+        );
     }
 
     #[test]
     fn no_compression_writes_data_in_place() {
-        let mut o = ErofsOptions::new(0);
-        o.compressor = "none".into();
-        let got = args(&o);
+        let got = args(&options("none", None, None));
         assert!(got.contains(&"--sort=none".to_owned()), "{got:?}");
         assert!(!got
             .iter()
@@ -261,14 +267,12 @@ mod tests {
 
     #[test]
     fn cluster_sizes_are_whole_blocks() {
-        let mut o = ErofsOptions::new(0);
-        o.cluster_size = 131072;
-        assert!(args(&o).contains(&"-C131072".to_owned()));
-        o.cluster_size = 5000;
-        assert!(o.arguments().is_err());
-        assert_eq!(parse_size("64K"), Ok(65536));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("lots").is_err());
+        assert!(args(&options("lz4hc", None, Some("128K"))).contains(&"-C131072".to_owned()));
+        assert!(args(&options("lz4hc", None, Some("1M"))).contains(&"-C1048576".to_owned()));
+        for bad in ["5000", "0", "2M", "lots"] {
+            let err = ErofsOptions::new("lz4hc", None, Some(bad), 0, vec![]).unwrap_err();
+            assert_eq!(err.option, "--cluster-size", "{bad}");
+            assert!(err.to_string().contains("4096"), "{err}");
+        }
     }
 }
