@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 /// How far back the rate looks.
 pub const WINDOW: Duration = Duration::from_secs(3);
-/// How much of the window must be covered before there is a rate.
-const MIN_SPAN: Duration = Duration::from_millis(500);
+/// How much of the window must be covered before there is a rate: less
+/// than a line's delay, so that a line has one when it first appears.
+const MIN_SPAN: Duration = Duration::from_millis(250);
 
 /// Samples of a growing count (bytes done) over the last [`WINDOW`].
 #[derive(Debug, Default)]
