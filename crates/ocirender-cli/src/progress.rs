@@ -49,6 +49,16 @@ pub enum Style {
     Json,
 }
 
+impl Style {
+    /// How often a reporter thread redraws the line, or emits a count.
+    pub fn report_interval(self) -> Duration {
+        match self {
+            Style::Line => REDRAW_INTERVAL,
+            Style::Json => JSON_INTERVAL,
+        }
+    }
+}
+
 /// `--progress <WHEN>`, as every tool takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum When {

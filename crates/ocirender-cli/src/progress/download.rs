@@ -17,9 +17,9 @@
 //! `elapsed_ms`.
 
 use super::json::JsonEvents;
-use super::line::{Ticker, REDRAW_INTERVAL};
+use super::line::Ticker;
 use super::meter::ByteMeter;
-use super::{Style, JSON_INTERVAL};
+use super::Style;
 use ocirender::progress::{ByteCounter, DownloadEvent, DownloadObserver};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,10 +101,6 @@ impl DownloadProgress {
                 last: Mutex::new(None),
             },
         };
-        let interval = match output {
-            Output::Line(_) => REDRAW_INTERVAL,
-            Output::Json { .. } => JSON_INTERVAL,
-        };
         let shared = Arc::new(Shared {
             program: self.program.clone(),
             blobs,
@@ -115,7 +111,7 @@ impl DownloadProgress {
         });
         shared.report();
         let reported = Arc::clone(&shared);
-        let ticker = Ticker::start(interval, move || reported.report());
+        let ticker = Ticker::start(self.style.report_interval(), move || reported.report());
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { shared, ticker });
     }
 

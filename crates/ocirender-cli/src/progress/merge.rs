@@ -19,9 +19,9 @@
 //! ```
 
 use super::json::JsonEvents;
-use super::line::{Ticker, REDRAW_INTERVAL};
+use super::line::Ticker;
 use super::meter::ByteMeter;
-use super::{Style, JSON_INTERVAL};
+use super::Style;
 use ocirender::blob::layer_ref::LayerRef;
 use ocirender::progress::{ByteCounter, Event, MergeStats, Observer};
 use serde_json::json;
@@ -154,10 +154,6 @@ impl Observer for Progress {
                 last_read: Mutex::new(None),
             },
         };
-        let interval = match output {
-            Output::Line(_) => REDRAW_INTERVAL,
-            Output::Json { .. } => JSON_INTERVAL,
-        };
         let shared = Arc::new(Shared {
             counter: read.clone(),
             sizes,
@@ -167,7 +163,7 @@ impl Observer for Progress {
             output,
         });
         let reported = Arc::clone(&shared);
-        let ticker = Ticker::start(interval, move || reported.report());
+        let ticker = Ticker::start(self.style.report_interval(), move || reported.report());
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { shared, ticker });
     }
 
