@@ -268,3 +268,32 @@ fn the_merge_eta_falls_with_the_time_left_after_a_fast_start() {
         watched.screens
     );
 }
+
+/// The download line's ETA, after blobs already in the store were counted
+/// at once (the sample's layers, fetched before): the big layer then
+/// arrives at 500 kB/s, and the ETA falls with the time left.
+#[test]
+fn the_download_eta_falls_with_the_time_left_after_stored_blobs() {
+    let registry = Registry::with_sample_and_big();
+    let proxy = Proxy::start(&registry.host(), &["--rate", "500000"]);
+    let scratch = Scratch::new();
+    let dir = scratch.0.path();
+    let sample = format!("{}/sample:1", registry.host());
+    fetch_events(
+        dir,
+        &["--store", "store", "--progress=never", sample.as_str()],
+    );
+    let script = format!("oci-fetch --store store {}/big:1 > list", proxy.host());
+    let watched = watch(dir, 120, &script);
+    assert_eq!(watched.status.trim(), "0");
+    assert_one_line_at_a_time(&watched, 120);
+    let (early_at, early) = eta_near(&watched, "oci-fetch: blobs ", 0.4);
+    let (late_at, late) = eta_near(&watched, "oci-fetch: blobs ", 0.8);
+    eprintln!("ETA {early:?} at {early_at:?}, {late:?} at {late_at:?}");
+    assert!(
+        early > late * 2,
+        "ETA {early:?} at {early_at:?}, {late:?} at {late_at:?}: {:#?}",
+        watched.screens
+    );
+    assert!(watched.last.is_empty(), "not cleared: {:#?}", watched.last);
+}
