@@ -9,46 +9,14 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::fixtures::{run, sample_derived, sample_layout};
-use support::registry::{Auth, Proxy, Registry};
+use support::fixtures::{big_layout, sample_layout, BIG_LAYER};
+use support::registry::{Proxy, Registry};
 use support::{sh_env, stderr, Scratch};
-
-/// The size of the noise layer the `big` image adds to the sample: large
-/// enough that a throttled download of it takes seconds.
-const BIG_LAYER: usize = 6 << 20;
 
 /// The rate (bytes a second) that throttled downloads get.
 const THROTTLE: &str = "1000000";
-
-/// The sample image plus a layer of incompressible noise, tag `big`.
-fn big_layout() -> PathBuf {
-    sample_derived("big-layer", |src, out| {
-        run(Command::new("cp").arg("-a").arg(src).arg(out));
-        let layer = tempfile::tempdir().unwrap();
-        let tar = layer.path().join("noise.tar");
-        let noise = testkit::noise(22, BIG_LAYER);
-        std::fs::write(&tar, testkit::Layer::new().file("noise", &noise).tar()).unwrap();
-        run(Command::new("umoci")
-            .args(["raw", "add-layer", "--image"])
-            .arg(format!("{}:sample", out.display()))
-            .args(["--tag", "big"])
-            .arg(&tar));
-    })
-}
-
-/// A registry holding the sample as `sample:1` and the big image as
-/// `big:1`.
-fn registry() -> Registry {
-    let registry = Registry::start(Auth::None);
-    let push = |layout: &Path, tag: &str, name: &str| {
-        registry.push(&format!("oci:{}:{tag}", layout.display()), name);
-    };
-    push(&sample_layout(), "sample", "sample:1");
-    push(&big_layout(), "big", "big:1");
-    registry
-}
 
 /// A test's directory: the store is `store` in it.
 struct Work {
@@ -202,7 +170,7 @@ fn leave_partial(work: &Work, hex: &str, bytes: &[u8]) {
 
 #[test]
 fn an_interrupted_fetch_resumes_from_its_partial_with_a_range_request() {
-    let registry = registry();
+    let registry = Registry::with_sample_and_big();
     let (hex, layer) = big_layer();
     let throttled = Proxy::start(&registry.host(), &["--rate", THROTTLE]);
     let work = Work::new();
@@ -235,7 +203,7 @@ fn an_interrupted_fetch_resumes_from_its_partial_with_a_range_request() {
 /// A store holding the sample, and a download file of the big layer (hex,
 /// bytes) whose first MiB has a flipped bit, as a disk can leave it.
 fn damaged_partial() -> (Registry, Work, String, Vec<u8>) {
-    let registry = registry();
+    let registry = Registry::with_sample_and_big();
     let (hex, bytes) = big_layer();
     let work = Work::new();
     work.ok(&format!(
@@ -365,7 +333,7 @@ fn expected_removals(work: &Work, stale_partial: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_prune_removes_exactly_the_blobs_only_the_untagged_image_used() {
-    let registry = registry();
+    let registry = Registry::with_sample_and_big();
     let work = Work::new();
     let (_held, [stale, fresh, locked]) = untagged_store(&work, &registry);
     let expected = expected_removals(&work, &stale);
@@ -403,7 +371,7 @@ fn a_prune_removes_exactly_the_blobs_only_the_untagged_image_used() {
 
 #[test]
 fn a_dry_run_removes_nothing_and_lists_what_a_prune_removes() {
-    let registry = registry();
+    let registry = Registry::with_sample_and_big();
     let work = Work::new();
     let (_held, [stale, ..]) = untagged_store(&work, &registry);
     let expected = expected_removals(&work, &stale);
@@ -434,7 +402,7 @@ fn a_dry_run_removes_nothing_and_lists_what_a_prune_removes() {
 /// store's lock keeps those layers: the prune waits for the fetch.
 #[test]
 fn a_prune_during_a_fetch_never_removes_what_the_fetch_records() {
-    let registry = registry();
+    let registry = Registry::with_sample_and_big();
     let work = Work::new();
     work.ok(&format!(
         "oci-fetch --store store {}/sample:1",

@@ -257,3 +257,23 @@ fn fnv(bytes: &[u8]) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+/// The size of the noise layer the `big` image adds to the sample: large
+/// enough that a throttled download of it takes seconds.
+pub const BIG_LAYER: usize = 6 << 20;
+
+/// The sample image plus a layer of incompressible noise, tag `big`.
+pub fn big_layout() -> PathBuf {
+    sample_derived("big-layer", |src, out| {
+        run(Command::new("cp").arg("-a").arg(src).arg(out));
+        let layer = tempfile::tempdir().unwrap();
+        let tar = layer.path().join("noise.tar");
+        let noise = testkit::noise(22, BIG_LAYER);
+        std::fs::write(&tar, testkit::Layer::new().file("noise", &noise).tar()).unwrap();
+        run(Command::new("umoci")
+            .args(["raw", "add-layer", "--image"])
+            .arg(format!("{}:sample", out.display()))
+            .args(["--tag", "big"])
+            .arg(&tar));
+    })
+}

@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod mounted;
 pub mod registry;
 pub mod snapshot;
+pub mod terminal;
 pub mod tree_rules;
 
 use std::path::PathBuf;

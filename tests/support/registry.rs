@@ -8,7 +8,7 @@
 //! value is dropped, also when the test panics, and dies with the test
 //! process if that is killed (`PR_SET_PDEATHSIG`).
 
-use super::bin;
+use super::{bin, fixtures};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::Serialize;
@@ -142,6 +142,18 @@ impl Registry {
     /// until it answers `GET /v2/`.
     pub fn start(auth: Auth) -> Registry {
         Registry::start_with(auth, false, "")
+    }
+
+    /// An anonymous registry holding the sample image as `sample:1` and
+    /// the sample plus a big noise layer as `big:1`.
+    pub fn with_sample_and_big() -> Registry {
+        let registry = Registry::start(Auth::None);
+        let push = |layout: &Path, tag: &str, name: &str| {
+            registry.push(&format!("oci:{}:{tag}", layout.display()), name);
+        };
+        push(&fixtures::sample_layout(), "sample", "sample:1");
+        push(&fixtures::big_layout(), "big", "big:1");
+        registry
     }
 
     /// As [`Registry::start`], serving HTTPS only, with a self-signed

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use ocirender::progress::DownloadObserver;
 use ocirender::image::listing;
 use ocirender::image::PlatformRequest;
 use ocirender::image::Selection;
@@ -12,6 +13,7 @@ use ocirender::registry::mirrors::{Mirror, RegistriesConf};
 use ocirender::registry::Reference;
 use ocirender::registry::{ClientOptions, Endpoints, Warn};
 use ocirender_cli as cli;
+use ocirender_cli::progress::{DownloadProgress, When};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -280,6 +282,11 @@ struct Args {
     /// of streaming.
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// Show --store's downloads on stderr: a redrawn line (auto: only if
+    /// stderr is a terminal), or JSON events (download, blob, then done).
+    /// Streaming shows nothing: oci-merge's line has the bytes.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = When::Auto)]
+    progress: When,
     /// Read credentials from this file only (docker config.json or
     /// containers auth.json format).
     #[arg(long, value_name = "FILE")]
@@ -349,7 +356,11 @@ fn run(args: Args) -> Result<()> {
         .map(|text| Mirror::from_flag(text))
         .collect::<ocirender::Result<Vec<_>>>()?;
     let plan = RegistriesConf::load(args.registries_conf.as_deref())?.plan(&reference, &mirrors)?;
-    let warn: Warn = Arc::new(|message: &str| cli::warn(PROGRAM, message));
+    let progress = args
+        .progress
+        .style()
+        .map(|style| Arc::new(DownloadProgress::new(PROGRAM, style)));
+    let warn = warn_around(progress.clone());
     let registry = Endpoints::new(&reference, &plan, &options, warn.clone())?;
     if let Some(output) = inspect(&args, &registry, &reference)? {
         return Ok(write_stdout(&output)?);
@@ -365,11 +376,23 @@ fn run(args: Args) -> Result<()> {
         jobs: usize::from(args.jobs),
     };
     let mut print = write_stdout;
+    let observer = progress.as_deref().map(|p| p as &dyn DownloadObserver);
     match &request.store {
-        Some(dir) => fetch::store(&registry, &request, dir, &mut print, warn)?,
+        Some(dir) => fetch::store(&registry, &request, dir, &mut print, warn, observer)?,
         None => fetch::stream(&registry, &request, &mut print)?,
     }
+    if let Some(progress) = &progress {
+        progress.done();
+    }
     Ok(())
+}
+
+/// Warnings on a line of their own, the progress line stepping aside.
+fn warn_around(progress: Option<Arc<DownloadProgress>>) -> Warn {
+    Arc::new(move |message: &str| match &progress {
+        Some(progress) => progress.suspend(|| cli::warn(PROGRAM, message)),
+        None => cli::warn(PROGRAM, message),
+    })
 }
 
 /// `--store DIR --prune`: prints nothing unless asked to.

@@ -54,8 +54,10 @@ PROGRESS
   first, as in messages; the merge reads the newest first, so the number
   counts down), the stored (compressed) bytes read of all layers' total,
   throughput, elapsed time and ETA. It is cleared at the end; --stats
-  prints its summary in its place. In a pipeline, oci-merge is the one tool
-  that draws (it knows the totals): oci-fetch and tar2sqfs stay quiet.
+  prints its summary in its place. Throughput and ETA are measured over the
+  last 3 seconds. In a pipeline, one tool draws at a time: oci-fetch
+  --store draws its downloads and clears its line before it prints the
+  list oci-merge waits for; then oci-merge draws (it knows the totals).
   --progress=always draws the line even when stderr is not a terminal;
   --progress=never draws nothing.
 

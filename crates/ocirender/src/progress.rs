@@ -10,8 +10,13 @@
 //! every stored chunk it reads (256 KiB) to the counter, one relaxed
 //! atomic add, so a merge does the same work observed or not. An observer
 //! that wants a rate or an ETA samples the counter on a timer of its own.
+//!
+//! `oci-fetch --store` downloads blobs before any merge starts; it tells a
+//! [`DownloadObserver`] the same way ([`DownloadEvent`]), the bytes in
+//! place counted by a [`ByteCounter`].
 
 pub use crate::blob::counter::ByteCounter;
+use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
 
 /// What a finished layer contributed.
@@ -85,6 +90,49 @@ pub trait Observer {
     fn event(&self, event: Event<'_>);
 }
 
+/// One thing the downloads into a store did.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum DownloadEvent<'a> {
+    /// Downloads start: `blobs` blobs of `bytes` bytes in all. `done`
+    /// counts the bytes in place: blobs already stored, bytes kept from
+    /// an earlier download, bytes received.
+    Started {
+        /// The blobs wanted (layers; each distinct one once).
+        blobs: usize,
+        /// Their sizes, summed.
+        bytes: u64,
+        /// The bytes in place so far.
+        done: &'a ByteCounter,
+    },
+    /// A blob is in the store, verified.
+    BlobDone {
+        /// Its digest.
+        digest: &'a Digest,
+        /// Its size.
+        size: u64,
+        /// Whether it was downloaded (not already stored).
+        fetched: bool,
+    },
+    /// Every blob is in the store. Failed downloads send no `Done`.
+    Done {
+        /// The blobs wanted.
+        blobs: usize,
+        /// Of which downloaded (the rest were already stored).
+        fetched: usize,
+        /// Their sizes, summed.
+        bytes: u64,
+    },
+}
+
+/// Receives the [`DownloadEvent`]s of downloads into a store. `BlobDone`
+/// comes from the download threads (so in no particular order), the rest
+/// from the thread that started them.
+pub trait DownloadObserver: Sync {
+    /// Something happened.
+    fn download(&self, event: DownloadEvent<'_>);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +144,7 @@ mod tests {
         other.add(5);
         counter.add(7);
         assert_eq!(counter.get(), 12);
+        other.take_back(2);
+        assert_eq!(counter.get(), 10);
     }
 }

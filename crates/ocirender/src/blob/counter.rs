@@ -16,6 +16,12 @@ impl ByteCounter {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Takes back `n` bytes counted earlier: a download that starts a blob
+    /// again from an earlier byte.
+    pub fn take_back(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// The bytes counted so far.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

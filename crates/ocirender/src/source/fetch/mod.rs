@@ -13,6 +13,7 @@
 //! [`prune`] (`--store DIR --prune`) removes from such a layout what no
 //! image recorded in it needs.
 
+mod counted;
 pub(crate) mod lifetime;
 mod partial;
 pub(crate) mod pipe_dir;
@@ -23,8 +24,9 @@ pub(crate) mod source;
 pub(crate) mod store;
 pub(crate) mod stream;
 
-use crate::blob::digest::Hasher;
+use crate::blob::digest::{Digest, Hasher};
 use crate::error::{bail, Context, Result};
+use crate::progress::{ByteCounter, DownloadEvent, DownloadObserver};
 use crate::source::image::inventory::{self, ListedImage};
 use crate::source::image::{listing, manifest, ResolvedImage, Selection};
 use crate::source::reference::Reference;
@@ -85,19 +87,22 @@ pub fn stream(
 
 /// Fetches `request`'s image into its store, records the reference there,
 /// and prints the list (or JSON) naming the stored blobs. A stored blob
-/// found damaged is reported through `warn` and fetched again.
+/// found damaged is reported through `warn` and fetched again. The
+/// downloads are told to `observer`, which is done with them before
+/// anything is printed.
 pub fn store(
     registry: &Endpoints,
     request: &Request,
     dir: &std::path::Path,
     print: &mut dyn FnMut(&[u8]) -> Result<()>,
     warn: store::Warn,
+    observer: Option<&dyn DownloadObserver>,
 ) -> Result<()> {
     let store = LayoutStore::open(dir, warn)?;
     let (top, source) = fetch_top(registry, &request.reference)?;
     let place = LayerPlace::Store(store.clone());
     let image = resolve(registry, &top, &place, &request.selection)?;
-    download_layers(registry, &store, &image, request.jobs)?;
+    download_layers(registry, &store, &image, request.jobs, observer)?;
     store.put_bytes(&top.digest, &top.bytes)?;
     let name = request.reference.to_string();
     store.record(&name, store_entry(&top, &name))?;
@@ -228,6 +233,7 @@ fn download_layers(
     store: &LayoutStore,
     image: &ResolvedImage,
     jobs: usize,
+    observer: Option<&dyn DownloadObserver>,
 ) -> Result<()> {
     let mut wanted: Vec<_> = image
         .layers
@@ -236,7 +242,19 @@ fn download_layers(
         .collect();
     wanted.sort_by_key(|(digest, _)| digest.to_string());
     wanted.dedup();
+    let blobs = wanted.len();
+    let bytes = wanted.iter().map(|(_, size)| size).sum();
+    let done = ByteCounter::default();
+    if let Some(observer) = observer {
+        observer.download(DownloadEvent::Started {
+            blobs,
+            bytes,
+            done: &done,
+        });
+    }
+    let counter = observer.map(|_| &done);
     let queue = std::sync::Mutex::new(wanted.into_iter());
+    let fetched = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..jobs.max(1))
             .map(|_| {
@@ -246,17 +264,20 @@ fn download_layers(
                         let Some((digest, size)) = next else {
                             return Ok(());
                         };
-                        if store.has(&digest, size)? {
-                            continue;
+                        let count = counted::BlobCount::new(counter);
+                        let was_stored = store.has(&digest, size)?;
+                        if !was_stored {
+                            download_blob(registry, store, &digest, size, &count)?;
+                            fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
-                        registry
-                            .read_blob_from(&digest, size, &mut |open| {
-                                store.download(&digest, size, &mut |offset, prefix: &Hasher| {
-                                    let prefix = prefix.clone();
-                                    open(Some(Resume { offset, prefix }))
-                                })
-                            })
-                            .with_context(|| format!("{}@{digest}", registry.name()))?;
+                        count.set(size);
+                        if let Some(observer) = observer {
+                            observer.download(DownloadEvent::BlobDone {
+                                digest: &digest,
+                                size,
+                                fetched: !was_stored,
+                            });
+                        }
                     }
                 })
             })
@@ -269,7 +290,35 @@ fn download_layers(
             })
             .collect::<Result<Vec<()>>>()
     })?;
+    if let Some(observer) = observer {
+        observer.download(DownloadEvent::Done {
+            blobs,
+            fetched: fetched.into_inner(),
+            bytes,
+        });
+    }
     Ok(())
+}
+
+/// Downloads one blob into the store, resuming what an earlier run kept,
+/// its bytes in place counted by `count`.
+fn download_blob(
+    registry: &Endpoints,
+    store: &LayoutStore,
+    digest: &Digest,
+    size: u64,
+    count: &counted::BlobCount<'_>,
+) -> Result<()> {
+    registry
+        .read_blob_from(digest, size, &mut |open| {
+            store.download(digest, size, &mut |offset, prefix: &Hasher| {
+                let prefix = prefix.clone();
+                let (reader, start) = open(Some(Resume { offset, prefix }))?;
+                count.set(start);
+                Ok((count.reading(reader), start))
+            })
+        })
+        .with_context(|| format!("{}@{digest}", registry.name()))
 }
 
 /// Closes stdout (pointing it at /dev/null), so the reader sees the end
