@@ -280,7 +280,7 @@ fn as_stored(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
 
 /// The tar reader stops at the first zero block, or at the end of the
 /// input: only two zero blocks make a complete archive.
-fn check_end_marker(source: &mut impl Read) -> Result<()> {
+pub(crate) fn check_end_marker(source: &mut impl Read) -> Result<()> {
     let mut block = [0u8; BLOCK];
     match source.read_exact(&mut block) {
         Ok(()) if block.iter().all(|&b| b == 0) => Ok(()),
@@ -296,7 +296,7 @@ fn check_end_marker(source: &mut impl Read) -> Result<()> {
 
 /// Reads the rest of the input (record padding), so the producer never
 /// sees a broken pipe after a complete archive.
-fn drain(source: &mut impl Read) -> Result<()> {
+pub(crate) fn drain(source: &mut impl Read) -> Result<()> {
     io::copy(source, &mut io::sink())
         .map(drop)
         .context("cannot read input")
