@@ -47,7 +47,9 @@ IMAGES
   An image is read without mounting it: extracted by unsquashfs (4.6+) or
   fsck.erofs --extract (1.9+) into a private temporary directory in
   TMPDIR (or --tmpdir), which needs as much free space as the image holds
-  uncompressed (its files' total size), and is removed at the end, also
+  uncompressed (its files' total size; twice that for EROFS, whose
+  extraction clears file capabilities when it sets owners, so it runs
+  again without owners for the attributes), and is removed at the end, also
   on a signal. Only root extracts owners, devices and trusted.*
   attributes, so verifying an image needs root.
 

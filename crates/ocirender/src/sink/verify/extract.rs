@@ -4,9 +4,15 @@
 //! namespace kept, then compared as a directory. Both tools keep hard
 //! links as shared inodes and set times on symlinks too.
 //!
-//! The extraction takes as much disk as the image holds uncompressed, in
-//! `TMPDIR` (or the directory given); it is removed when the comparison
-//! ends, and on a signal ([`crate::fs::temporaries`]).
+//! fsck.erofs 1.9 sets a file's extended attributes before its owner, and
+//! the kernel clears `security.capability` on every chown: an EROFS image
+//! is therefore extracted twice, once with owners, once without (where
+//! nothing is chowned), and attributes are read from the second tree.
+//!
+//! The extraction takes as much disk as the image holds uncompressed
+//! (twice that for EROFS), in `TMPDIR` (or the directory given); it is
+//! removed when the comparison ends, and on a signal
+//! ([`crate::fs::temporaries`]).
 
 use super::output_kind::OutputKind;
 use crate::error::{bail, err, Context, ErrorKind, Result};
@@ -49,6 +55,13 @@ impl Extracted {
     pub fn path(&self) -> PathBuf {
         self.scratch.path().join("tree")
     }
+
+    /// The tree to read extended attributes from, when not [`Self::path`]
+    /// (EROFS: extracted without owners, so no chown cleared any).
+    pub fn xattr_path(&self) -> Option<PathBuf> {
+        let path = self.scratch.path().join("xattrs");
+        path.exists().then_some(path)
+    }
 }
 
 /// Extracts the image `image` of kind `kind` (not a directory).
@@ -71,38 +84,38 @@ pub fn extract(kind: OutputKind, image: &Path, options: &ExtractOptions) -> Resu
         scratch,
     };
     let tree = extracted.path();
-    let (program, args): (&Path, Vec<OsString>) = match kind {
-        OutputKind::Squashfs => (
-            &options.unsquashfs,
-            vec![
-                "-quiet".into(),
-                "-no-progress".into(),
-                "-xattrs".into(),
-                "-dest".into(),
-                tree.into(),
-                image.into(),
-            ],
-        ),
-        OutputKind::Erofs => (
-            &options.fsck_erofs,
-            vec![
-                "-d0".into(),
-                format!("--extract={}", tree.display()).into(),
-                "--xattrs".into(),
-                "--preserve".into(),
-                image.into(),
-            ],
-        ),
-        OutputKind::Directory => unreachable!("a directory is compared as it is"),
-    };
-    run_tool(program, &args).with_context(|| {
+    let context = || {
         format!(
             "{}: cannot extract the {} image",
             image.display(),
             kind.name()
         )
-    })?;
+    };
+    match kind {
+        OutputKind::Squashfs => {
+            let args = arguments(
+                &["-quiet", "-no-progress", "-xattrs", "-dest"],
+                [tree.into(), image.into()],
+            );
+            run_tool(&options.unsquashfs, &args).with_context(context)?;
+        }
+        OutputKind::Erofs => {
+            let with_owners = ["-d0", "--xattrs", "--preserve"];
+            let unchowned = ["-d0", "--xattrs", "--preserve-perms", "--no-preserve-owner"];
+            let xattr_tree = extracted.scratch.path().join("xattrs");
+            for (flags, dir) in [(&with_owners[..], &tree), (&unchowned[..], &xattr_tree)] {
+                let extract_to = OsString::from(format!("--extract={}", dir.display()));
+                let args = arguments(flags, [extract_to, image.into()]);
+                run_tool(&options.fsck_erofs, &args).with_context(context)?;
+            }
+        }
+        OutputKind::Directory => unreachable!("a directory is compared as it is"),
+    }
     Ok(extracted)
+}
+
+fn arguments(options: &[&str], rest: [OsString; 2]) -> Vec<OsString> {
+    options.iter().map(OsString::from).chain(rest).collect()
 }
 
 /// Runs an extraction tool; its last line of output is the error when it

@@ -48,6 +48,9 @@ pub struct OutputTree {
     /// The last parent directory looked up: a stream lists a directory's
     /// entries together.
     parent: Option<(Vec<u8>, OwnedFd)>,
+    /// The same tree, to read extended attributes from instead (see
+    /// [`super::extract`]).
+    xattr_source: Option<Box<OutputTree>>,
 }
 
 impl OutputTree {
@@ -57,7 +60,19 @@ impl OutputTree {
         let root = rfs::open(dir, flags, Mode::empty())
             .map_err(errno)
             .with_context(|| format!("{}: cannot open", dir.display()))?;
-        Ok(OutputTree { root, parent: None })
+        Ok(OutputTree {
+            root,
+            parent: None,
+            xattr_source: None,
+        })
+    }
+
+    /// Reads extended attributes from the tree at `dir` instead.
+    pub fn with_xattrs_from(self, dir: &Path) -> Result<OutputTree> {
+        Ok(OutputTree {
+            xattr_source: Some(Box::new(OutputTree::open(dir)?)),
+            ..self
+        })
     }
 
     /// What is at canonical `path` (the root if empty), or `None`.
@@ -99,6 +114,9 @@ impl OutputTree {
     /// symlink (through `/proc/self/fd`: no descriptor-based call reads a
     /// symlink's).
     pub fn xattrs(&mut self, path: &[u8]) -> Result<Xattrs> {
+        if let Some(source) = &mut self.xattr_source {
+            return source.xattrs(path);
+        }
         let at = if path.is_empty() {
             format!("/proc/self/fd/{}", self.root.as_raw_fd()).into_bytes()
         } else {

@@ -82,7 +82,10 @@ pub fn verify(
     let dir = extracted
         .as_ref()
         .map_or(output.to_path_buf(), |e| e.path());
-    let tree = OutputTree::open(&dir)?;
+    let mut tree = OutputTree::open(&dir)?;
+    if let Some(xattrs) = extracted.as_ref().and_then(|e| e.xattr_path()) {
+        tree = tree.with_xattrs_from(&xattrs)?;
+    }
     let mut checker = Checker::new(tree, kind.keeps_nanoseconds(), report);
     let mut source = BufReader::with_capacity(INPUT_BUFFER, input);
     compare_entries(&mut tar::Archive::new(&mut source), &mut checker)?;
