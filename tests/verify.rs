@@ -271,6 +271,36 @@ fn json_lines_carry_the_same_differences() {
 }
 
 #[test]
+fn progress_as_json_ends_with_a_done_event() {
+    let scratch = Scratch::new();
+    let tar = merged_tar(&scratch);
+    let rootfs = scratch.path("rootfs");
+    build("tar2dir", &tar, &rootfs);
+    let planted = plant_every_difference(&rootfs).len();
+    let out = verify(&rootfs, &tar, &["--progress", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let done = events.last().expect("a done event");
+    assert_eq!(done["event"], "done", "{events:?}");
+    assert_eq!(done["output_kind"], "directory");
+    assert_eq!(done["differences"], planted as u64);
+    let listed = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let entries = String::from_utf8(listed.stdout).unwrap().lines().count();
+    assert_eq!(done["entries"], entries as u64);
+    let bad = verify(&rootfs, &tar, &["--progress", "sometimes"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("'--progress <WHEN>'"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(bad.stdout.is_empty());
+}
+
+#[test]
 fn a_malformed_stream_is_a_one_line_error() {
     let scratch = Scratch::new();
     let tar = merged_tar(&scratch);

@@ -1,11 +1,15 @@
 //! `oci-verify OUTPUT`: check that what tar2dir, tar2sqfs or tar2erofs
 //! made holds exactly the tree of the tar stream on stdin.
 
+mod progress;
+
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use ocirender::progress::ByteCounter;
 use ocirender::sink::builder::timestamp_from_env;
 use ocirender::sink::verify::{verify, Difference, ExtractOptions, VerifyOptions};
 use ocirender_cli as cli;
+use progress::{Counted, Progress, Shown};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,25 +154,29 @@ fn run(args: Args, different: &mut bool) -> Result<()> {
         };
         writeln!(out, "{line}").map_err(ocirender::Error::from)
     };
-    let (kind, stats) = verify(
-        &args.output,
-        &mut std::io::stdin().lock(),
-        &options,
-        &mut report,
-    )?;
+    let counter = ByteCounter::default();
+    let mut input = Counted {
+        inner: std::io::stdin().lock(),
+        counter: counter.clone(),
+    };
+    let progress = shown(args.progress).map(|shown| Progress::start(PROGRAM, shown, counter));
+    let verified = verify(&args.output, &mut input, &options, &mut report);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    let (kind, stats) = verified?;
     out.flush().context("cannot write to stdout")?;
     *different = stats.differences > 0;
     let elapsed = started.elapsed();
     if args.progress == ProgressWhen::Json {
-        let done = serde_json::json!({
+        progress::event(serde_json::json!({
             "event": "done",
             "output_kind": kind.name(),
             "entries": stats.entries,
             "data_bytes": stats.data_bytes,
             "differences": stats.differences,
             "elapsed_ms": elapsed.as_millis() as u64,
-        });
-        cli::print_line(&done.to_string());
+        }));
     }
     if args.stats {
         cli::note(
@@ -184,6 +192,16 @@ fn run(args: Args, different: &mut bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `--progress` shows here.
+fn shown(when: ProgressWhen) -> Option<Shown> {
+    match when {
+        ProgressWhen::Auto if cli::stderr_is_a_terminal() => Some(Shown::Line),
+        ProgressWhen::Always => Some(Shown::Line),
+        ProgressWhen::Json => Some(Shown::Json),
+        ProgressWhen::Auto | ProgressWhen::Never => None,
+    }
 }
 
 /// `{"path":…,"kind":…,"expected":…,"found":…}`.
