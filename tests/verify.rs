@@ -11,8 +11,10 @@ use sha2::Digest as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use support::tree_rules;
 use support::{cmd, fixtures, sh, stderr, Scratch};
-use testkit::Layer;
+use tar::EntryType;
+use testkit::{Layer, Raw};
 
 /// The sample image merged, with a last layer that adds a hard link
 /// (the sample's own are gone by its last layer).
@@ -343,5 +345,78 @@ fn a_malformed_stream_is_a_one_line_error() {
         stderr(&out).contains("absent: cannot inspect"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A file and a directory with sub-second times and a host-specific
+/// label (which every sink drops), under a parent the stream only
+/// implies.
+fn fine_times_and_labels() -> Layer {
+    let entry = |kind, time: &'static [u8]| Raw {
+        kind,
+        data: b"data",
+        pax: vec![
+            ("mtime", time),
+            (
+                "SCHILY.xattr.security.selinux",
+                b"system_u:object_r:etc_t:s0",
+            ),
+        ],
+        ..Raw::default()
+    };
+    Layer::new()
+        .raw(b"implied/d", entry(EntryType::Directory, b"1600000000.75"))
+        .raw(b"implied/d/f", entry(EntryType::Regular, b"1600000000.25"))
+}
+
+#[test]
+fn what_the_sinks_normalise_is_no_difference() {
+    let streams = [
+        ("fine times and labels", fine_times_and_labels()),
+        ("a directory listed twice", tree_rules::repeated_directory()),
+        ("overlay attributes", tree_rules::overlay_attributes()),
+        (
+            "user.* on special files",
+            tree_rules::user_attributes_on_special_files(),
+        ),
+        ("a symlink with a mode", tree_rules::symlink_with_a_mode()),
+    ];
+    for (what, layer) in streams {
+        let scratch = Scratch::new();
+        let tar = scratch.path("stream.tar");
+        std::fs::write(&tar, layer.tar()).unwrap();
+        for (program, name) in SINKS {
+            let output = scratch.path(name);
+            build(program, &tar, &output);
+            let out = verify(&output, &tar, &[]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{what}, {program}: {}",
+                stderr(&out)
+            );
+            assert!(
+                out.stdout.is_empty(),
+                "{what}, {program}: {:?}",
+                stdout_lines(&out)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_directory_keeps_nanoseconds_so_they_are_compared() {
+    let scratch = Scratch::new();
+    let tar = scratch.path("stream.tar");
+    std::fs::write(&tar, fine_times_and_labels().tar()).unwrap();
+    let rootfs = scratch.path("rootfs");
+    build("tar2dir", &tar, &rootfs);
+    touch(&rootfs.join("implied/d/f"), "1600000000");
+    touch(&rootfs.join("implied/d"), "1600000000.75");
+    let out = verify(&rootfs, &tar, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stdout_lines(&out),
+        ["implied/d/f: mtime: expected 1600000000.250000000, found 1600000000"]
     );
 }
