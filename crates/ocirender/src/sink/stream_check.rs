@@ -160,24 +160,11 @@ struct Forwarder<'a> {
 
 impl Forwarder<'_> {
     fn forward_entries<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<()> {
-        for entry in archive.entries().context("cannot read the tar stream")? {
-            let mut entry = entry.map_err(|err| {
-                crate::error::Error::from(err)
-                    .context(format!("invalid tar header after {} entries", self.entries))
-            })?;
-            let Member::Entry {
-                path,
-                meta,
-                storage,
-            } = read_member(&mut entry)?
-            else {
-                continue;
-            };
-            self.forward(&path, &meta, &mut storage.contents(&mut entry))
-                .with_context(|| entry_label(&path))?;
+        each_entry(archive, |path, meta, data| {
+            self.forward(path, meta, data)?;
             self.entries += 1;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn forward(&mut self, raw: &[u8], meta: &EntryMeta, data: &mut dyn Read) -> Result<()> {
@@ -232,6 +219,35 @@ impl Forwarder<'_> {
             })
             .context("cannot write")
     }
+}
+
+/// Calls `each` with every entry of `archive` (its path as stored, its
+/// metadata, its data, sparse members expanded), skipping extension
+/// members; an error names the entry, or says after how many entries the
+/// stream broke. `oci-verify` reads a stream the way this module does.
+pub(crate) fn each_entry<R: Read>(
+    archive: &mut tar::Archive<R>,
+    mut each: impl FnMut(&[u8], &EntryMeta, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let mut count = 0u64;
+    for entry in archive.entries().context("cannot read the tar stream")? {
+        let mut entry = entry.map_err(|err| {
+            crate::error::Error::from(err)
+                .context(format!("invalid tar header after {count} entries"))
+        })?;
+        let Member::Entry {
+            path,
+            meta,
+            storage,
+        } = read_member(&mut entry)?
+        else {
+            continue;
+        };
+        each(&path, &meta, &mut storage.contents(&mut entry))
+            .with_context(|| entry_label(&path))?;
+        count += 1;
+    }
+    Ok(())
 }
 
 /// Refuses an entry whose time is before 1970 or after `max` seconds.

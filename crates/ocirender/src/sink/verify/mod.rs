@@ -30,9 +30,9 @@ pub mod hard_links;
 pub mod output_kind;
 pub mod words;
 
-use crate::error::{Context, Result};
-use crate::sink::stream_check::{check_end_marker, drain};
-use crate::tar::entry::{entry_label, read_member, EntryMeta, Member};
+use crate::error::Result;
+use crate::sink::stream_check::{check_end_marker, drain, each_entry};
+use crate::tar::entry::EntryMeta;
 use checker::{Checker, Report};
 pub use difference::{Difference, DifferenceKind};
 pub use extract::ExtractOptions;
@@ -88,7 +88,9 @@ pub fn verify(
     }
     let mut checker = Checker::new(tree, kind.keeps_nanoseconds(), report);
     let mut source = BufReader::with_capacity(INPUT_BUFFER, input);
-    compare_entries(&mut tar::Archive::new(&mut source), &mut checker)?;
+    each_entry(&mut tar::Archive::new(&mut source), |path, meta, data| {
+        checker.entry(path, meta, data)
+    })?;
     check_end_marker(&mut source)?;
     drain(&mut source)?;
     let implicit = EntryMeta {
@@ -96,27 +98,4 @@ pub fn verify(
         ..EntryMeta::implicit_dir()
     };
     Ok((kind, checker.finish(&implicit)?))
-}
-
-fn compare_entries<R: Read>(archive: &mut tar::Archive<R>, checker: &mut Checker) -> Result<()> {
-    let mut count = 0u64;
-    for entry in archive.entries().context("cannot read the tar stream")? {
-        let mut entry = entry.map_err(|err| {
-            crate::error::Error::from(err)
-                .context(format!("invalid tar header after {count} entries"))
-        })?;
-        let Member::Entry {
-            path,
-            meta,
-            storage,
-        } = read_member(&mut entry)?
-        else {
-            continue;
-        };
-        checker
-            .entry(&path, &meta, &mut storage.contents(&mut entry))
-            .with_context(|| entry_label(&path))?;
-        count += 1;
-    }
-    Ok(())
 }
