@@ -420,3 +420,44 @@ fn a_directory_keeps_nanoseconds_so_they_are_compared() {
         ["implied/d/f: mtime: expected 1600000000.250000000, found 1600000000"]
     );
 }
+
+#[test]
+fn a_damaged_image_is_a_one_line_error_and_leaves_no_temporary() {
+    let scratch = Scratch::new();
+    let tar = merged_tar(&scratch);
+    let temporaries = scratch.path("tmp");
+    std::fs::create_dir(&temporaries).unwrap();
+    let mut erofs = vec![0u8; 8192];
+    erofs[1024..1028].copy_from_slice(&[0xe2, 0xe1, 0xf5, 0xe0]);
+    let images: [(&str, Vec<u8>, &str); 2] = [
+        (
+            "damaged.sqfs",
+            [&b"hsqs"[..], &[0; 8192]].concat(),
+            "unsquashfs failed",
+        ),
+        ("damaged.erofs", erofs, "fsck.erofs failed"),
+    ];
+    for (name, bytes, said) in images {
+        let image = scratch.path(name);
+        std::fs::write(&image, bytes).unwrap();
+        let out = cmd("oci-verify")
+            .arg(&image)
+            .env("TMPDIR", &temporaries)
+            .stdin(std::fs::File::open(&tar).unwrap())
+            .output()
+            .unwrap();
+        let message = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {message}");
+        assert_eq!(message.lines().count(), 1, "{name}: {message}");
+        assert!(
+            message.starts_with(&format!(
+                "oci-verify: error: {}: cannot extract",
+                image.display()
+            )),
+            "{name}: {message}"
+        );
+        assert!(message.contains(said), "{name}: {message}");
+        let left: Vec<_> = std::fs::read_dir(&temporaries).unwrap().collect();
+        assert!(left.is_empty(), "{name}: {left:?}");
+    }
+}

@@ -40,6 +40,11 @@ WHAT IS COMPARED
   not list. The root directory's own metadata is not compared (each sink
   sets it alike, whatever the stream says).
 
+MEMORY
+  Grows with the number of paths the stream lists (as in the sinks) and
+  of hard-linked files in OUTPUT, and with the largest directory of
+  OUTPUT (its names are sorted); never with file sizes.
+
 OUTPUT FORMAT
   One line per difference on stdout, quiet when there is none:
     PATH: KIND: expected X, found Y
@@ -90,8 +95,7 @@ enum ProgressWhen {
     Json,
 }
 
-/// Check that a directory, squashfs or EROFS image holds exactly the tree
-/// of the tar stream on stdin.
+/// Check an output of tar2dir, tar2sqfs or tar2erofs against the tar on stdin.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
@@ -100,8 +104,8 @@ struct Args {
     /// Print each difference as a JSON object, one a line.
     #[arg(long)]
     json: bool,
-    /// On success, print one summary line on stderr.
-    #[arg(long, visible_short_alias = 'v')]
+    /// At the end, print one summary line on stderr.
+    #[arg(long)]
     stats: bool,
     /// No warnings, only errors.
     #[arg(short, long)]
