@@ -93,8 +93,19 @@ pub fn extract(kind: OutputKind, image: &Path, options: &ExtractOptions) -> Resu
     };
     match kind {
         OutputKind::Squashfs => {
+            // Its default queues take 256 MiB more memory than 16 MiB
+            // ones, and extract no faster.
+            let flags = [
+                "-quiet",
+                "-no-progress",
+                "-xattrs",
+                "-da",
+                "16",
+                "-fr",
+                "16",
+            ];
             let args = arguments(
-                &["-quiet", "-no-progress", "-xattrs", "-dest"],
+                &[&flags[..], &["-dest"]].concat(),
                 [tree.into(), image.into()],
             );
             run_tool(&options.unsquashfs, &args).with_context(context)?;
