@@ -461,3 +461,48 @@ fn a_damaged_image_is_a_one_line_error_and_leaves_no_temporary() {
         assert!(left.is_empty(), "{name}: {left:?}");
     }
 }
+
+#[test]
+fn a_signal_removes_the_extracted_tree() {
+    use rustix::process::{kill_process, Pid, Signal};
+    use std::os::unix::process::ExitStatusExt;
+    let scratch = Scratch::new();
+    let tar = scratch.path("stream.tar");
+    std::fs::write(&tar, fine_times_and_labels().tar()).unwrap();
+    let image = scratch.path("rootfs.erofs");
+    build("tar2erofs", &tar, &image);
+    let temporaries = scratch.path("tmp");
+    std::fs::create_dir(&temporaries).unwrap();
+    // The image is extracted before the stream is read: an open stdin
+    // with nothing on it holds the comparison with its tree in place.
+    let mut child = cmd("oci-verify")
+        .arg(&image)
+        .env("TMPDIR", &temporaries)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let extracted = || {
+        std::fs::read_dir(&temporaries)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|dir| dir.join("xattrs/implied").exists())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while extracted().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the image was not extracted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = Pid::from_raw(child.id() as i32).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(status.signal(), Some(Signal::TERM.as_raw()), "{status:?}");
+    let left: Vec<_> = std::fs::read_dir(&temporaries).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
