@@ -70,8 +70,8 @@ impl<'r> Checker<'r> {
         let listing = std::mem::take(&mut self.listing);
         self.extras(&listing, b"")?;
         listing.directories(implicit, Order::ParentsFirst, |path, meta| {
-            if self.present(path, meta)?.is_some() {
-                self.attributes(path, meta)?;
+            if let Some(found) = self.present(path, meta)? {
+                self.attributes(path, meta, &found)?;
                 self.extras(&listing, path)?;
             }
             Ok::<_, crate::error::Error>(())
@@ -92,7 +92,7 @@ impl<'r> Checker<'r> {
                 found,
             )?;
         }
-        self.attributes(path, meta)?;
+        self.attributes(path, meta, &found)?;
         match meta.kind {
             Kind::Symlink => self.link_target(path, meta),
             Kind::Regular => self.data(path, meta, &found, data),
@@ -132,12 +132,9 @@ impl<'r> Checker<'r> {
         }
     }
 
-    fn attributes(&mut self, path: &[u8], meta: &EntryMeta) -> Result<()> {
-        let Some(found) = self.tree.stat(path)? else {
-            return Ok(());
-        };
+    fn attributes(&mut self, path: &[u8], meta: &EntryMeta, found: &Found) -> Result<()> {
         let xattrs = self.tree.xattrs(path)?;
-        for difference in compare::attributes(path, meta, &found, &xattrs, self.keeps_nanoseconds) {
+        for difference in compare::attributes(path, meta, found, &xattrs, self.keeps_nanoseconds) {
             self.report(difference)?;
         }
         Ok(())
