@@ -17,6 +17,7 @@ const BINARIES: &[&str] = &[
     "tar2dir",
     "tar2sqfs",
     "tar2erofs",
+    "oci-verify",
 ];
 
 fn repo() -> PathBuf {

@@ -230,6 +230,19 @@ impl Listing {
             })
     }
 
+    /// What the stream lists at canonical `path` (a directory also when
+    /// only implied by a deeper path; the root is a directory), or `None`.
+    pub fn listed(&self, path: &[u8]) -> Option<Kind> {
+        if path.is_empty() {
+            return Some(Kind::Directory);
+        }
+        match self.nodes.get(self.nodes.find(path)?) {
+            Node::Absent => None,
+            Node::Directory(_) => Some(Kind::Directory),
+            Node::Other(kind) => Some(*kind),
+        }
+    }
+
     /// Makes every component of `parent` (canonical; the root if empty) a
     /// directory, implied if it is not listed yet, and returns its node.
     fn admit_parents(&mut self, parent: &[u8]) -> Result<NodeId, ListingError> {

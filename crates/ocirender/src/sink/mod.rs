@@ -16,6 +16,7 @@ pub mod erofs;
 pub mod image_builder;
 pub mod squashfs;
 pub mod stream_check;
+pub mod verify;
 internal!(listing, times, xattrs);
 
 pub use directory::{unpack_into, unpack_to_new_dir, UnpackOptions, UnpackStats};

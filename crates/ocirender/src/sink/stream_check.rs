@@ -160,24 +160,11 @@ struct Forwarder<'a> {
 
 impl Forwarder<'_> {
     fn forward_entries<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<()> {
-        for entry in archive.entries().context("cannot read the tar stream")? {
-            let mut entry = entry.map_err(|err| {
-                crate::error::Error::from(err)
-                    .context(format!("invalid tar header after {} entries", self.entries))
-            })?;
-            let Member::Entry {
-                path,
-                meta,
-                storage,
-            } = read_member(&mut entry)?
-            else {
-                continue;
-            };
-            self.forward(&path, &meta, &mut storage.contents(&mut entry))
-                .with_context(|| entry_label(&path))?;
+        each_entry(archive, |path, meta, data| {
+            self.forward(path, meta, data)?;
             self.entries += 1;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn forward(&mut self, raw: &[u8], meta: &EntryMeta, data: &mut dyn Read) -> Result<()> {
@@ -234,6 +221,35 @@ impl Forwarder<'_> {
     }
 }
 
+/// Calls `each` with every entry of `archive` (its path as stored, its
+/// metadata, its data, sparse members expanded), skipping extension
+/// members; an error names the entry, or says after how many entries the
+/// stream broke. `oci-verify` reads a stream the way this module does.
+pub(crate) fn each_entry<R: Read>(
+    archive: &mut tar::Archive<R>,
+    mut each: impl FnMut(&[u8], &EntryMeta, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let mut count = 0u64;
+    for entry in archive.entries().context("cannot read the tar stream")? {
+        let mut entry = entry.map_err(|err| {
+            crate::error::Error::from(err)
+                .context(format!("invalid tar header after {count} entries"))
+        })?;
+        let Member::Entry {
+            path,
+            meta,
+            storage,
+        } = read_member(&mut entry)?
+        else {
+            continue;
+        };
+        each(&path, &meta, &mut storage.contents(&mut entry))
+            .with_context(|| entry_label(&path))?;
+        count += 1;
+    }
+    Ok(())
+}
+
 /// Refuses an entry whose time is before 1970 or after `max` seconds.
 fn check_time(meta: &EntryMeta, max: u64) -> Result<()> {
     let seconds = modification_time(meta).seconds;
@@ -280,7 +296,7 @@ fn as_stored(meta: &EntryMeta) -> Cow<'_, EntryMeta> {
 
 /// The tar reader stops at the first zero block, or at the end of the
 /// input: only two zero blocks make a complete archive.
-fn check_end_marker(source: &mut impl Read) -> Result<()> {
+pub(crate) fn check_end_marker(source: &mut impl Read) -> Result<()> {
     let mut block = [0u8; BLOCK];
     match source.read_exact(&mut block) {
         Ok(()) if block.iter().all(|&b| b == 0) => Ok(()),
@@ -296,7 +312,7 @@ fn check_end_marker(source: &mut impl Read) -> Result<()> {
 
 /// Reads the rest of the input (record padding), so the producer never
 /// sees a broken pipe after a complete archive.
-fn drain(source: &mut impl Read) -> Result<()> {
+pub(crate) fn drain(source: &mut impl Read) -> Result<()> {
     io::copy(source, &mut io::sink())
         .map(drop)
         .context("cannot read input")
