@@ -252,6 +252,13 @@ EXAMPLES
   oci-fetch --store ~/.cache/ocirender --prune --dry-run";
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
+///
+/// oci-fetch resolves REFERENCE in its registry (mirrors and credentials
+/// as podman and skopeo configure them), picks one image by --platform,
+/// and prints its layer list for oci-merge: by default named pipes, each
+/// fed from the network while oci-merge reads it, so no layer touches the
+/// disk; with --store DIR, verified blobs kept in a shared OCI layout.
+/// See docs/design.md.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {

@@ -42,7 +42,7 @@ pub mod source;
 pub mod tar;
 pub mod text;
 
-pub use error::{Error, ErrorKind, LayerPosition, RegistryErrorKind, Result};
+pub use error::{Error, ErrorKind, InputMistake, LayerPosition, RegistryErrorKind, Result};
 
 /// The library's version and the gzip inflate engine it was built with
 /// (`0.1.0 (gzip inflate: ISA-L)`), for a program's `--version`.

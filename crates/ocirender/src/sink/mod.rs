@@ -15,4 +15,5 @@ pub mod listing;
 pub mod squashfs;
 pub mod stream_check;
 pub mod times;
+pub mod wrong_input;
 pub mod xattrs;
