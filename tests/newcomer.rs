@@ -71,6 +71,10 @@ fn help_and_man_pages_point_to_docs_design_md() {
     }
     let help = cmd("oci-merge").arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("docs/design.md"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(!readme.contains("DESIGN.md") && !readme.contains("../shared"));
+    assert!(readme.contains("docs/design.md"));
 }
 
 // ---------------------------------------------------------------------------

@@ -71,6 +71,9 @@ fn error_line(err: &anyhow::Error) -> String {
     let mistake = err.chain().find_map(|cause| {
         let ours = cause.downcast_ref::<ocirender::Error>()?;
         match ours.kind() {
+            // An empty stdin has no hint to give: where it was read
+            // from ("input") is worth keeping.
+            ErrorKind::WrongInput(InputMistake::Empty) => None,
             ErrorKind::WrongInput(mistake) => Some((ours, mistake)),
             _ => None,
         }

@@ -25,11 +25,13 @@ impl FirstBlock {
     }
 
     /// The error to report instead of `err`, when the stream's start shows
-    /// a mistake; `err` otherwise.
+    /// a mistake; `err` otherwise (also for an empty stream: the sinks'
+    /// own message, a stream without its end marker, already says its
+    /// producer may have failed).
     pub fn explain(&self, err: Error) -> Error {
         match mistake(&self.bytes) {
+            Some(InputMistake::Empty) | None => err,
             Some(mistake) => wrong_input(mistake),
-            None => err,
         }
     }
 }
