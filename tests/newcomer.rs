@@ -286,6 +286,31 @@ fn a_platform_is_echoed_as_typed() {
     );
 }
 
+#[test]
+fn a_refused_registry_connection_says_once_that_it_is_retried() {
+    let port = unused_port();
+    let output = cmd("oci-fetch")
+        .arg(format!("127.0.0.1:{port}/x:1"))
+        .output()
+        .unwrap();
+    let text = failure(&output, 1);
+    let refused =
+        format!("127.0.0.1:{port}/x:1: cannot connect to 127.0.0.1:{port}: connection refused");
+    assert_eq!(
+        text,
+        format!(
+            "oci-fetch: warning: {refused}; retrying (up to 5 times)\n\
+             oci-fetch: error: {refused} (gave up after 5 retries)\n"
+        )
+    );
+}
+
+/// A local port nothing listens on.
+fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 // ---------------------------------------------------------------------------
 // Flags every tool shares.
 

@@ -10,7 +10,7 @@ use ocirender::source::image::platform::PlatformRequest;
 use ocirender::source::image::Selection;
 use ocirender::source::reference::Reference;
 use ocirender::source::registry::mirrors::{Mirror, RegistriesConf};
-use ocirender::source::registry::{ClientOptions, Endpoints, Warn};
+use ocirender::source::registry::{ClientOptions, Endpoints, RetryNotice, Warn};
 use ocirender_cli as cli;
 use std::io::Write;
 use std::path::PathBuf;
@@ -343,11 +343,13 @@ fn run(args: Args) -> Result<()> {
     let text = args.reference.as_deref().expect("clap requires it");
     refuse_local_name(text)?;
     let reference: Reference = text.parse()?;
+    let warn: Warn = Arc::new(|message: &str| cli::warn(PROGRAM, message));
     let options = ClientOptions {
         plain_http: args.plain_http,
         authfile: args.authfile.clone(),
         stall_timeout: Duration::from_secs(args.timeout),
         deadline: Duration::from_secs(args.deadline),
+        retry_notice: RetryNotice::to(warn.clone()),
         ..ClientOptions::default()
     };
     let mirrors = args
@@ -356,7 +358,6 @@ fn run(args: Args) -> Result<()> {
         .map(|text| Mirror::from_flag(text))
         .collect::<ocirender::Result<Vec<_>>>()?;
     let plan = RegistriesConf::load(args.registries_conf.as_deref())?.plan(&reference, &mirrors)?;
-    let warn: Warn = Arc::new(|message: &str| cli::warn(PROGRAM, message));
     let registry = Endpoints::new(&reference, &plan, &options, warn.clone())?;
     if let Some(output) = inspect(&args, &registry, &reference)? {
         return Ok(write_stdout(&output)?);
