@@ -154,11 +154,11 @@ fn oci_layers_on_a_text_file_says_it_is_not_an_image() {
     );
 }
 
-#[test]
-fn oci_merge_of_a_docker_save_refuses_the_image_archive() {
-    let archive = docker_archive();
+/// `oci-merge ARCHIVE` refuses the image archive and names the command
+/// that was meant.
+fn assert_image_archive_refused(archive: &Path) {
     let output = cmd("oci-merge")
-        .arg(&archive)
+        .arg(archive)
         .stdout(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -173,21 +173,13 @@ fn oci_merge_of_a_docker_save_refuses_the_image_archive() {
 }
 
 #[test]
+fn oci_merge_of_a_docker_save_refuses_the_image_archive() {
+    assert_image_archive_refused(&docker_archive());
+}
+
+#[test]
 fn oci_merge_of_an_oci_archive_refuses_the_image_archive() {
-    let archive = oci_archive();
-    let output = cmd("oci-merge")
-        .arg(&archive)
-        .stdout(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let path = archive.display();
-    assert_eq!(
-        failure(&output, 1),
-        format!(
-            "oci-merge: error: layer 1/1 ({path}): this is an image archive, not a layer: \
-             use oci-layers {path} | oci-merge\n"
-        )
-    );
+    assert_image_archive_refused(&oci_archive());
 }
 
 #[test]
