@@ -596,7 +596,7 @@ fn bad_input_is_one_line_naming_the_input_and_nothing_on_stdout() {
         ),
         (
             &["missing.json"],
-            "missing.json: No such file or directory (os error 2)".into(),
+            "missing.json: No such file or directory".into(),
         ),
         (
             &["--rootfs", "nowhere", "windows.json"],
@@ -604,8 +604,7 @@ fn bad_input_is_one_line_naming_the_input_and_nothing_on_stdout() {
         ),
         (
             &["--rootfs", "nowhere", "noeq.json"],
-            "noeq.json: cannot open the rootfs nowhere: No such file or directory (os error 2)"
-                .into(),
+            "noeq.json: cannot open the rootfs nowhere: No such file or directory".into(),
         ),
     ];
     for (args, expected) in cases {

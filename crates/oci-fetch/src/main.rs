@@ -3,15 +3,15 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ocirender::progress::DownloadObserver;
 use ocirender::image::listing;
 use ocirender::image::PlatformRequest;
 use ocirender::image::Selection;
 use ocirender::image::{ImageName, Transport};
+use ocirender::progress::DownloadObserver;
 use ocirender::registry::fetch::{self, prune, Request};
 use ocirender::registry::mirrors::{Mirror, RegistriesConf};
 use ocirender::registry::Reference;
-use ocirender::registry::{ClientOptions, Endpoints, Warn};
+use ocirender::registry::{ClientOptions, Endpoints, RetryNotice, Warn};
 use ocirender_cli as cli;
 use ocirender_cli::progress::{DownloadProgress, When};
 use std::io::Write;
@@ -254,6 +254,13 @@ EXAMPLES
   oci-fetch --store ~/.cache/ocirender --prune --dry-run";
 
 /// Resolve a registry image and serve its layers to oci-merge, base first.
+///
+/// oci-fetch resolves REFERENCE in its registry (mirrors and credentials
+/// as podman and skopeo configure them), picks one image by --platform,
+/// and prints its layer list for oci-merge: by default named pipes, each
+/// fed from the network while oci-merge reads it, so no layer touches the
+/// disk; with --store DIR, verified blobs kept in a shared OCI layout.
+/// See docs/design.md.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
@@ -343,11 +350,17 @@ fn run(args: Args) -> Result<()> {
     let text = args.reference.as_deref().expect("clap requires it");
     refuse_local_name(text)?;
     let reference: Reference = text.parse()?;
+    let progress = args
+        .progress
+        .style()
+        .map(|style| Arc::new(DownloadProgress::new(PROGRAM, style)));
+    let warn = warn_around(progress.clone());
     let options = ClientOptions {
         plain_http: args.plain_http,
         authfile: args.authfile.clone(),
         stall_timeout: Duration::from_secs(args.timeout),
         deadline: Duration::from_secs(args.deadline),
+        retry_notice: RetryNotice::to(warn.clone()),
         ..ClientOptions::default()
     };
     let mirrors = args
@@ -356,11 +369,6 @@ fn run(args: Args) -> Result<()> {
         .map(|text| Mirror::from_flag(text))
         .collect::<ocirender::Result<Vec<_>>>()?;
     let plan = RegistriesConf::load(args.registries_conf.as_deref())?.plan(&reference, &mirrors)?;
-    let progress = args
-        .progress
-        .style()
-        .map(|style| Arc::new(DownloadProgress::new(PROGRAM, style)));
-    let warn = warn_around(progress.clone());
     let registry = Endpoints::new(&reference, &plan, &options, warn.clone())?;
     if let Some(output) = inspect(&args, &registry, &reference)? {
         return Ok(write_stdout(&output)?);

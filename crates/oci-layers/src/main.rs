@@ -86,6 +86,13 @@ EXAMPLES
   oci-layers --json img.tar | jq -r '.layers[].digest'";
 
 /// Resolve an image and print its layer blobs, base first.
+///
+/// oci-layers reads an image on disk (an OCI layout, a docker save, either
+/// as a directory or a tar file), picks one image by --platform and --tag,
+/// verifies every index, manifest and config against its digest, and
+/// prints its layers one a line, in the form oci-merge reads; nothing is
+/// unpacked. --list shows what a source holds, --config the image's
+/// config. See docs/design.md.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {
@@ -156,10 +163,39 @@ fn run(args: Args) -> Result<()> {
 /// file is meant for the registry source: say so, rather than "no such
 /// file". (`docker://` names are refused when they are opened.)
 fn refuse_registry_reference(text: &str) -> Result<()> {
+    if std::fs::symlink_metadata(text).is_ok() {
+        return Ok(());
+    }
+    refuse_tagged_path(text)?;
     let registry_like =
         looks_like_reference(text) || (!text.contains('/') && text.parse::<Reference>().is_ok());
-    if registry_like && std::fs::symlink_metadata(text).is_err() {
+    if registry_like {
         bail!("{text}: no such file or directory; to read an image from a registry, use `oci-fetch {text}`");
     }
     Ok(())
+}
+
+/// `layout:1.2`, a path that exists and a tag, as docker names images:
+/// say how a tag is given here (a transport name), rather than point at
+/// the registry.
+fn refuse_tagged_path(text: &str) -> Result<()> {
+    let Some((path, tag)) = text.rsplit_once(':') else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if tag.is_empty() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        bail!(
+            "{text}: no such file or directory; for the image tagged {tag} in the layout \
+             directory {path}, use oci:{path}:{tag}"
+        );
+    }
+    bail!(
+        "{text}: no such file or directory; for the image tagged {tag} in the archive {path}, \
+         use oci-archive:{path}:{tag} or docker-archive:{path}:{tag}"
+    );
 }

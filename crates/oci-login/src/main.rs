@@ -96,6 +96,11 @@ EXAMPLES
 
 /// Store registry credentials, checked with the registry first, in the
 /// containers auth.json that oci-fetch, podman and skopeo read.
+///
+/// oci-login reads the password (or token) on stdin, never as an
+/// argument, asks the registry whether it is accepted, and only then
+/// writes it to auth.json, where oci-fetch finds it; --logout removes it.
+/// Secrets are never printed. See docs/design.md.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = AFTER_HELP)]
 struct Args {

@@ -2,14 +2,16 @@
 //! the flattened root filesystem as one tar on stdout.
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use ocirender::layer::{self as layer_ref, LayerRef};
 use ocirender::merge::{merge_with_progress, MergeOptions, DEFAULT_READ_AHEAD_MIB};
 use ocirender::progress::Observer;
+use ocirender::sink::wrong_input::wrong_input;
+use ocirender::InputMistake;
 use ocirender_cli as cli;
-use ocirender_cli::progress::{summary, Progress, Style};
+use ocirender_cli::progress::{summary, Progress};
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
@@ -45,7 +47,7 @@ BEHAVIOUR
   Compression (gzip, zstd, xz, bzip2, none) is recognised from the bytes.
   Every blob is read to its end and checked against its digest. Whiteouts,
   opaque directories, hard links and PAX records follow the OCI image-spec;
-  see DESIGN.md for the exact rules. On any error the output ends without
+  see docs/design.md for the exact rules. On any error the output ends without
   the end-of-archive marker, so consumers see a truncated tar.
 
 PROGRESS
@@ -94,6 +96,16 @@ EXAMPLES
   oci-merge base.tar.gz top.tar.zst | tar -t";
 
 /// Merge OCI layer blobs into one flattened tar on stdout.
+///
+/// oci-merge reads the layer list oci-layers or oci-fetch prints (or
+/// layer paths as arguments), applies the OCI layer rules (whiteouts,
+/// opaque directories, hard links) and writes the root filesystem as one
+/// tar, for tar2dir, tar2sqfs or tar2erofs. Layers are read newest first,
+/// so each path's final version is written as soon as it is seen; memory
+/// grows with the number of paths, never with file sizes. Every layer is
+/// checked against its digest while it streams, and a failed merge ends
+/// its tar without the end-of-archive marker. The rules in full are in
+/// docs/design.md.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
@@ -106,42 +118,14 @@ struct Args {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_READ_AHEAD_MIB as u32,
           value_parser = clap::value_parser!(u32).range(0..=1 << 20))]
     read_ahead: u32,
-    /// Layers decoded at once, the current one included (more uses more cores).
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    parallel: u16,
-    /// Do not print warnings.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Print a summary (entries, bytes, paths) to stderr at the end.
-    #[arg(long)]
-    stats: bool,
-    /// Show progress on stderr: a redrawn line (auto: only if stderr is a terminal), or JSON events.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
-    progress: ProgressWhen,
-}
-
-/// When `--progress` shows what.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ProgressWhen {
-    /// A line when stderr is a terminal.
-    Auto,
-    /// A line, even if stderr is not a terminal.
-    Always,
-    /// Nothing.
-    Never,
-    /// JSON events, one a line.
-    Json,
-}
-
-impl ProgressWhen {
-    fn style(self) -> Option<Style> {
-        match self {
-            ProgressWhen::Auto => cli::stderr_is_a_terminal().then_some(Style::Line),
-            ProgressWhen::Always => Some(Style::Line),
-            ProgressWhen::Never => None,
-            ProgressWhen::Json => Some(Style::Json),
-        }
-    }
+    #[command(flatten)]
+    jobs: cli::args::Jobs,
+    #[command(flatten)]
+    quiet: cli::args::Quiet,
+    #[command(flatten)]
+    stats: cli::args::Stats,
+    #[command(flatten)]
+    progress: cli::args::Progress,
 }
 
 fn main() -> ExitCode {
@@ -154,14 +138,14 @@ fn run(args: Args) -> Result<()> {
     cli::refuse_terminal_stdout("a tar archive")?;
     let out = cli::stdout_file().context("cannot open stdout")?;
     let options = MergeOptions {
-        parallel_layers: usize::from(args.parallel),
+        parallel_layers: usize::from(args.jobs.jobs),
         read_ahead_bytes: (args.read_ahead as usize) << 20,
     };
     let progress = args
         .progress
         .style()
         .map(|style| Progress::new(PROGRAM, style));
-    let quiet = args.quiet;
+    let quiet = args.quiet.quiet;
     let mut warn = |message: &str| {
         if !quiet {
             match &progress {
@@ -173,7 +157,7 @@ fn run(args: Args) -> Result<()> {
     let started = std::time::Instant::now();
     let observer = progress.as_ref().map(|p| p as &dyn Observer);
     let (_, stats) = merge_with_progress(&layers, out, &options, &mut warn, observer)?;
-    if args.stats {
+    if args.stats.stats {
         cli::note(PROGRAM, &summary(&stats, started.elapsed()));
     }
     Ok(())
@@ -192,5 +176,11 @@ fn read_layer_list(args: &[OsString]) -> Result<Vec<LayerRef>> {
     if stdin.is_terminal() {
         anyhow::bail!("no layers given: pass layer paths as arguments or pipe a layer list (e.g. from oci-layers) to stdin");
     }
-    layer_ref::read_list(stdin.lock()).context("stdin")
+    let mut stdin = stdin.lock();
+    if stdin.fill_buf().context("stdin")?.is_empty() {
+        // Nothing at all, most often because the program before it in
+        // the pipeline failed: say so, rather than "no layers".
+        return Err(wrong_input(InputMistake::Empty).into());
+    }
+    layer_ref::read_list(stdin).context("stdin")
 }

@@ -9,6 +9,7 @@
 //! The library below has no terminal code and no argument parsing; the
 //! binaries above stay thin: flags, then one call into the library.
 
+pub mod args;
 pub mod generate;
 mod help;
 pub mod image_sink;
@@ -17,7 +18,9 @@ pub mod progress;
 mod terminal;
 
 pub use help::{with_limits, LONG_VERSION};
-pub use messages::{note, print_line, run, warn, EXIT_BROKEN_PIPE};
+pub use messages::{
+    note, print_line, run, set_usage, warn, UsageError, EXIT_BROKEN_PIPE, EXIT_USAGE,
+};
 pub use terminal::{
     refuse_terminal_stdin, refuse_terminal_stdout, stderr_is_a_terminal, stdout_file,
 };

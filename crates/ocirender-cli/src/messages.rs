@@ -9,11 +9,38 @@
 
 use ocirender::process::is_broken_pipe;
 use ocirender::process::one_line;
+use ocirender::{ErrorKind, InputMistake};
 use std::io;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 /// Exit status after the reader of stdout went away (128 + SIGPIPE).
 pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Exit status of a usage error (as clap exits on a bad flag).
+pub const EXIT_USAGE: u8 = 2;
+
+/// A mistake in how the program was called, found after parsing (an OUT
+/// that exists without `--force`): exits 2, as clap's own usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// How the program is called, `tar2dir DIR`: what a hint shows the user
+/// to run. Set from the program's flags as it parses them.
+static USAGE: OnceLock<String> = OnceLock::new();
+
+/// Records how the program is called, for hints (the first value wins).
+pub fn set_usage(usage: String) {
+    let _ = USAGE.set(usage);
+}
 
 /// Runs a program's body and turns its outcome into an exit code,
 /// printing an error as one prefixed line.
@@ -30,13 +57,66 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&*err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
-            print_line(&format!(
-                "{program}: error: {}",
-                one_line(&format!("{err:#}"))
-            ));
-            ExitCode::FAILURE
+            print_line(&format!("{program}: error: {}", error_line(&err)));
+            match err.downcast_ref::<UsageError>() {
+                Some(_) => ExitCode::from(EXIT_USAGE),
+                None => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// The words of an error's line.
+fn error_line(err: &anyhow::Error) -> String {
+    let mistake = err.chain().find_map(|cause| {
+        let ours = cause.downcast_ref::<ocirender::Error>()?;
+        match ours.kind() {
+            // An empty stdin has no hint to give: where it was read
+            // from ("input") is worth keeping.
+            ErrorKind::WrongInput(InputMistake::Empty) => None,
+            ErrorKind::WrongInput(mistake) => Some((ours, mistake)),
+            _ => None,
+        }
+    });
+    let line = match mistake {
+        Some((ours, mistake)) => wrong_input_line(ours.message(), mistake),
+        None => format!("{err:#}"),
+    };
+    without_os_error_numbers(&one_line(&line))
+}
+
+/// An input mistake reads alone (it names stdin), with what to run
+/// instead.
+fn wrong_input_line(message: &str, mistake: &InputMistake) -> String {
+    let usage = USAGE.get().map_or("PROGRAM", String::as_str);
+    match mistake {
+        InputMistake::LayerList => {
+            format!("{message} (oci-layers IMAGE | oci-merge | {usage})")
+        }
+        InputMistake::Compressed(format) => format!("{message} ({format} -dc FILE | {usage})"),
+        _ => message.to_owned(),
+    }
+}
+
+/// `message` without the `(os error N)` Rust's `io::Error` appends to its
+/// description: the number says nothing the words do not.
+fn without_os_error_numbers(message: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        let tail = &rest[at + MARK.len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + MARK.len()]);
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Prints a warning line.
@@ -59,4 +139,25 @@ pub fn print_line(line: &str) {
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
     let _ = io::Write::write_all(&mut io::stderr().lock(), &bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_error_numbers_are_dropped() {
+        let cases = [
+            (
+                "x: cannot open: No such file or directory (os error 2)",
+                "x: cannot open: No such file or directory",
+            ),
+            ("a (os error 13): b (os error 1)", "a: b"),
+            ("kept (os error x)", "kept (os error x)"),
+            ("plain", "plain"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(without_os_error_numbers(input), expected, "{input}");
+        }
+    }
 }

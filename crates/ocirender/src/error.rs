@@ -92,8 +92,25 @@ pub enum ErrorKind {
     /// layer, a malformed tar stream, JSON or reference, a stream the sinks
     /// cannot all build.
     Invalid,
+    /// stdin is not what the program reads but what a user pipes in by
+    /// mistake; the message names stdin itself, so it reads alone.
+    WrongInput(InputMistake),
     /// Anything else; the message says what.
     Other,
+}
+
+/// What was piped in instead of the input a program reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputMistake {
+    /// Nothing at all: most often, the program before it in the pipeline
+    /// failed (and said why).
+    Empty,
+    /// Lines of text, as `oci-layers` prints: a layer list, where a tar
+    /// stream was expected.
+    LayerList,
+    /// A compressed stream (the format's name: `gzip`, `zstd`, ...).
+    Compressed(String),
 }
 
 /// How a registry refused or failed.
@@ -201,6 +218,12 @@ impl Error {
             ErrorKind::Io(kind) => Some(kind),
             _ => None,
         }
+    }
+
+    /// What went wrong, in the error's own words: without the contexts
+    /// (empty when its source says it).
+    pub fn message(&self) -> &str {
+        &self.0.message
     }
 
     /// The layer of a merge the error happened in, if it happened in one.

@@ -123,7 +123,7 @@ pub mod progress;
 pub mod runtime;
 pub mod sink;
 
-pub use error::{Error, ErrorKind, LayerPosition, RegistryErrorKind, Result};
+pub use error::{Error, ErrorKind, InputMistake, LayerPosition, RegistryErrorKind, Result};
 
 /// The library's version and the gzip inflate engine it was built with
 /// (`0.1.0 (gzip inflate: ISA-L)`), for a program's `--version`.
@@ -171,7 +171,7 @@ pub mod registry {
     pub use crate::source::fetch;
     pub use crate::source::reference::{looks_like_reference, Reference};
     pub use crate::source::registry::{auth_file, credentials, login, mirrors};
-    pub use crate::source::registry::{ClientOptions, Endpoints, Warn};
+    pub use crate::source::registry::{ClientOptions, Endpoints, RetryNotice, Warn};
 }
 
 pub mod layer {

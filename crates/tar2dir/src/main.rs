@@ -3,11 +3,12 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocirender::sink::builder::timestamp_from_env;
-use ocirender::sink::{unpack_to_new_dir, UnpackOptions};
+use ocirender::sink::{check_destination, unpack_to_new_dir, UnpackOptions};
 use ocirender_cli as cli;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 const PROGRAM: &str = "tar2dir";
 
@@ -21,10 +22,11 @@ SAFETY
   ever written through or over what the stream made.
 
 ATOMICITY
-  DIR must not exist, or be empty. The tree is built in a hidden sibling
-  directory and renamed to DIR only after the whole stream, including its
-  end-of-archive marker, has been applied; on any failure it is removed and
-  DIR is left as it was.
+  DIR must not exist, or be empty; with --force, an existing DIR is
+  replaced. The tree is built in a hidden sibling directory and renamed to
+  DIR (with --force, exchanged with the old DIR, which is then removed)
+  only after the whole stream, including its end-of-archive marker, has
+  been applied; on any failure it is removed and DIR is left as it was.
 
 WITHOUT ROOT
   Ownership, device nodes and security.*/trusted.* xattrs cannot be set;
@@ -37,8 +39,9 @@ WITHOUT ROOT
     "\
 EXIT STATUS
   0 when the whole stream was unpacked and DIR renamed into place; 1 on any
-  error (one line on stderr), with DIR left as it was; 128+N when killed by
-  signal N (the hidden sibling is removed first).
+  error (one line on stderr), with DIR left as it was; 2 on a usage error
+  (a bad flag, or DIR exists and is not empty, without --force); 128+N
+  when killed by signal N (the hidden sibling is removed first).
 
 ENVIRONMENT
   SOURCE_DATE_EPOCH  the time of directories the stream does not describe
@@ -50,6 +53,13 @@ EXAMPLES
 );
 
 /// Unpack a tar stream from stdin into a new directory, safely.
+///
+/// tar2dir reads the tar oci-merge writes (or any tar) and builds the tree
+/// it describes in DIR: every path resolved inside DIR by the kernel, the
+/// tree built beside DIR and renamed into place only once the whole
+/// stream, end marker included, has been applied. It builds the tree
+/// tar2sqfs and tar2erofs build from the same stream, or refuses it as
+/// they do. See docs/design.md.
 #[derive(Parser)]
 #[command(name = PROGRAM, version, long_version = cli::LONG_VERSION, after_help = cli::with_limits(AFTER_HELP))]
 struct Args {
@@ -58,6 +68,12 @@ struct Args {
     /// Fail instead of skipping what this user may not do (ownership, devices).
     #[arg(long)]
     strict: bool,
+    #[command(flatten)]
+    force: cli::args::Force,
+    #[command(flatten)]
+    stats: cli::args::Stats,
+    #[command(flatten)]
+    quiet: cli::args::Quiet,
     /// Resolve paths by walking components even where openat2 exists (for testing).
     #[arg(long, hide = true)]
     no_openat2: bool,
@@ -71,19 +87,31 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     ocirender::process::remove_on_signal().context("cannot install signal handlers")?;
     cli::refuse_terminal_stdin("oci-layers IMAGE | oci-merge | tar2dir DIR")?;
+    check_destination(&args.dir, args.force.force).map_err(|e| cli::UsageError(e.to_string()))?;
     // A descriptor of our own, so large files can be spliced from it.
     let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let options = UnpackOptions {
         strict: args.strict,
         force_walk: args.no_openat2,
         dir_time: timestamp_from_env()?,
+        replace: args.force.force,
     };
+    let started = Instant::now();
     let stats = unpack_to_new_dir(&args.dir, stdin, &options)?;
-    if let Some(summary) = stats.skipped_summary() {
-        cli::warn(
+    match stats.skipped_summary() {
+        Some(summary) if !args.quiet.quiet => cli::warn(
             PROGRAM,
             &format!("{summary}; use --strict to make this an error"),
+        ),
+        _ => {}
+    }
+    if args.stats.stats {
+        let seconds = started.elapsed().as_secs_f64();
+        let line = format!(
+            "{} entries, {} bytes of file data in {seconds:.1} s",
+            stats.entries, stats.bytes
         );
+        cli::note(PROGRAM, &line);
     }
     Ok(())
 }

@@ -45,10 +45,12 @@ impl Staged {
     /// a tree.
     pub fn dir(dest: &Path, tool: &str) -> Result<Staged> {
         let (dir, name) = split(dest)?;
+        // tempfile's error names the temporary; the user named `dest`.
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{}.{tool}-", name.to_string_lossy()))
             .tempdir_in(&dir)
-            .with_context(|| format!("{}: cannot create a temporary directory", dir.display()))?
+            .map_err(without_path)
+            .with_context(|| format!("{}: cannot create", dest.display()))?
             .keep();
         Ok(Staged::new(temp, dest, false))
     }
@@ -84,6 +86,40 @@ impl Staged {
             })?;
         self.committed = true;
         Ok(())
+    }
+
+    /// Moves the finished directory into place over an existing one: the
+    /// two are exchanged in one step (`renameat2(RENAME_EXCHANGE)`), so
+    /// `dest` is always a whole tree, then the old one is removed.
+    pub fn commit_replacing(mut self) -> Result<()> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, &self.temp, CWD, &self.dest, RenameFlags::EXCHANGE) {
+            // Nothing to exchange with (it is gone), or a filesystem
+            // without exchange: a plain rename, which fails on a
+            // non-empty directory rather than lose it.
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => self.commit(),
+            Err(e) => Err(err!(e)).with_context(|| {
+                format!("{}: cannot move the output into place", self.dest.display())
+            }),
+            Ok(()) => {
+                // The temporary's name now holds the old tree: dropping
+                // `self` uncommitted removes it.
+                temporaries::remove_path(&self.temp);
+                self.committed = true;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An I/O error without the path tempfile adds to its words (`... at
+/// path "/x/.d.tar2dir-c1HtqT"`): its cause stays private, so only its
+/// words can be cut. The kind is kept.
+fn without_path(e: std::io::Error) -> std::io::Error {
+    let words = e.to_string();
+    match words.split_once(" at path \"") {
+        Some((cause, _)) => std::io::Error::new(e.kind(), cause.to_owned()),
+        None => e,
     }
 }
 

@@ -23,6 +23,7 @@
 //!   that was skipped in their own layer.
 
 pub mod feed;
+mod image_archive;
 mod job;
 internal!(links, reread, tree, whiteout);
 
@@ -42,6 +43,7 @@ use crate::tar::header_problem;
 use crate::tar::held_records::HeldRecords;
 use crate::tar::path::{self, display};
 use crate::tar::writer::TarWriter;
+use image_archive::ImageArchiveSigns;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -370,6 +372,7 @@ impl<'a, W: Write> Merger<'a, W> {
     fn merge_layer(&mut self, layer: u32, stream: DecodedLayer) -> Result<()> {
         let mut archive = tar::Archive::new(stream);
         let mut ordinal = 0u32;
+        let mut signs = ImageArchiveSigns::default();
         let mut entries = archive
             .entries_with_seek()
             .context("cannot read tar stream")?;
@@ -393,6 +396,7 @@ impl<'a, W: Write> Merger<'a, W> {
                 ordinal += 1;
                 continue;
             };
+            signs.note(&path);
             self.apply(
                 layer,
                 ordinal,
@@ -413,6 +417,13 @@ impl<'a, W: Write> Merger<'a, W> {
                 layers: self.layers.len(),
                 offset,
             }));
+        }
+        if signs.is_image() {
+            bail!(
+                kind = ErrorKind::Invalid,
+                "this is an image archive, not a layer: use oci-layers {} | oci-merge",
+                self.layers[layer as usize].path.display()
+            );
         }
         self.stats.members_read += u64::from(ordinal);
         let summary = stream.finish()?;

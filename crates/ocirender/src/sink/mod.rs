@@ -17,6 +17,9 @@ pub mod image_builder;
 pub mod squashfs;
 pub mod stream_check;
 pub mod verify;
+pub mod wrong_input;
 internal!(listing, times, xattrs);
 
-pub use directory::{unpack_into, unpack_to_new_dir, UnpackOptions, UnpackStats};
+pub use directory::{
+    check_destination, unpack_into, unpack_to_new_dir, UnpackOptions, UnpackStats,
+};

@@ -40,6 +40,7 @@
 use crate::error::{bail, Context, Result};
 use crate::sink::listing::{hard_link_target, Listing};
 use crate::sink::times::modification_time;
+use crate::sink::wrong_input::FirstBlock;
 use crate::sink::xattrs::stored_name;
 use crate::tar::entry::{
     entry_label, read_member, EntryMeta, Kind, Member, PaxRecord, XATTR_PREFIX,
@@ -127,7 +128,10 @@ pub fn forward(
     let read = forwarder.forward_entries(&mut tar::Archive::new(&mut source));
     let result = read
         .and_then(|()| check_end_marker(&mut source))
-        .map_err(|err| source.explain(err))
+        .map_err(|err| match forwarder.entries {
+            0 => source.first_block.explain(source.explain(err)),
+            _ => source.explain(err),
+        })
         .and_then(|()| forwarder.write_directories(options.dir_time));
     let entries = forwarder.entries;
     let data_bytes = forwarder.data_bytes;
@@ -323,6 +327,8 @@ struct Counted<R> {
     inner: R,
     bytes: u64,
     ended: bool,
+    /// To tell what a stream that is no tar is instead.
+    first_block: FirstBlock,
 }
 
 impl<R: Read> Counted<R> {
@@ -331,6 +337,7 @@ impl<R: Read> Counted<R> {
             inner,
             bytes: 0,
             ended: false,
+            first_block: FirstBlock::default(),
         }
     }
 
@@ -356,6 +363,7 @@ impl<R: Read> Read for Counted<R> {
                 other => break other?,
             }
         };
+        self.first_block.record(&buf[..n]);
         self.bytes += n as u64;
         self.ended |= n == 0 && !buf.is_empty();
         Ok(n)

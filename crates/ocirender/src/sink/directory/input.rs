@@ -9,6 +9,8 @@
 //! forward seek the tar reader makes to reach the following header is
 //! shortened by them, which keeps its view of the stream position right.
 
+use crate::error::Error;
+use crate::sink::wrong_input::FirstBlock;
 use crate::tar::BLOCK;
 use rustix::io::Errno;
 use std::cell::RefCell;
@@ -30,6 +32,8 @@ struct State {
     hit_eof: bool,
     /// `None` until a direct copy was tried; then whether the kernel can do it.
     direct: Option<Direct>,
+    /// To tell what a stream that is no tar is instead.
+    first_block: FirstBlock,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,7 @@ impl SharedInput {
             bypassed: 0,
             hit_eof: false,
             direct: None,
+            first_block: FirstBlock::default(),
         })))
     }
 
@@ -60,6 +65,12 @@ impl SharedInput {
     /// only the first is a complete archive.
     pub fn hit_eof(&self) -> bool {
         self.0.borrow().hit_eof
+    }
+
+    /// The error to report instead of `err` when the stream failed before
+    /// its first entry: what it is instead of a tar, if that shows.
+    pub fn explain_start(&self, err: Error) -> Error {
+        self.0.borrow().first_block.explain(err)
     }
 
     /// Reads one block and tells whether it is all zeros (the second half
@@ -171,6 +182,7 @@ impl Read for SharedInput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut state = self.0.borrow_mut();
         let n = state.reader.read(buf)?;
+        state.first_block.record(&buf[..n]);
         if n == 0 && !buf.is_empty() {
             state.hit_eof = true;
         }

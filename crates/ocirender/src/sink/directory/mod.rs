@@ -13,16 +13,18 @@
 //!   first, so a read-only directory does not block its own contents: a
 //!   listed one its last entry's, one the stream never lists
 //!   `0755 root:root` and [`UnpackOptions::dir_time`], as in the images.
-//! * The destination must be new or empty. The tree is built in a hidden
-//!   sibling and renamed into place only when the whole stream, end marker
-//!   included, has been applied; on any failure it is removed.
+//! * The destination must be new or empty, unless replacing it was asked
+//!   for. The tree is built in a hidden sibling and renamed into place
+//!   (exchanged with the old tree, which is then removed, when replacing)
+//!   only when the whole stream, end marker included, has been applied; on
+//!   any failure it is removed.
 //! * Without root, what only root may do (foreign ownership, device nodes,
 //!   `security.*`/`trusted.*` xattrs) is skipped and counted.
 
 mod input;
 mod metadata;
 
-use crate::error::{bail, err, Context, Result};
+use crate::error::{bail, err, Context, ErrorKind, Result};
 use crate::fs::root::{c_path, existing_type, Root};
 use crate::fs::staged::Staged;
 use crate::sink::listing::{hard_link_target, Listing};
@@ -50,6 +52,9 @@ pub struct UnpackOptions {
     /// The mtime of directories the stream does not list (the image
     /// builders' reproducible time: `SOURCE_DATE_EPOCH`, or 0).
     pub dir_time: u64,
+    /// Replace an existing, non-empty destination directory (exchanged
+    /// with the new tree on success, then removed).
+    pub replace: bool,
 }
 
 /// What an unpack did.
@@ -84,41 +89,59 @@ impl UnpackStats {
 }
 
 /// Unpacks the tar stream `input` into `dest`, which must not exist or be
-/// an empty directory. Nothing is left at `dest` unless everything worked.
+/// an empty directory (or, with [`UnpackOptions::replace`], may be any
+/// directory). Nothing changes at `dest` unless everything worked.
 pub fn unpack_to_new_dir(dest: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
-    check_destination(dest)?;
+    check_destination(dest, options.replace)?;
     let staged = Staged::dir(dest, "tar2dir")?;
-    let stats = unpack_into(staged.path(), input, options)?;
-    staged.commit()?;
+    let stats = unpack(staged.path(), dest, input, options)?;
+    if options.replace {
+        staged.commit_replacing()?;
+    } else {
+        staged.commit()?;
+    }
     Ok(stats)
 }
 
-fn check_destination(dest: &Path) -> Result<()> {
+/// Refuses a `dest` that is not a directory, or (unless `replace`) one
+/// that is not empty, before any input is read. The error is of kind
+/// [`ErrorKind::Io`]`(AlreadyExists)`.
+pub fn check_destination(dest: &Path, replace: bool) -> Result<()> {
+    let exists = |message: &str| {
+        err!(
+            kind = ErrorKind::Io(io::ErrorKind::AlreadyExists),
+            "{}: {message}",
+            dest.display()
+        )
+    };
     match std::fs::symlink_metadata(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(err!(e).context(format!("{}: cannot inspect", dest.display()))),
-        Ok(meta) if !meta.is_dir() => bail!(
-            "{}: exists and is not a directory; refusing to replace it",
-            dest.display()
-        ),
+        Ok(meta) if !meta.is_dir() => Err(exists("exists and is not a directory")),
+        Ok(_) if replace => Ok(()),
         Ok(_) => {
             let mut entries = std::fs::read_dir(dest)
                 .with_context(|| format!("{}: cannot read", dest.display()))?;
-            if entries.next().is_some() {
-                bail!(
-                    "{}: directory is not empty; refusing to unpack over it",
-                    dest.display()
-                );
+            match entries.next() {
+                Some(_) => Err(exists(
+                    "already exists and is not empty (--force replaces it)",
+                )),
+                None => Ok(()),
             }
-            Ok(())
         }
     }
 }
 
 /// Unpacks into an existing, empty directory (no atomic rename).
 pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
+    unpack(dir, dir, input, options)
+}
+
+/// Unpacks into `dir`, which messages call `shown` (the destination the
+/// user named, not its temporary stand-in).
+fn unpack(dir: &Path, shown: &Path, input: File, options: &UnpackOptions) -> Result<UnpackStats> {
     let root = Root::open(dir, options.force_walk)
-        .with_context(|| format!("{}: cannot open", dir.display()))?;
+        .with_context(|| format!("{}: cannot open", shown.display()))?;
     creation_umask(); // Read before any file is created.
     let mut unpacker = Unpacker {
         root,
@@ -130,34 +153,15 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
     };
     let input = SharedInput::new(input);
     unpacker.input = Some(input.clone());
-    let mut archive = tar::Archive::new(input.clone());
-    for (count, entry) in archive
-        .entries_with_seek()
-        .context("cannot read the tar stream")?
-        .enumerate()
-    {
-        let mut entry =
-            entry.with_context(|| format!("invalid tar stream after {count} entries"))?;
-        if let Member::Entry {
-            path,
-            meta,
-            storage,
-        } = read_member(&mut entry)?
-        {
-            let direct = storage.is_contiguous();
-            unpacker
-                .apply(&path, &meta, &mut storage.contents(&mut entry), direct)
-                .with_context(|| entry_label(&path))?;
-        }
-    }
-    // The tar reader stops at the first zero block, or at the end of the
-    // input; the end marker is two zero blocks.
-    if input.hit_eof()
-        || !input
-            .zero_block_follows()
-            .context("cannot read the input")?
-    {
-        bail!("the tar stream ends without its end-of-archive marker: the input is truncated or its producer failed");
+    let read = unpacker.apply_entries(&mut tar::Archive::new(input.clone()));
+    let read = read.and_then(|count| {
+        check_end_marker(&input)?;
+        Ok(count)
+    });
+    match read {
+        Err(err) if unpacker.stats.entries == 0 => return Err(input.explain_start(err)),
+        Err(err) => return Err(err),
+        Ok(_) => {}
     }
     input.drain().context("cannot read the rest of the input")?;
     unpacker.finish_directories(options.dir_time)?;
@@ -168,6 +172,19 @@ pub fn unpack_into(dir: &Path, input: File, options: &UnpackOptions) -> Result<U
         }
     }
     Ok(unpacker.stats)
+}
+
+/// The tar reader stops at the first zero block, or at the end of the
+/// input; the end marker is two zero blocks.
+fn check_end_marker(input: &SharedInput) -> Result<()> {
+    if input.hit_eof()
+        || !input
+            .zero_block_follows()
+            .context("cannot read the input")?
+    {
+        bail!("the tar stream ends without its end-of-archive marker: the input is truncated or its producer failed");
+    }
+    Ok(())
 }
 
 struct Unpacker {
@@ -182,6 +199,30 @@ struct Unpacker {
 }
 
 impl Unpacker {
+    /// Applies every entry of `archive`; returns how many members it read.
+    fn apply_entries(&mut self, archive: &mut tar::Archive<SharedInput>) -> Result<usize> {
+        let mut count = 0;
+        for entry in archive
+            .entries_with_seek()
+            .context("cannot read the tar stream")?
+        {
+            let mut entry =
+                entry.with_context(|| format!("invalid tar stream after {count} entries"))?;
+            count += 1;
+            if let Member::Entry {
+                path,
+                meta,
+                storage,
+            } = read_member(&mut entry)?
+            {
+                let direct = storage.is_contiguous();
+                self.apply(&path, &meta, &mut storage.contents(&mut entry), direct)
+                    .with_context(|| entry_label(&path))?;
+            }
+        }
+        Ok(count)
+    }
+
     /// Makes the entry `raw`. `direct`: its data may be copied straight
     /// from the input (false for sparse members, whose stored bytes are not
     /// the file's contents).

@@ -33,7 +33,7 @@ pub fn resolve_entries(
             .iter()
             .filter_map(|(p, _)| p.as_ref().map(Platform::to_string))
             .collect();
-        let requested = selection.platform.platform.to_string();
+        let requested = selection.platform.to_string();
         bail!(
             kind = ErrorKind::NoSuchPlatform {
                 requested: requested.clone(),
@@ -225,7 +225,7 @@ pub(super) fn check_platform(
         .choose(&[(Some(declared.clone()), ())])
         .is_none()
     {
-        let requested = selection.platform.platform.to_string();
+        let requested = selection.platform.to_string();
         bail!(
             kind = ErrorKind::NoSuchPlatform {
                 requested: requested.clone(),

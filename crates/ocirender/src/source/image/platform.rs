@@ -99,6 +99,19 @@ pub struct PlatformRequest {
     pub explicit: bool,
 }
 
+/// The platform as the user asked for it: without the variant
+/// normalising implied (`linux/arm64`, not `linux/arm64/v8`).
+impl fmt::Display for PlatformRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let platform = &self.platform;
+        write!(f, "{}/{}", platform.os, platform.architecture)?;
+        match &platform.variant {
+            Some(variant) if self.variant_given => write!(f, "/{variant}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl PlatformRequest {
     /// A request for `text`, or for the host when `None`.
     pub fn new(text: Option<&str>) -> Result<PlatformRequest> {

@@ -17,7 +17,7 @@
 use crate::blob::compression::Compression;
 use crate::blob::digest::Digest;
 use crate::blob::layer_ref::LayerRef;
-use crate::error::{bail, err, Context, Result};
+use crate::error::{bail, err, Context, ErrorKind, Result};
 use crate::fs::root::c_path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -302,14 +302,21 @@ impl ArchiveIndex {
             );
         }
         file.rewind().with_context(describe)?;
-        let members = index_members(file)
-            .with_context(|| format!("{}: not a readable tar archive", describe()))?;
+        let mut members = HashMap::new();
+        let indexed = index_members(file, &mut members);
         if members.is_empty() {
+            // No tar header at the start: some other file, whose bytes
+            // the tar reader's message would quote.
             bail!(
-                "{}: not an image: the file is empty or not a tar archive",
+                kind = ErrorKind::NotAnImage {
+                    path: path.to_owned()
+                },
+                "{}: not an image: neither an OCI layout nor a docker save, as a directory \
+                 or a tar file",
                 describe()
             );
         }
+        indexed.with_context(|| format!("{}: not a readable tar archive", describe()))?;
         Ok(ArchiveIndex {
             path: path.to_path_buf(),
             members,
@@ -350,9 +357,10 @@ impl Find {
     }
 }
 
-fn index_members(file: File) -> Result<HashMap<Vec<u8>, ArchivedFile>> {
+/// Indexes the members of the tar `file` into `members`, as far as it
+/// can be read.
+fn index_members(file: File, members: &mut HashMap<Vec<u8>, ArchivedFile>) -> Result<()> {
     let mut archive = tar::Archive::new(file);
-    let mut members = HashMap::new();
     for entry in archive.entries_with_seek()? {
         let entry = entry?;
         let Ok(path) = crate::tar::path::normalize(&entry.path_bytes()) else {
@@ -385,7 +393,7 @@ fn index_members(file: File) -> Result<HashMap<Vec<u8>, ArchivedFile>> {
         };
         members.insert(path, member);
     }
-    Ok(members)
+    Ok(())
 }
 
 /// Resolves a link target relative to `dir`, with `..` allowed as long as

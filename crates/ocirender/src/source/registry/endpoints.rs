@@ -25,7 +25,7 @@
 //! credentials are never sent to a mirror, nor a mirror's to the registry.
 
 use super::mirrors::Plan;
-use super::{BlobReader, ClientOptions, Fetched, Registry, Resume};
+use super::{BlobReader, ClientOptions, Fetched, Registry, Resume, RetryNotice};
 use crate::blob::digest::Digest;
 use crate::error::Result;
 use crate::source::reference::Reference;
@@ -83,6 +83,11 @@ impl Endpoints {
                 let options = ClientOptions {
                     plain_http: options.plain_http && planned.mirror.is_none(),
                     insecure: planned.insecure,
+                    // A mirror given up gets its own warning.
+                    retry_notice: match planned.mirror {
+                        Some(_) => RetryNotice::default(),
+                        None => options.retry_notice.clone(),
+                    },
                     ..options.clone()
                 };
                 Ok(Endpoint {

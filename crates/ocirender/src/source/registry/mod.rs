@@ -45,6 +45,7 @@ mod test_server;
 
 pub use blob::{BlobReader, Resume};
 pub use endpoints::{Endpoints, Warn};
+pub use retry::RetryNotice;
 
 use crate::blob::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind};
@@ -89,6 +90,9 @@ pub struct ClientOptions {
     pub retries: u32,
     /// The first wait before a retry; it doubles with each failure.
     pub backoff: Duration,
+    /// Told once per registry when a connection first fails and is
+    /// retried (not for a mirror: giving it up is warned about).
+    pub retry_notice: RetryNotice,
 }
 
 impl Default for ClientOptions {
@@ -101,6 +105,7 @@ impl Default for ClientOptions {
             deadline: Duration::from_secs(60),
             retries: 5,
             backoff: Duration::from_millis(250),
+            retry_notice: RetryNotice::default(),
         }
     }
 }

@@ -12,9 +12,39 @@
 //! connection is still given up after the stall timeout, not held until
 //! the deadline.
 
+use super::endpoints::Warn;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
+
+/// Who is told, once, that a request failed and is being retried, so a
+/// registry that refuses connections is not a silent wait: one line
+/// (`...: connection refused; retrying (up to 5 times)`).
+#[derive(Clone, Default)]
+pub struct RetryNotice(Option<Warn>);
+
+impl RetryNotice {
+    /// Tells `say` (a program's warning line).
+    pub fn to(say: Warn) -> RetryNotice {
+        RetryNotice(Some(say))
+    }
+
+    pub(super) fn say(&self, line: &str) {
+        if let Some(say) = &self.0 {
+            say(line);
+        }
+    }
+}
+
+impl std::fmt::Debug for RetryNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "RetryNotice(..)"
+        } else {
+            "RetryNotice(none)"
+        })
+    }
+}
 
 /// Longest wait between two attempts of the exponential backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -24,13 +24,14 @@
 //! to fall back.
 
 use super::redirect;
-use super::retry::{Deadline, Retry, RetryPolicy};
+use super::retry::{Deadline, Retry, RetryNotice, RetryPolicy};
 use super::ClientOptions;
 use crate::error::{bail, err, Result};
 use crate::source::reference::{split_host_port, Reference};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,9 @@ pub(super) struct Transport {
     stall_timeout: Duration,
     /// The time a manifest, config or token has to arrive whole.
     deadline: Duration,
+    retry_notice: RetryNotice,
+    /// Whether the notice was given (once per registry).
+    noticed: AtomicBool,
 }
 
 impl Transport {
@@ -174,6 +178,8 @@ impl Transport {
             },
             stall_timeout: options.stall_timeout,
             deadline: options.deadline,
+            retry_notice: options.retry_notice.clone(),
+            noticed: AtomicBool::new(false),
         })
     }
 
@@ -295,12 +301,29 @@ impl Transport {
                     if !retryable_transport(&error) {
                         bail!(problem);
                     }
+                    // A registry that is down is a long silence; one that
+                    // answers 5xx or 429 is usually back within a retry.
+                    self.notice_retry(&problem);
                     (problem, None)
                 }
             };
             retry
                 .wait(retry_after)
                 .map_err(|gave_up| err!(gave_up.message(what, &problem)))?;
+        }
+    }
+
+    /// Says, the first time a connection to this registry fails, that it
+    /// is retried: the backoff adds up to many seconds of silence.
+    fn notice_retry(&self, problem: &str) {
+        let retries = self.policy.retries;
+        if retries > 0 && !self.noticed.swap(true, Ordering::Relaxed) {
+            let times = match retries {
+                1 => "once".to_owned(),
+                n => format!("up to {n} times"),
+            };
+            self.retry_notice
+                .say(&format!("{problem}; retrying ({times})"));
         }
     }
 
