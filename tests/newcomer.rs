@@ -432,3 +432,37 @@ fn man_pages_describe_and_refer_to_the_other_tools() {
         "{synopsis}"
     );
 }
+
+/// A merge that fails says why once: the sink reading its abandoned tar
+/// fails too (every stage exits non-zero, nothing is left behind) but adds
+/// no line of its own, whether the merge failed before its first entry or
+/// inside a layer.
+#[test]
+fn a_failed_merge_is_one_line_through_the_sink() {
+    let scratch = Scratch::new();
+    let dir = scratch.0.path();
+    std::fs::write(dir.join("notalayer.gz"), &gzip(b"not a tar, and cut")[..12]).unwrap();
+    for merge in [
+        "oci-merge ./no-such-layer",
+        "oci-merge ./notalayer.gz",
+        "oci-merge < /dev/null",
+    ] {
+        for sink in ["tar2dir rootfs", "tar2sqfs out.sqfs", "tar2erofs out.erofs"] {
+            let output = pipeline(
+                dir,
+                &format!("set +e; {merge} | {sink}; echo \"${{PIPESTATUS[*]}}\" > status; exit 1"),
+            );
+            let said = stderr(&output);
+            assert_eq!(said.lines().count(), 1, "{merge} | {sink}:\n{said}");
+            assert!(
+                said.starts_with("oci-merge: error: "),
+                "{merge} | {sink}:\n{said}"
+            );
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            assert_eq!(status.trim(), "1 1", "{merge} | {sink}");
+            for out in ["rootfs", "out.sqfs", "out.erofs"] {
+                assert!(!dir.join(out).exists(), "{out} was left behind");
+            }
+        }
+    }
+}

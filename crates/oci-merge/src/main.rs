@@ -134,7 +134,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let layers = read_layer_list(&args.layers)?;
+    let layers = match read_layer_list(&args.layers) {
+        Ok(layers) => layers,
+        Err(err) => {
+            // The sink reading this says nothing more: this error is the
+            // pipeline's one line.
+            abandon_stdout();
+            return Err(err);
+        }
+    };
     cli::refuse_terminal_stdout("a tar archive")?;
     let out = cli::stdout_file().context("cannot open stdout")?;
     let options = MergeOptions {
@@ -161,6 +169,14 @@ fn run(args: Args) -> Result<()> {
         cli::note(PROGRAM, &summary(&stats, started.elapsed()));
     }
     Ok(())
+}
+
+/// Leaves on stdout what a failed merge leaves, unless a person reads it.
+fn abandon_stdout() {
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        ocirender::process::write_abandoned(stdout.lock());
+    }
 }
 
 fn read_layer_list(args: &[OsString]) -> Result<Vec<LayerRef>> {

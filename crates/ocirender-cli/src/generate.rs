@@ -77,7 +77,7 @@ pub fn parse_or_generate<P: Parser>() -> P {
 }
 
 /// `tar2dir DIR`: the program and its first positional argument.
-fn usage(command: &clap::Command) -> String {
+pub(crate) fn usage(command: &clap::Command) -> String {
     let mut usage = command.get_name().to_owned();
     // The first positional is the output or input every hint names.
     for arg in command.get_positionals().take(1) {

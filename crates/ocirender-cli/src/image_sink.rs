@@ -106,7 +106,11 @@ pub fn main<S: ImageSink>() -> ExitCode {
 /// terminal); `--generate`, `--help` and other errors are clap's.
 fn parse<S: ImageSink>(program: &str) -> S {
     match S::try_parse() {
-        Ok(args) => args,
+        Ok(args) => {
+            // Hints name the program as it is called (`tar2sqfs OUT`).
+            crate::set_usage(crate::generate::usage(&S::command()));
+            args
+        }
         Err(err) => match bad_value(&err) {
             Some(line) => {
                 say_usage_error(program, &line);

@@ -56,6 +56,8 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&*err) => ExitCode::from(EXIT_BROKEN_PIPE),
+        // The program before it failed and said why: one failure, one line.
+        Err(err) if source_failed(&err) => ExitCode::FAILURE,
         Err(err) => {
             print_line(&format!("{program}: error: {}", error_line(&err)));
             match err.downcast_ref::<UsageError>() {
@@ -64,6 +66,12 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
             }
         }
     }
+}
+
+/// Whether the error is only that the program before it in the pipeline
+/// failed (and said why): its tar ends in the block a failed writer leaves.
+fn source_failed(err: &anyhow::Error) -> bool {
+    ocirender::process::is_abandoned_stream_error(err.as_ref())
 }
 
 /// The words of an error's line.

@@ -198,5 +198,6 @@ pub mod process {
     //! made large and their breakage recognised.
     pub use crate::fs::pipe::{enlarge_pipe, is_broken_pipe};
     pub use crate::fs::temporaries::{interrupted, remove_on_signal};
+    pub use crate::tar::writer::{is_abandoned_stream_error, write_abandoned};
     pub use crate::text::{human_size, one_line};
 }

@@ -111,17 +111,28 @@ fn merge_arriving<W: Write>(
     observer: Option<&dyn Observer>,
     arrivals: Option<&Arrivals>,
 ) -> Result<(W, MergeStats)> {
-    if layers.is_empty() {
-        bail!("no layers to merge: the layer list is empty");
-    }
-    if let Some(arrivals) = arrivals {
-        if arrivals.len() != layers.len() {
-            bail!(
-                "the layer feed was made for {} layers, the merge has {}",
-                arrivals.len(),
-                layers.len()
-            );
-        }
+    let refusal = if layers.is_empty() {
+        Some(err!(
+            kind = ErrorKind::Invalid,
+            "no layers to merge: the layer list is empty"
+        ))
+    } else {
+        arrivals
+            .filter(|arrivals| arrivals.len() != layers.len())
+            .map(|arrivals| {
+                err!(
+                    "the layer feed was made for {} layers, the merge has {}",
+                    arrivals.len(),
+                    layers.len()
+                )
+            })
+    };
+    if let Some(refusal) = refusal {
+        // A merge that fails before its first entry leaves what any failed
+        // merge leaves, so whatever reads `out` knows.
+        let mut out = out;
+        crate::tar::writer::write_abandoned(&mut out);
+        return Err(refusal);
     }
     let mut merger = Merger::new(layers, out, warn);
     merger.observer = observer;

@@ -283,6 +283,29 @@ impl<W: Write> TarWriter<W> {
     }
 }
 
+/// Writes what a writer that failed before its first entry leaves: a
+/// stream no tar reader takes for an archive, which ours recognise as one
+/// whose producer failed (and said why), see [`is_abandoned_stream_error`].
+pub fn write_abandoned(out: impl Write) {
+    TarWriter::new(out).abandon();
+}
+
+/// Whether `err` is a tar reader's complaint about the last block of an
+/// abandoned stream: the producer failed and said why, so the reader has
+/// nothing to add. The marker's text is ours and sits in the block's name
+/// field, which is what the tar reader quotes.
+pub fn is_abandoned_stream_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let marker = String::from_utf8_lossy(INCOMPLETE_TEXT);
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.to_string().contains(&*marker) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
 /// A block no tar reader takes for a header: the checksum field must hold
 /// octal digits, and here holds letters. Its text says why it is there.
 fn invalid_header() -> [u8; BLOCK] {
