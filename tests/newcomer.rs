@@ -466,3 +466,65 @@ fn a_failed_merge_is_one_line_through_the_sink() {
         }
     }
 }
+
+/// A pipeline whose source fails says so once: the source's line, and
+/// nothing from the merge or the sink, which fail too (every stage exits
+/// non-zero) and leave nothing behind.
+#[test]
+fn a_failed_source_is_one_line_through_the_whole_pipeline() {
+    let scratch = Scratch::new();
+    let dir = scratch.0.path();
+    for (source, said) in [
+        (
+            "oci-layers ./no-such-image",
+            "oci-layers: error: ./no-such-image: cannot open: No such file or directory",
+        ),
+        ("oci-fetch 'Not A Reference!'", "oci-fetch: error: "),
+    ] {
+        for sink in ["tar2dir rootfs", "tar2sqfs out.sqfs", "tar2erofs out.erofs"] {
+            let output = pipeline(
+                dir,
+                &format!(
+                    "set +e; {source} | oci-merge | {sink}; \
+                     echo \"${{PIPESTATUS[*]}}\" > status; exit 1"
+                ),
+            );
+            let said_here = stderr(&output);
+            assert_eq!(
+                said_here.lines().count(),
+                1,
+                "{source} | oci-merge | {sink}:\n{said_here}"
+            );
+            assert!(
+                said_here.starts_with(said),
+                "{source} | oci-merge | {sink}:\n{said_here}"
+            );
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            assert_eq!(status.trim(), "1 1 1", "{source} | oci-merge | {sink}");
+            for out in ["rootfs", "out.sqfs", "out.erofs"] {
+                assert!(!dir.join(out).exists(), "{out} was left behind");
+            }
+        }
+    }
+}
+
+/// The `#failed` line ends only a layer list: asked for JSON, a listing or
+/// a config, a failing source writes nothing on stdout; and a `#failed`
+/// line that reaches a person's terminal is not printed at all.
+#[test]
+fn a_failed_source_marks_only_a_layer_list() {
+    let listed = cmd("oci-layers").arg("./no-such-image").output().unwrap();
+    assert_eq!(listed.status.code(), Some(1));
+    assert_eq!(listed.stdout, b"#failed\n");
+    for flag in ["--json", "--config", "--list"] {
+        let other = cmd("oci-layers")
+            .args([flag, "./no-such-image"])
+            .output()
+            .unwrap();
+        assert_eq!(other.status.code(), Some(1), "{flag}");
+        assert!(other.stdout.is_empty(), "{flag}: {:?}", other.stdout);
+    }
+    let fetched = cmd("oci-fetch").arg("Not A Reference!").output().unwrap();
+    assert_eq!(fetched.status.code(), Some(1));
+    assert_eq!(fetched.stdout, b"#failed\n");
+}

@@ -339,7 +339,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = ocirender_cli::generate::parse_or_generate::<Args>();
-    cli::run(PROGRAM, || run(args))
+    // Only a layer list ends in `#failed`: JSON, listings, a config and
+    // housekeeping stay as they are.
+    if args.json || args.list || args.list_tags || args.config || args.prune {
+        return cli::run(PROGRAM, || run(args));
+    }
+    cli::run_source(PROGRAM, || run(args))
 }
 
 fn run(args: Args) -> Result<()> {

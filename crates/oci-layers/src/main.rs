@@ -121,7 +121,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = ocirender_cli::generate::parse_or_generate::<Args>();
-    cli::run(PROGRAM, || run(args))
+    // Only a layer list ends in `#failed`: JSON and a config stay as they
+    // are, empty on failure.
+    if args.json || args.list || args.config {
+        return cli::run(PROGRAM, || run(args));
+    }
+    cli::run_source(PROGRAM, || run(args))
 }
 
 fn run(args: Args) -> Result<()> {

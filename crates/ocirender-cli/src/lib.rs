@@ -19,7 +19,7 @@ mod terminal;
 
 pub use help::{with_limits, LONG_VERSION};
 pub use messages::{
-    note, print_line, run, set_usage, warn, UsageError, EXIT_BROKEN_PIPE, EXIT_USAGE,
+    note, print_line, run, run_source, set_usage, warn, UsageError, EXIT_BROKEN_PIPE, EXIT_USAGE,
 };
 pub use terminal::{
     refuse_terminal_stdin, refuse_terminal_stdout, stderr_is_a_terminal, stdout_file,

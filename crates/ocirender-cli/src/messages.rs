@@ -69,9 +69,45 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
 }
 
 /// Whether the error is only that the program before it in the pipeline
-/// failed (and said why): its tar ends in the block a failed writer leaves.
+/// failed (and said why): its tar ends in the block a failed writer
+/// leaves, or its layer list in the `#failed` line.
 fn source_failed(err: &anyhow::Error) -> bool {
     ocirender::process::is_abandoned_stream_error(err.as_ref())
+        || err.chain().any(|cause| {
+            cause
+                .downcast_ref::<ocirender::Error>()
+                .is_some_and(|ours| {
+                    ours.kind() == &ErrorKind::WrongInput(InputMistake::SourceFailed)
+                })
+        })
+}
+
+/// Runs a layer source's body (`oci-layers`, `oci-fetch`) as [`run`] does;
+/// when it fails, also ends stdout with the `#failed` line
+/// ([`ocirender::layer::SOURCE_FAILED`]) unless stdout is a terminal, so
+/// the `oci-merge` reading the list fails without a message of its own.
+pub fn run_source(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    run(program, || {
+        let outcome = body();
+        if outcome.as_ref().is_err_and(|err| !is_broken_pipe(&**err)) {
+            mark_failed();
+        }
+        outcome
+    })
+}
+
+/// Writes the `#failed` line to stdout, unless a person reads it; a stdout
+/// that is gone already needs nothing.
+fn mark_failed() {
+    use std::io::{IsTerminal, Write};
+    let stdout = io::stdout();
+    if stdout.is_terminal() {
+        return;
+    }
+    let mut stdout = stdout.lock();
+    let mut line = ocirender::layer::SOURCE_FAILED.to_vec();
+    line.push(b'\n');
+    let _ = stdout.write_all(&line).and_then(|()| stdout.flush());
 }
 
 /// The words of an error's line.

@@ -111,6 +111,9 @@ pub enum InputMistake {
     LayerList,
     /// A compressed stream (the format's name: `gzip`, `zstd`, ...).
     Compressed(String),
+    /// The program before it in the pipeline failed and said why (its
+    /// layer list ends in a `#failed` line): nothing more to say.
+    SourceFailed,
 }
 
 /// How a registry refused or failed.

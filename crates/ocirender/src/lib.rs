@@ -181,7 +181,7 @@ pub mod layer {
     pub use crate::blob::compression::Compression;
     pub use crate::blob::decode::{DecodedLayer, LayerSummary};
     pub use crate::blob::digest::{Algorithm, Digest};
-    pub use crate::blob::layer_ref::{parse_list, read_list, LayerRef, END_OF_LIST};
+    pub use crate::blob::layer_ref::{parse_list, read_list, LayerRef, END_OF_LIST, SOURCE_FAILED};
 }
 
 pub mod limits {

@@ -29,7 +29,7 @@
 //! cannot be represented and are refused when a line is written.
 
 use crate::blob::digest::Digest;
-use crate::error::{bail, Context, Result};
+use crate::error::{bail, Context, Error, ErrorKind, InputMistake, Result};
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
@@ -74,10 +74,10 @@ impl LayerRef {
         if path.is_empty() {
             bail!("empty layer path");
         }
-        if path == END_OF_LIST {
+        if path == END_OF_LIST || path == SOURCE_FAILED {
             bail!(
-                "a layer path cannot be {:?}, the end-of-list line (write ./#end)",
-                "#end"
+                "a layer path cannot be {:?}, a marker line (write ./{0})",
+                String::from_utf8_lossy(path)
             );
         }
         let mut layer = LayerRef::file(PathBuf::from(OsStr::from_bytes(path)));
@@ -115,7 +115,8 @@ impl LayerRef {
         let bytes = self.path.as_os_str().as_bytes();
         let server = self.server.as_ref().map(|s| s.as_os_str().as_bytes());
         let unfit = |b: &[u8]| b.iter().any(|&b| b == b'\n' || b == b'\t');
-        if unfit(bytes) || server.is_some_and(unfit) || bytes == END_OF_LIST {
+        let marker = bytes == END_OF_LIST || bytes == SOURCE_FAILED;
+        if unfit(bytes) || server.is_some_and(unfit) || marker {
             bail!(
                 "{}: path contains a newline or tab, which a layer list cannot carry",
                 self.path.display()
@@ -192,6 +193,12 @@ fn parse_number(key: &str, value: &str) -> Result<u64> {
 /// for an end of file that would come only after the reader is done.
 pub const END_OF_LIST: &[u8] = b"#end";
 
+/// The line a source prints instead of (or after part of) its list when
+/// it fails: it has said why on its stderr, so the reader fails too
+/// without a message of its own, and the pipeline says what went wrong
+/// once.
+pub const SOURCE_FAILED: &[u8] = b"#failed";
+
 /// Parses a whole layer list: one reference a line; blank lines are
 /// ignored; an [`END_OF_LIST`] line ends it.
 pub fn parse_list(input: &[u8]) -> Result<Vec<LayerRef>> {
@@ -218,6 +225,12 @@ pub fn read_list(mut input: impl std::io::BufRead) -> Result<Vec<LayerRef>> {
         if line == END_OF_LIST {
             break;
         }
+        if line == SOURCE_FAILED {
+            return Err(Error::new(
+                ErrorKind::WrongInput(InputMistake::SourceFailed),
+                "the program that wrote the layer list failed (its message says why)",
+            ));
+        }
         if !line.is_empty() {
             layers.push(
                 LayerRef::parse_line(&line).with_context(|| format!("layer list line {number}"))?,
@@ -230,6 +243,23 @@ pub fn read_list(mut input: impl std::io::BufRead) -> Result<Vec<LayerRef>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed source's `#failed` line fails the list, as a mistake of
+    /// its own kind the reader reports by saying nothing more.
+    #[test]
+    fn a_failed_line_fails_the_list_and_a_path_cannot_be_a_marker() {
+        let err = parse_list(b"/a\n#failed\n").unwrap_err();
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::WrongInput(InputMistake::SourceFailed)
+        );
+        assert!(LayerRef::parse_line(b"#failed").is_err());
+        assert!(LayerRef::file("#failed").to_line().is_err());
+        assert_eq!(
+            LayerRef::parse_line(b"./#failed").unwrap(),
+            LayerRef::file("./#failed")
+        );
+    }
 
     /// The end-of-list line stops reading: what follows is never looked at,
     /// so a reader need not wait for the stream's end.

@@ -68,6 +68,7 @@ pub fn wrong_input(mistake: InputMistake) -> Error {
         InputMistake::Compressed(format) => {
             format!("stdin is {format}-compressed, not a tar: decompress it first")
         }
+        InputMistake::SourceFailed => "the program before it in the pipeline failed".to_owned(),
     };
     Error::new(ErrorKind::WrongInput(mistake), message)
 }
