@@ -42,6 +42,8 @@ LAYER LIST
   digest. Paths cannot contain a newline or a tab. The same layer may be
   listed twice; it is applied twice. A line `#end` ends the list before the
   end of stdin (oci-fetch ends its list so, since it keeps serving layers).
+  A line `#failed` is what a failed source leaves: oci-merge then fails
+  without a message of its own (the source said why).
 
 BEHAVIOUR
   Compression (gzip, zstd, xz, bzip2, none) is recognised from the bytes.
