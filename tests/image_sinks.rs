@@ -27,7 +27,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{bin, run_with_stdin, sh, stderr};
+use support::{bin, run_with_stdin, script, sh, stderr};
 use testkit::{noise, Layer, Raw};
 
 /// The image every test writes, inside its scratch directory.
@@ -420,23 +420,6 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with(&format!("{OUT}.tmp-")) || name.starts_with("tmp."))
         .collect()
-}
-
-/// An executable script at `dir/name`, installed by a child process so no
-/// thread of this test binary holds it open for writing when it runs
-/// (which would make exec fail with ETXTBSY).
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let source = dir.join(format!("{name}.source"));
-    std::fs::write(&source, format!("#!/bin/sh\n{body}")).unwrap();
-    let path = dir.join(name);
-    let status = Command::new("install")
-        .args(["-m", "0755"])
-        .arg(&source)
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    path
 }
 
 /// PATH with `first` before the test's own PATH.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::mounted::Mounted;
 use support::tree_rules;
-use support::{bin, run_with_stdin, stderr};
+use support::{bin, run_with_stdin, script, stderr};
 use tar::{EntryType, Header};
 use testkit::{Layer, Raw};
 
@@ -334,23 +334,6 @@ fn assert_failed(what: &str, out: &Output, needles: &[&str]) {
 /// `tar2sqfs ARGS` on `stdin` in `dir`.
 fn run_tar2sqfs(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     run_with_stdin(tar2sqfs(dir, args), stdin)
-}
-
-/// An executable script at `dir/name`, installed by a child process so no
-/// thread of this test binary holds it open for writing when it runs
-/// (which would make exec fail with ETXTBSY).
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let source = dir.join(format!("{name}.source"));
-    std::fs::write(&source, format!("#!/bin/sh\n{body}")).unwrap();
-    let path = dir.join(name);
-    let status = Command::new("install")
-        .args(["-m", "0755"])
-        .arg(&source)
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    path
 }
 
 // ---------------------------------------------------------------------------

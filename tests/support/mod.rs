@@ -138,3 +138,20 @@ pub fn sh_env(dir: &std::path::Path, env: &[(&str, &str)], script: &str) -> Outp
     command.env("PATH", path);
     command.output().expect("bash")
 }
+
+/// An executable script at `dir/name`, installed by a child process so no
+/// thread of this test binary holds it open for writing when it runs
+/// (which would make exec fail with ETXTBSY).
+pub fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.source"));
+    std::fs::write(&source, format!("#!/bin/sh\n{body}")).unwrap();
+    let path = dir.join(name);
+    let status = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&source)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
