@@ -27,6 +27,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::terminal::Tmux;
 use support::{bin, run_with_stdin, script, sh, stderr};
 use testkit::{noise, Layer, Raw};
 
@@ -1084,60 +1085,16 @@ fn a_terminal_sees_one_line_while_the_builder_works_then_nothing(sink: &Sink) {
     let fake = sink.fake_writing(dir.path(), "echo 'BUILDER OUTPUT'; sleep 2.5");
     std::fs::write(dir.path().join("in.tar"), small_layer().tar()).unwrap();
     let program = bin(sink.program);
+    // The window's wrapper writes the sink's exit status to `status`.
     let script = format!(
-        "{} {} {} {OUT} <in.tar; echo $? >status",
+        "{} {} {} {OUT} <in.tar",
         program.display(),
         sink.tool_flag,
         fake.display()
     );
-    let socket = dir.path().join("tmux.sock");
-    let tmux = |args: &[&str]| -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux (scripts/install-deps installs it)");
-        assert!(out.status.success(), "tmux {args:?}: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    struct Server(PathBuf);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = Command::new("tmux")
-                .arg("-S")
-                .arg(&self.0)
-                .arg("kill-server")
-                .output();
-        }
-    }
-    std::fs::write(dir.path().join("run"), &script).unwrap();
-    tmux(&[
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "10",
-        "-c",
-        dir.path().to_str().unwrap(),
-        "bash run; sleep 600",
-    ]);
-    let _server = Server(socket.clone());
+    let tmux = Tmux::start(dir.path(), 100, &script);
     let raw = dir.path().join("raw.log");
-    tmux(&["pipe-pane", "-o", &format!("cat >> '{}'", raw.display())]);
-    let screen = || -> Vec<String> {
-        let mut lines: Vec<String> = tmux(&["capture-pane", "-p"])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        while lines.last().is_some_and(|l| l.trim().is_empty()) {
-            lines.pop();
-        }
-        lines
-    };
+    let screen = || tmux.screen(false);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen: Vec<Vec<String>> = Vec::new();
     while !dir.path().join("status").exists() {
