@@ -10,10 +10,11 @@ mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 use support::fixtures::sample_layout;
 use support::registry::{Auth, Proxy, Registry, TokenPolicy};
+use support::terminal::Tmux;
 use support::{sh_env, stderr, Scratch};
 
 const USER: &str = "alice";
@@ -574,25 +575,14 @@ fn a_terminal_is_asked_for_the_user_and_the_password_without_echo() {
     let host = registry.host();
     let work = Scratch::new();
     let file = work.path("auth.json");
-    let socket = work.path("tmux.sock");
-    let tmux = |args: &[&str]| {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux (scripts/install-deps installs it)");
-        assert!(out.status.success(), "tmux {args:?}: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let login = support::bin("oci-login");
     let command = format!(
-        "'{}' --authfile '{}' {host}; echo \"exit $?\"; sleep 60",
+        "'{}' --authfile '{}' {host}; echo \"exit $?\"",
         login.display(),
         file.display()
     );
-    tmux(&["new-session", "-d", "-x", "120", "-y", "20", &command]);
-    let screen = || tmux(&["capture-pane", "-p"]);
+    let tmux = Tmux::start(work.0.path(), 120, &command);
+    let screen = || tmux.screen(false).join("\n");
     let wait_for = |text: &str| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -606,16 +596,12 @@ fn a_terminal_is_asked_for_the_user_and_the_password_without_echo() {
     };
     // capture-pane drops the spaces at the ends of lines.
     wait_for("Username:");
-    tmux(&["send-keys", USER, "Enter"]);
+    tmux.run(&["send-keys", USER, "Enter"]);
     wait_for("Password:");
-    tmux(&["send-keys", "-l", PASSWORD]);
-    tmux(&["send-keys", "Enter"]);
+    tmux.run(&["send-keys", "-l", PASSWORD]);
+    tmux.run(&["send-keys", "Enter"]);
     let shown = wait_for("exit");
-    let _ = Command::new("tmux")
-        .arg("-S")
-        .arg(&socket)
-        .arg("kill-server")
-        .output();
+    drop(tmux);
     assert!(shown.contains("exit 0"), "{shown}");
     assert!(
         !shown.contains(PASSWORD),
