@@ -27,18 +27,24 @@ fn pipeline_tar(image: &std::path::Path) -> Vec<u8> {
     out.stdout
 }
 
-#[test]
-fn the_flatten_example_writes_the_tar_the_pipeline_writes() {
-    let layout = sample_layout();
-    let out = Command::new(bin("examples/flatten"))
-        .arg(&layout)
+/// Runs the library's example `name` with `args`, which must succeed.
+fn example(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = Command::new(bin(&format!("examples/{name}")))
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn the_flatten_example_writes_the_tar_the_pipeline_writes() {
+    let layout = sample_layout();
+    let out = example("flatten", &[layout.as_os_str()]);
     assert!(out.stdout == pipeline_tar(&layout), "the tars differ");
 }
 
@@ -47,16 +53,7 @@ fn the_unpack_example_builds_the_tree_tar2dir_builds() {
     let layout = sample_layout();
     let scratch = Scratch::new();
     let from_example = scratch.0.path().join("example");
-    let out = Command::new(bin("examples/unpack"))
-        .arg(&layout)
-        .arg(&from_example)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    example("unpack", &[layout.as_os_str(), from_example.as_os_str()]);
     let out = sh(
         scratch.0.path(),
         &format!(
